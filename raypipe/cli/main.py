@@ -1,0 +1,139 @@
+"""The ``raypipe`` command: thin commands over the library, one error handler for all."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import click
+import typer
+from rich.console import Console
+
+from raypipe.errors import RaypipeError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="raypipe",
+    help="Machine-learning pipelines as Ray jobs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+console = Console()
+error_console = Console(stderr=True)
+
+#: Modules that add commands with ``register(app)``; one line per area.
+COMMAND_MODULES: tuple[str, ...] = (
+    "raypipe.cli.jobrun",
+    "raypipe.cli.generate",
+)
+
+SetOption = Annotated[
+    Optional[list[str]],  # noqa: UP045 - typer needs Optional here
+    typer.Option("--set", help="Override a spec value: `stages.events.with.players=5000`."),
+]
+
+
+@app.command()
+def validate(
+    spec: Annotated[Path, typer.Argument(help="The job's YAML file.")],
+    set_: SetOption = None,
+) -> None:
+    """Check a job spec and list every problem at once."""
+    from raypipe.spec import load_job
+
+    job = load_job(spec, overrides=set_ or ())
+    console.print(
+        f"[green]ok[/]: `{spec}` is a valid job `{job.name}` with {len(job.stages)} stages"
+    )
+
+
+@app.command()
+def plan(
+    spec: Annotated[Path, typer.Argument(help="The job's YAML file.")],
+    set_: SetOption = None,
+) -> None:
+    """Print the stage DAG of a job without running it."""
+    from raypipe.cli.render import plan_tree
+    from raypipe.spec import load_job
+
+    console.print(plan_tree(load_job(spec, overrides=set_ or ())))
+
+
+@app.command()
+def version() -> None:
+    """Print raypipe's version."""
+    import raypipe
+
+    console.print(raypipe.__version__)
+
+
+def _register_commands() -> None:
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(app)
+
+
+def _configure_logging(debug: bool) -> None:
+    level = logging.DEBUG if debug else logging.INFO
+    if error_console.is_terminal:
+        from rich.logging import RichHandler
+
+        handler: logging.Handler = RichHandler(console=error_console, show_path=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    logging.getLogger("raypipe").setLevel(level)
+
+
+def render_error(exc: RaypipeError, *, debug: bool) -> None:
+    """Print a raypipe error as the user should see it: message, hint, worker log lines."""
+    from raypipe.errors import TaskError
+
+    cause = getattr(exc, "first_error", exc)
+    if isinstance(cause, TaskError) and cause.log_lines:
+        error_console.print("[dim]worker log (last lines):[/]")
+        for line in cause.log_lines:
+            error_console.print(f"  [dim]{line}[/]", markup=False, highlight=False)
+    if debug and isinstance(cause, TaskError) and cause.remote_traceback:
+        error_console.print(cause.remote_traceback, markup=False, highlight=False)
+    error_console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+    if exc.hint:
+        error_console.print(f"[yellow]Hint:[/] {exc.hint}", highlight=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``raypipe`` console script."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args or os.environ.get("RAYPIPE_DEBUG") == "1"
+    args = [arg for arg in args if arg != "--debug"]
+    _configure_logging(debug)
+    _register_commands()
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=args, prog_name="raypipe", standalone_mode=False)
+    except RaypipeError as exc:
+        if debug:
+            error_console.print_exception()
+        render_error(exc, debug=debug)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        error_console.print("[yellow]interrupted[/]")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""Rendering of run records and plans for the terminal."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.tree import Tree
+
+from raypipe.driver import RunRecord, StageStatus
+from raypipe.spec import Job
+
+__all__ = ["plan_tree", "run_table"]
+
+_STATUS_STYLE = {
+    StageStatus.SUCCEEDED: "green",
+    StageStatus.CACHED: "cyan",
+    StageStatus.FAILED: "bold red",
+    StageStatus.SKIPPED: "yellow",
+}
+
+
+def run_table(record: RunRecord) -> Table:
+    """One row per stage: status, cache, seconds, rows, output versions, nodes, key metrics."""
+    title = f"run {record.run_id} — {record.job}: {record.status}"
+    table = Table(title=title, title_justify="left")
+    numeric = ("s", "rows in", "rows out", "nodes")
+    for column in ("stage", "kind", "status", *numeric, "outputs", "metrics"):
+        table.add_column(column, justify="right" if column in numeric else "left")
+    for stage in record.stages.values():
+        style = _STATUS_STYLE.get(stage.status, "")
+        outputs = ", ".join(f"{name}@{out.version[:8]}" for name, out in stage.outputs.items())
+        metrics = ", ".join(
+            f"{key}={_short(value)}" for key, value in list(stage.metrics.items())[:4]
+        )
+        table.add_row(
+            stage.name,
+            stage.kind,
+            f"[{style}]{stage.status}[/]" if style else stage.status,
+            f"{stage.seconds:.1f}",
+            f"{stage.rows_in:,}",
+            f"{stage.rows_out:,}",
+            str(len(stage.node_ids)),
+            outputs,
+            metrics,
+        )
+    return table
+
+
+def plan_tree(job: Job) -> Tree:
+    """The stage DAG in run order, each stage with its kind, inputs and outputs."""
+    tree = Tree(f"[bold]{job.name}[/]  data_dir={job.data_dir}")
+    for stage in job.stages:
+        node = tree.add(f"[bold]{stage.name}[/]  ({stage.kind})")
+        for name, ref in stage.inputs.items():
+            node.add(f"<- {name} = {ref}")
+        for output in stage.stage_class.outputs:
+            node.add(f"-> {output}")
+    return tree
+
+
+def _short(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    text = str(value)
+    return text if len(text) <= 24 else text[:21] + "..."

@@ -1,0 +1,17 @@
+"""The job driver: plans the stage DAG, runs it on Ray, caches, resumes, records."""
+
+from __future__ import annotations
+
+from raypipe.driver.record import OutputRecord, RunRecord, StageRecord, StageStatus
+from raypipe.driver.run import JobFailedError, RunObserver, RunOptions, run_job
+
+__all__ = [
+    "JobFailedError",
+    "OutputRecord",
+    "RunObserver",
+    "RunOptions",
+    "RunRecord",
+    "StageRecord",
+    "StageStatus",
+    "run_job",
+]

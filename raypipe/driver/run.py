@@ -1,0 +1,336 @@
+"""Run a job's stage DAG: dependency order, independent stages at once, cache, resume, record.
+
+The driver itself does no data work. Each stage runs in a driver thread and sends its heavy work
+to Ray through the executor it is given; stages whose inputs are ready run concurrently.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Protocol
+
+import raypipe
+from raypipe.driver.fingerprint import stage_fingerprint
+from raypipe.driver.record import OutputRecord, RunRecord, StageRecord, StageStatus
+from raypipe.driver.state import DriverState, new_run_id
+from raypipe.errors import DataError, RaypipeError, StageError
+from raypipe.io.manifest import read_manifest
+from raypipe.spec.job import Job, JobStage
+from raypipe.stages.base import DatasetInput, Executor, StageContext
+
+__all__ = ["JobFailedError", "RunObserver", "RunOptions", "StageExecutor", "run_job"]
+
+logger = logging.getLogger(__name__)
+
+
+class StageExecutor(Executor, Protocol):
+    """An executor that also tells which Ray nodes ran its tasks."""
+
+    node_ids: set[str]
+
+
+ExecutorFactory = Callable[[Callable[[str, int, int], None]], StageExecutor]
+
+
+class RunObserver(Protocol):
+    """Told about stage boundaries and task progress (the CLI draws bars or logs lines)."""
+
+    def stage_started(self, name: str, kind: str) -> None: ...
+
+    def stage_progress(self, name: str, task: str, done: int, total: int) -> None: ...
+
+    def stage_finished(self, record: StageRecord) -> None: ...
+
+
+class _SilentObserver:
+    def stage_started(self, name: str, kind: str) -> None:
+        pass
+
+    def stage_progress(self, name: str, task: str, done: int, total: int) -> None:
+        pass
+
+    def stage_finished(self, record: StageRecord) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How to run a job.
+
+    Parameters
+    ----------
+    resume
+        Continue the newest unfinished run of this job (same run id) instead of starting one.
+    force
+        Stage names to rerun even when cached.
+    max_concurrent_stages
+        How many independent stages may run at once.
+    """
+
+    resume: bool = False
+    force: frozenset[str] = field(default_factory=frozenset)
+    max_concurrent_stages: int = 4
+
+
+class JobFailedError(StageError):
+    """One or more stages failed; the run record is written and attached."""
+
+    def __init__(self, record: RunRecord, first_error: RaypipeError) -> None:
+        names = ", ".join(f"`{stage.name}`" for stage in record.failed_stages)
+        super().__init__(
+            f"Job `{record.job}` failed in stage {names}:\n{first_error}",
+            hint=f"fix the cause, then `raypipe run {record.spec} --resume` reruns only what "
+            "did not finish",
+        )
+        self.record = record
+        self.first_error = first_error
+        self.exit_code = first_error.exit_code
+
+
+def run_job(
+    job: Job,
+    *,
+    make_executor: ExecutorFactory,
+    driver_node_id: str = "",
+    options: RunOptions | None = None,
+    observer: RunObserver | None = None,
+) -> RunRecord:
+    """Run every stage of ``job`` and return the run record (also written under ``data_dir``).
+
+    Raises
+    ------
+    JobFailedError
+        When a stage failed; carries the record. Independent stages still ran to the end.
+    """
+    options = options or RunOptions()
+    observer = observer or _SilentObserver()
+    state = DriverState(job.data_dir, job.storage_options)
+    record = _start_record(job, state, options)
+    runner = _StageRunner(job, state, record, make_executor, driver_node_id, options, observer)
+    started = time.perf_counter()
+    errors = runner.run_all()
+    record.seconds = round(record.seconds + time.perf_counter() - started, 3)
+    record.finished_at = _now()
+    record.status = StageStatus.FAILED if errors else StageStatus.SUCCEEDED
+    state.write_run(record)
+    if errors:
+        raise JobFailedError(record, errors[0])
+    return record
+
+
+def _start_record(job: Job, state: DriverState, options: RunOptions) -> RunRecord:
+    if options.resume:
+        previous = state.latest_unfinished_run(job.name)
+        if previous is None:
+            raise RaypipeError(
+                f"Nothing to resume: job `{job.name}` has no unfinished run under "
+                f"`{job.data_dir}`",
+                hint="run without --resume; finished stages are reused from the cache anyway",
+            )
+        previous.attempts += 1
+        previous.status = StageStatus.RUNNING
+        for stage in previous.stages.values():
+            if stage.status not in StageStatus.FINISHED:
+                stage.status, stage.error = StageStatus.PENDING, None
+        for stage in job.stages:
+            previous.stages.setdefault(stage.name, StageRecord(name=stage.name, kind=stage.kind))
+        state.write_run(previous)
+        return previous
+    record = RunRecord(
+        run_id=new_run_id(),
+        job=job.name,
+        spec=job.source,
+        data_dir=job.data_dir,
+        raypipe_version=raypipe.__version__,
+        started_at=_now(),
+        stages={stage.name: StageRecord(name=stage.name, kind=stage.kind) for stage in job.stages},
+    )
+    state.write_run(record)
+    return record
+
+
+class _StageRunner:
+    """Schedules stages as their inputs become ready and records what each did."""
+
+    def __init__(
+        self,
+        job: Job,
+        state: DriverState,
+        record: RunRecord,
+        make_executor: ExecutorFactory,
+        driver_node_id: str,
+        options: RunOptions,
+        observer: RunObserver,
+    ) -> None:
+        self.job = job
+        self.state = state
+        self.record = record
+        self.make_executor = make_executor
+        self.driver_node_id = driver_node_id
+        self.options = options
+        self.observer = observer
+
+    def run_all(self) -> list[RaypipeError]:
+        errors: list[RaypipeError] = []
+        waiting = [stage for stage in self.job.stages]
+        running: dict[Future[StageRecord], JobStage] = {}
+        with ThreadPoolExecutor(max_workers=self.options.max_concurrent_stages) as pool:
+            try:
+                while waiting or running:
+                    for stage in self._ready(waiting):
+                        waiting.remove(stage)
+                        self._mark(stage, StageStatus.RUNNING)
+                        running[pool.submit(self._run_stage, stage)] = stage
+                    if not running:
+                        break
+                    done, _ = wait(running, return_when=FIRST_COMPLETED)
+                    for future in done:
+                        stage = running.pop(future)
+                        error = future.exception()
+                        if error is None:
+                            self.record.stages[stage.name] = future.result()
+                        else:
+                            errors.append(self._fail(stage, error, waiting))
+                        self.observer.stage_finished(self.record.stages[stage.name])
+                        self.state.write_run(self.record)
+            except KeyboardInterrupt:
+                for stage in running.values():
+                    self._mark(stage, StageStatus.FAILED, error="interrupted")
+                self.record.status = StageStatus.FAILED
+                self.state.write_run(self.record)
+                raise
+        return errors
+
+    def _ready(self, waiting: list[JobStage]) -> list[JobStage]:
+        finished = {
+            name for name, stage in self.record.stages.items()
+            if stage.status in StageStatus.FINISHED
+        }
+        return [stage for stage in waiting if stage.depends_on <= finished]
+
+    def _mark(self, stage: JobStage, status: str, error: str | None = None) -> None:
+        stage_record = self.record.stages[stage.name]
+        stage_record.status, stage_record.error = status, error
+
+    def _fail(
+        self, stage: JobStage, error: BaseException, waiting: list[JobStage]
+    ) -> RaypipeError:
+        if not isinstance(error, RaypipeError):
+            logger.debug("stage %s raised", stage.name, exc_info=error)
+            wrapped = StageError(
+                f"Stage `{stage.name}` ({stage.kind}) raised {type(error).__name__}: {error}",
+                hint="rerun with --debug for the traceback",
+            )
+            wrapped.__cause__ = error
+            error = wrapped
+        assert isinstance(error, RaypipeError)
+        self._mark(stage, StageStatus.FAILED, error=str(error))
+        downstream = self.job.downstream_of(stage.name)
+        for other in list(waiting):
+            if other.name in downstream:
+                waiting.remove(other)
+                self._mark(other, StageStatus.SKIPPED, error=f"upstream `{stage.name}` failed")
+        logger.error("stage %s failed: %s", stage.name, error.message)
+        return error
+
+    def _run_stage(self, stage: JobStage) -> StageRecord:
+        self.observer.stage_started(stage.name, stage.kind)
+        inputs = self._inputs(stage)
+        fingerprint = stage_fingerprint(
+            kind=stage.kind,
+            options=stage.options_dict(),
+            raypipe_version=raypipe.__version__,
+            input_versions={name: item.version for name, item in inputs.items()},
+        )
+        input_records = {
+            name: OutputRecord(url=item.url, version=item.version, rows=item.rows)
+            for name, item in inputs.items()
+        }
+        cached = self._cached(stage, fingerprint)
+        if cached is not None:
+            cached.inputs = input_records
+            logger.info("stage %s: cached (%d rows out)", stage.name, cached.rows_out)
+            return cached
+        started = time.perf_counter()
+        executor = self.make_executor(
+            lambda task, done, total: self.observer.stage_progress(stage.name, task, done, total)
+        )
+        context = StageContext(
+            stage_name=stage.name,
+            data_dir=self.job.data_dir,
+            run_id=self.record.run_id,
+            executor=executor,
+            storage_options=self.job.storage_options,
+        )
+        result = stage.stage_class().run(context, inputs, stage.options)
+        missing = set(stage.stage_class.outputs) - set(result.outputs)
+        if missing:
+            raise StageError(
+                f"Stage `{stage.name}` ({stage.kind}) finished without committing "
+                f"{', '.join(sorted(missing))}",
+                hint="this is a bug in the stage kind; please report it",
+            )
+        stage_record = StageRecord(
+            name=stage.name,
+            kind=stage.kind,
+            status=StageStatus.SUCCEEDED,
+            fingerprint=fingerprint,
+            seconds=round(time.perf_counter() - started, 3),
+            rows_in=result.rows_in,
+            rows_out=result.rows_out,
+            inputs=input_records,
+            outputs={
+                name: OutputRecord(
+                    url=context.output_url(name), version=manifest.version, rows=manifest.rows
+                )
+                for name, manifest in result.outputs.items()
+            },
+            node_ids=sorted(executor.node_ids or {self.driver_node_id} - {""}),
+            metrics=dict(result.metrics),
+        )
+        self.state.write_stage_commit(stage_record)
+        logger.info(
+            "stage %s: %d rows in, %d rows out, %d output(s), %.1f s",
+            stage.name, stage_record.rows_in, stage_record.rows_out,
+            len(stage_record.outputs), stage_record.seconds,
+        )
+        return stage_record
+
+    def _inputs(self, stage: JobStage) -> dict[str, DatasetInput]:
+        inputs: dict[str, DatasetInput] = {}
+        for name, ref in stage.inputs.items():
+            upstream = self.record.stages[ref.stage].outputs.get(ref.output)
+            if upstream is None:
+                raise DataError(
+                    f"Stage `{stage.name}` input `{name}`: `{ref}` was not produced",
+                    hint=f"stage `{ref.stage}` must run first",
+                )
+            inputs[name] = DatasetInput(url=upstream.url, manifest=read_manifest(upstream.url))
+        return inputs
+
+    def _cached(self, stage: JobStage, fingerprint: str) -> StageRecord | None:
+        if stage.name in self.options.force:
+            return None
+        commit = self.state.read_stage_commit(stage.name)
+        if commit is None or commit.fingerprint != fingerprint:
+            return None
+        for output in commit.outputs.values():
+            try:
+                if read_manifest(output.url).version != output.version:
+                    return None
+            except DataError:
+                return None
+        commit.status, commit.cached, commit.seconds = StageStatus.CACHED, True, 0.0
+        commit.node_ids = []
+        return commit
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+

@@ -1,0 +1,96 @@
+"""What the driver keeps between runs under ``<data_dir>``.
+
+- ``stages/<stage>.json``: the commit record of a stage's last successful run (fingerprint,
+  outputs with versions, metrics). Written after every output is committed, so its presence
+  means the stage finished; it is the cache.
+- ``runs/<run_id>/run.json``: the run record, rewritten atomically as stages finish.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import asdict
+from datetime import datetime, timezone
+
+import fsspec
+
+from raypipe.driver.record import RunRecord, StageRecord, StageStatus
+from raypipe.io.fs import join_url, resolve_fs
+
+__all__ = ["DriverState", "new_run_id"]
+
+
+def new_run_id() -> str:
+    """A sortable, unique run id: UTC time plus a short random suffix."""
+    now = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return f"{now}-{uuid.uuid4().hex[:6]}"
+
+
+class DriverState:
+    """Reads and writes the driver's records under one ``data_dir``."""
+
+    def __init__(self, data_dir: str, storage_options: Mapping[str, object] | None = None) -> None:
+        self.data_dir = data_dir
+        self.storage_options = dict(storage_options or {})
+
+    def run_url(self, run_id: str) -> str:
+        return join_url(self.data_dir, "runs", run_id, "run.json")
+
+    def stage_url(self, stage: str) -> str:
+        return join_url(self.data_dir, "stages", f"{stage}.json")
+
+    def write_run(self, record: RunRecord) -> str:
+        url = self.run_url(record.run_id)
+        self._write_atomic(url, record.to_json().encode())
+        return url
+
+    def read_run(self, run_id: str) -> RunRecord:
+        return RunRecord.from_json(self._read(self.run_url(run_id)).decode())
+
+    def latest_unfinished_run(self, job: str) -> RunRecord | None:
+        """The newest run of ``job`` that did not succeed, for ``--resume``."""
+        fs, root = resolve_fs(join_url(self.data_dir, "runs"), self.storage_options)
+        if not fs.exists(root):
+            return None
+        for run_dir in sorted(fs.ls(root, detail=False), reverse=True):
+            run_id = run_dir.rstrip("/").rsplit("/", 1)[-1]
+            try:
+                record = self.read_run(run_id)
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            if record.job == job:
+                return None if record.succeeded else record
+        return None
+
+    def write_stage_commit(self, record: StageRecord) -> None:
+        self._write_atomic(self.stage_url(record.name), json.dumps(asdict(record)).encode())
+
+    def read_stage_commit(self, stage: str) -> StageRecord | None:
+        try:
+            data = json.loads(self._read(self.stage_url(stage)))
+        except FileNotFoundError:
+            return None
+        record = StageRecord.from_dict(data)
+        return record if record.status in StageStatus.FINISHED else None
+
+    def _read(self, url: str) -> bytes:
+        fs, path = resolve_fs(url, self.storage_options)
+        with fs.open(path, "rb") as handle:
+            data: bytes = handle.read()
+        return data
+
+    def _write_atomic(self, url: str, data: bytes) -> None:
+        fs, path = resolve_fs(url, self.storage_options)
+        parent = path.rsplit("/", 1)[0]
+        fs.makedirs(parent, exist_ok=True)
+        if isinstance(fs, fsspec.implementations.local.LocalFileSystem):
+            temporary = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+            with fs.open(temporary, "wb") as handle:
+                handle.write(data)
+            fs.mv(temporary, path)
+        else:
+            # One PUT of the final key is atomic on object stores and memory://.
+            with fs.open(path, "wb") as handle:
+                handle.write(data)

@@ -1,0 +1,43 @@
+"""A test double of the Ray executor: runs each task in the calling process, one after another.
+
+Unit tests hand it to stages so they run without starting Ray. The driver never uses it: every
+real run goes through :class:`raypipe.engine.tasks.RayExecutor`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TypeVar
+
+__all__ = ["InlineExecutor"]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class InlineExecutor:
+    """Runs ``fn(item)`` for each item in order, in this process."""
+
+    parallelism = 1
+
+    def __init__(self, on_progress: Callable[[str, int, int], None] | None = None) -> None:
+        self.calls: list[str] = []
+        self.node_ids: set[str] = set()
+        self._on_progress = on_progress
+
+    def map(
+        self,
+        fn: Callable[[T], R],
+        items: Sequence[T],
+        *,
+        name: str,
+        num_cpus: float = 1.0,
+        memory_bytes: int | None = None,
+    ) -> list[R]:
+        self.calls.append(name)
+        results = []
+        for done, item in enumerate(items, start=1):
+            results.append(fn(item))
+            if self._on_progress is not None:
+                self._on_progress(name, done, len(items))
+        return results

@@ -1,0 +1,60 @@
+"""The job spec as pydantic models: the shape of ``JOB.yaml`` before stage options are typed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+__all__ = ["JobSpec", "StageSpec"]
+
+NAME_PATTERN = r"^[A-Za-z_][A-Za-z0-9_\-]*$"
+
+
+class StageSpec(BaseModel):
+    """One entry of ``stages:``: which kind it uses, its inputs and its options."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+    uses: str = Field(description="Stage kind, e.g. `synth.game_telemetry`.")
+    inputs: dict[str, str] = Field(
+        default_factory=dict, description="Input name -> `<stage>.<output>`."
+    )
+    with_: dict[str, Any] = Field(
+        default_factory=dict, alias="with", description="Options of the stage kind."
+    )
+
+    @field_validator("inputs")
+    @classmethod
+    def _inputs_are_references(cls, inputs: dict[str, str]) -> dict[str, str]:
+        for name, reference in inputs.items():
+            stage, dot, output = reference.partition(".")
+            if not (stage and dot and output):
+                raise ValueError(
+                    f"input `{name}` must name `<stage>.<output>`, received `{reference}`"
+                )
+        return inputs
+
+
+class JobSpec(BaseModel):
+    """A whole job: its name, where its data lives and its stages."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    data_dir: str = "./raypipe-data"
+    storage_options: dict[str, Any] = Field(default_factory=dict)
+    stages: dict[str, StageSpec] = Field(min_length=1)
+
+    @field_validator("stages")
+    @classmethod
+    def _stage_names(cls, stages: dict[str, StageSpec]) -> dict[str, StageSpec]:
+        import re
+
+        bad = [name for name in stages if not re.match(NAME_PATTERN, name)]
+        if bad:
+            raise ValueError(
+                f"stage names must match {NAME_PATTERN}, received {', '.join(map(repr, bad))}"
+            )
+        return stages

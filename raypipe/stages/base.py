@@ -1,0 +1,130 @@
+"""What a stage is: a kind name, an options model, named inputs and outputs, and a ``run``.
+
+A stage never imports Ray. Heavy work goes through ``context.executor``, which runs plain,
+picklable functions as Ray tasks (or in-process in unit tests). A stage reads its inputs through
+``raypipe.io`` and writes each output with a ``DatasetWriter`` (or an artifact commit) at
+``context.output_url(name)``; the driver publishes the stage's record only after every output is
+committed, so a crash mid-stage leaves nothing half-visible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, TypeVar
+
+from pydantic import BaseModel, ConfigDict
+
+from raypipe.io.manifest import Manifest
+
+__all__ = [
+    "DatasetInput",
+    "Executor",
+    "Stage",
+    "StageContext",
+    "StageOptions",
+    "StageResult",
+]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class StageOptions(BaseModel):
+    """Base of every stage kind's options model: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Executor(Protocol):
+    """Runs plain functions in parallel. The driver's is backed by Ray tasks."""
+
+    @property
+    def parallelism(self) -> int:
+        """How many tasks can run at once (CPUs of the cluster)."""
+        ...
+
+    def map(
+        self,
+        fn: Callable[[T], R],
+        items: Sequence[T],
+        *,
+        name: str,
+        num_cpus: float = 1.0,
+        memory_bytes: int | None = None,
+    ) -> list[R]:
+        """Call ``fn(item)`` for every item, in parallel; results in the order of ``items``.
+
+        Failed tasks are retried (a killed worker costs time, not data); a function that raises
+        fails the call with a :class:`~raypipe.errors.TaskError` carrying its traceback and logs.
+        """
+        ...
+
+
+@dataclass(frozen=True)
+class DatasetInput:
+    """A committed input dataset: where it is and which version."""
+
+    url: str
+    manifest: Manifest
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    @property
+    def rows(self) -> int:
+        return self.manifest.rows
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """What the driver hands a running stage."""
+
+    stage_name: str
+    data_dir: str
+    run_id: str
+    executor: Executor
+    storage_options: Mapping[str, Any] = field(default_factory=dict)
+
+    def output_url(self, output: str) -> str:
+        """Where the stage's output ``output`` is committed."""
+        from raypipe.io.fs import join_url
+
+        return join_url(self.data_dir, "datasets", self.stage_name, output)
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """What a stage produced: committed outputs by name and its metrics."""
+
+    outputs: Mapping[str, Manifest]
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    rows_in: int = 0
+    rows_out: int = 0
+
+
+class Stage:
+    """Base class of stage kinds. Subclasses set the class attributes and implement ``run``.
+
+    ``inputs`` names the inputs the kind requires, ``optional_inputs`` those it may take,
+    ``outputs`` the datasets it commits. ``options`` is the pydantic model of its ``with:`` block.
+    """
+
+    kind: ClassVar[str]
+    options: ClassVar[type[StageOptions]]
+    inputs: ClassVar[tuple[str, ...]] = ()
+    optional_inputs: ClassVar[tuple[str, ...]] = ()
+    outputs: ClassVar[tuple[str, ...]] = ()
+
+    def run(
+        self,
+        context: StageContext,
+        inputs: Mapping[str, DatasetInput],
+        options: Any,
+    ) -> StageResult:
+        raise NotImplementedError
+
+    @classmethod
+    def accepted_inputs(cls) -> Iterable[str]:
+        return (*cls.inputs, *cls.optional_inputs)

@@ -1,0 +1,93 @@
+"""Small stage kinds for testing the spec loader and the driver without real workloads."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from functools import partial
+from typing import Any, ClassVar
+
+import pyarrow as pa
+import pytest
+from pydantic import Field
+from raypipe.io.dataset import DatasetWriter, read_dataset
+
+from raypipe.stages.base import DatasetInput, Stage, StageContext, StageOptions, StageResult
+
+RUN_LOG: list[str] = []
+
+
+class MakeOptions(StageOptions):
+    rows: int = Field(default=10, ge=0)
+    parts: int = Field(default=2, ge=1)
+    fail: bool = False
+
+
+def _make_part(url: str, rows: int, parts: int, fail: bool, part: int) -> list[Any]:
+    if fail:
+        raise ValueError(f"part {part} was told to fail")
+    start = part * rows // parts
+    stop = (part + 1) * rows // parts
+    table = pa.table({"id": pa.array(range(start, stop), pa.int64())})
+    return DatasetWriter(url).write(table, part=part)
+
+
+class MakeStage(Stage):
+    kind = "test.make"
+    options = MakeOptions
+    outputs: ClassVar[tuple[str, ...]] = ("data",)
+
+    def run(
+        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: Any
+    ) -> StageResult:
+        RUN_LOG.append(context.stage_name)
+        url = context.output_url("data")
+        task = partial(_make_part, url, options.rows, options.parts, options.fail)
+        entries = context.executor.map(task, list(range(options.parts)), name="make")
+        manifest = DatasetWriter(url).commit([e for part in entries for e in part])
+        return StageResult(outputs={"data": manifest}, rows_out=manifest.rows)
+
+
+class DoubleOptions(StageOptions):
+    factor: int = 2
+
+
+class DoubleStage(Stage):
+    kind = "test.double"
+    options = DoubleOptions
+    inputs: ClassVar[tuple[str, ...]] = ("data",)
+    optional_inputs: ClassVar[tuple[str, ...]] = ("extra",)
+    outputs: ClassVar[tuple[str, ...]] = ("data",)
+
+    def run(
+        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: Any
+    ) -> StageResult:
+        RUN_LOG.append(context.stage_name)
+        table = read_dataset(inputs["data"].url)
+        doubled = table.set_column(0, "id", pa.compute.multiply(table["id"], options.factor))
+        url = context.output_url("data")
+        writer = DatasetWriter(url)
+        manifest = writer.commit(writer.write(doubled, part=0))
+        return StageResult(
+            outputs={"data": manifest},
+            metrics={"sum": int(pa.compute.sum(doubled["id"]).as_py() or 0)},
+            rows_in=inputs["data"].rows,
+            rows_out=manifest.rows,
+        )
+
+
+FAKE_KINDS = {
+    "test.make": "tests.support.fake_stages:MakeStage",
+    "test.double": "tests.support.fake_stages:DoubleStage",
+}
+
+
+@pytest.fixture
+def fake_kinds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the fake kinds loadable through the stage registry."""
+    from raypipe.stages import registry
+
+    monkeypatch.setattr(registry, "STAGE_KINDS", {**registry.STAGE_KINDS, **FAKE_KINDS})
+    import raypipe.spec.loading as loading
+
+    monkeypatch.setattr(loading, "STAGE_KINDS", registry.STAGE_KINDS)
+    RUN_LOG.clear()

@@ -1,0 +1,118 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from raypipe.driver import JobFailedError, RunOptions, StageStatus, run_job
+from raypipe.engine.inline import InlineExecutor
+from raypipe.errors import RaypipeError
+from raypipe.spec import load_job
+from tests.support.fake_stages import RUN_LOG, fake_kinds  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.usefixtures("fake_kinds")
+
+SPEC = """\
+name: chain
+data_dir: {data_dir}
+stages:
+  make:   {{uses: test.make, with: {{rows: 30, parts: 3}}}}
+  left:   {{uses: test.double, inputs: {{data: make.data}}, with: {{factor: 2}}}}
+  right:  {{uses: test.double, inputs: {{data: make.data}}, with: {{factor: 5}}}}
+  final:  {{uses: test.double, inputs: {{data: left.data, extra: right.data}}}}
+"""
+
+
+def load(tmp_path: Path, *overrides: str):
+    spec = tmp_path / "chain.yaml"
+    spec.write_text(SPEC.format(data_dir=tmp_path / "data"))
+    return load_job(spec, overrides=overrides, env={})
+
+
+def run(job, **options):
+    progress: list[tuple[str, int, int]] = []
+    record = run_job(
+        job,
+        make_executor=lambda on_progress: InlineExecutor(on_progress),
+        driver_node_id="node-0",
+        options=RunOptions(**options),
+    )
+    return record, progress
+
+
+def test_runs_in_dependency_order_and_writes_a_run_record(tmp_path: Path) -> None:
+    record, _ = run(load(tmp_path))
+    assert RUN_LOG[0] == "make" and RUN_LOG[-1] == "final"
+    assert record.status == StageStatus.SUCCEEDED
+    make, left, final = (record.stages[name] for name in ("make", "left", "final"))
+    assert make.rows_out == 30 and left.rows_in == 30
+    assert left.metrics["sum"] == 2 * sum(range(30))
+    assert final.metrics["sum"] == 4 * sum(range(30))
+    assert final.inputs["data"].version == left.outputs["data"].version
+    assert make.node_ids == ["node-0"]
+    saved = json.loads((tmp_path / "data" / "runs" / record.run_id / "run.json").read_text())
+    assert saved["status"] == "succeeded"
+    assert saved["stages"]["left"]["outputs"]["data"]["version"] == left.outputs["data"].version
+
+
+def test_unchanged_stages_are_cached_and_changed_ones_rerun(tmp_path: Path) -> None:
+    first, _ = run(load(tmp_path))
+    RUN_LOG.clear()
+    second, _ = run(load(tmp_path))
+    assert RUN_LOG == []
+    assert all(stage.status == StageStatus.CACHED for stage in second.stages.values())
+    assert second.stages["final"].outputs == first.stages["final"].outputs
+
+    RUN_LOG.clear()
+    third, _ = run(load(tmp_path, "stages.right.with.factor=6"))
+    assert sorted(RUN_LOG) == ["final", "right"]
+    assert third.stages["left"].cached and not third.stages["right"].cached
+
+
+def test_force_reruns_a_stage_and_same_data_keeps_its_version(tmp_path: Path) -> None:
+    first, _ = run(load(tmp_path))
+    RUN_LOG.clear()
+    again, _ = run(load(tmp_path), force=frozenset({"make"}))
+    assert RUN_LOG[0] == "make"
+    # make rewrote identical rows: same version, so its consumers stay cached.
+    assert again.stages["make"].outputs["data"].version == first.stages["make"].outputs["data"].version
+    assert again.stages["left"].cached
+
+
+def test_a_failed_stage_skips_its_downstream_and_resume_finishes(tmp_path: Path) -> None:
+    job = load(tmp_path, "stages.make.with.fail=true")
+    with pytest.raises(JobFailedError) as info:
+        run(job)
+    record = info.value.record
+    assert record.stages["make"].status == StageStatus.FAILED
+    assert "told to fail" in (record.stages["make"].error or "")
+    assert {record.stages[n].status for n in ("left", "right", "final")} == {StageStatus.SKIPPED}
+
+    RUN_LOG.clear()
+    resumed, _ = run(load(tmp_path), resume=True)
+    assert resumed.run_id == record.run_id and resumed.attempts == 2
+    assert resumed.status == StageStatus.SUCCEEDED
+    assert RUN_LOG[0] == "make"
+
+
+def test_resume_with_nothing_to_resume_says_so(tmp_path: Path) -> None:
+    run(load(tmp_path))
+    with pytest.raises(RaypipeError, match="Nothing to resume"):
+        run(load(tmp_path), resume=True)
+
+
+def test_resume_skips_stages_committed_before_a_crash(tmp_path: Path) -> None:
+    job = load(tmp_path)
+    run(job)
+    # Simulate a crash after `make` and `left` committed: the run record says running.
+    from raypipe.driver.state import DriverState
+
+    state = DriverState(str(tmp_path / "data"))
+    record = state.latest_unfinished_run("chain")
+    assert record is None
+    (tmp_path / "data" / "stages" / "right.json").unlink()
+    RUN_LOG.clear()
+    second, _ = run(job)
+    assert RUN_LOG == ["right"]
+    assert second.stages["final"].cached  # right rewrote the same data: same version

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 from rich.console import Console
 
@@ -105,9 +104,9 @@ def render_error(exc: RaypipeError, *, debug: bool) -> None:
             error_console.print(f"  [dim]{line}[/]", markup=False, highlight=False)
     if debug and isinstance(cause, TaskError) and cause.remote_traceback:
         error_console.print(cause.remote_traceback, markup=False, highlight=False)
-    error_console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+    error_console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
     if exc.hint:
-        error_console.print(f"[yellow]Hint:[/] {exc.hint}", highlight=False)
+        error_console.print(f"[yellow]Hint:[/] {exc.hint}", highlight=False, soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -125,12 +124,12 @@ def main(argv: list[str] | None = None) -> None:
             error_console.print_exception()
         render_error(exc, debug=debug)
         sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except typer.Exit as exc:
+        sys.exit(getattr(exc, "exit_code", 0))
+    except typer.exceptions.TyperException as exc:  # usage errors: typer's vendored click
+        exc.show()  # type: ignore[attr-defined]
+        sys.exit(getattr(exc, "exit_code", 2))
+    except (typer.Abort, KeyboardInterrupt):
         error_console.print("[yellow]interrupted[/]")
         sys.exit(130)
 

@@ -14,10 +14,8 @@ from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import datetime, timezone
 
-import fsspec
-
 from raypipe.driver.record import RunRecord, StageRecord, StageStatus
-from raypipe.io.fs import join_url, resolve_fs
+from raypipe.io.fs import join_url, resolve_fs, write_bytes_atomic
 
 __all__ = ["DriverState", "new_run_id"]
 
@@ -83,14 +81,4 @@ class DriverState:
 
     def _write_atomic(self, url: str, data: bytes) -> None:
         fs, path = resolve_fs(url, self.storage_options)
-        parent = path.rsplit("/", 1)[0]
-        fs.makedirs(parent, exist_ok=True)
-        if isinstance(fs, fsspec.implementations.local.LocalFileSystem):
-            temporary = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-            with fs.open(temporary, "wb") as handle:
-                handle.write(data)
-            fs.mv(temporary, path)
-        else:
-            # One PUT of the final key is atomic on object stores and memory://.
-            with fs.open(path, "wb") as handle:
-                handle.write(data)
+        write_bytes_atomic(fs, path, data)

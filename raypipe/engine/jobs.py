@@ -1,0 +1,420 @@
+"""Submit raypipe jobs to a Ray cluster through Ray's Job Submission API, and follow them.
+
+A submitted job runs ``raypipe run <spec> --address auto`` as the Ray job's entrypoint, in a
+runtime environment whose ``working_dir`` is the spec's folder (the spec and any user code beside
+it) plus optional pip requirements. :func:`follow_job` streams the driver's log to the end: Ray's
+log tail can stop early (a preempted node, ray #60665) or drop the last lines (ray #48701), so
+after it ends we wait for a terminal status and print whatever the full log has beyond what the
+tail showed. The job's status becomes the exit code.
+
+Token authentication (on by default for Ray 2.59+ local clusters): ``JobSubmissionClient`` sends
+a token only when ``RAY_AUTH_MODE=token`` is set in the client's own process, so we read the token
+ourselves with Ray's own loader (``RAY_AUTH_TOKEN``, then ``RAY_AUTH_TOKEN_PATH``, then
+``~/.ray/auth_token``) and send it as an ``Authorization: Bearer`` header. A cluster without
+token authentication ignores the header.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shlex
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from raypipe.errors import RaypipeError, RuntimeUnavailableError, SpecError
+
+__all__ = [
+    "DEFAULT_ADDRESS",
+    "JobFinishedError",
+    "JobOutcome",
+    "JobSubmissionSpec",
+    "JobSummary",
+    "build_entrypoint",
+    "build_runtime_env",
+    "connect",
+    "exit_code_for",
+    "follow_job",
+    "list_jobs",
+    "read_auth_token",
+    "read_job_logs",
+    "stop_job",
+    "submit_job",
+]
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ADDRESS = "http://127.0.0.1:8265"
+
+#: Never uploaded with the spec's folder: environments, caches, local data.
+WORKING_DIR_EXCLUDES: tuple[str, ...] = (
+    ".git",
+    ".venv",
+    "venv",
+    "__pycache__",
+    "*.pyc",
+    ".pytest_cache",
+    ".mypy_cache",
+    ".ruff_cache",
+    "raypipe-data",
+    "mlruns",
+)
+
+TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
+EXIT_STOPPED = 130
+POLL_SECONDS = 1.0
+
+Write = Callable[[str], Any]
+
+
+class SubmissionClient(Protocol):
+    """The part of ``ray.job_submission.JobSubmissionClient`` raypipe uses (tests fake it)."""
+
+    def submit_job(self, **kwargs: Any) -> str: ...
+
+    def get_job_status(self, job_id: str) -> Any: ...
+
+    def get_job_info(self, job_id: str) -> Any: ...
+
+    def get_job_logs(self, job_id: str) -> str: ...
+
+    def tail_job_logs(self, job_id: str) -> Any: ...
+
+    def list_jobs(self) -> list[Any]: ...
+
+    def stop_job(self, job_id: str) -> bool: ...
+
+
+class JobFinishedError(RaypipeError):
+    """A submitted job ended other than SUCCEEDED; exits with the job driver's own exit code."""
+
+    def __init__(self, outcome: JobOutcome) -> None:
+        detail = f": {outcome.message}" if outcome.message else ""
+        super().__init__(
+            f"Ray job `{outcome.submission_id}` ended {outcome.status}{detail}",
+            hint=f"`raypipe jobs logs {outcome.submission_id}` prints its whole log; "
+            "resubmit with --resume to continue from the last committed stage",
+        )
+        self.outcome = outcome
+        self.exit_code = outcome.exit_code
+
+
+@dataclass(frozen=True)
+class JobSubmissionSpec:
+    """What to submit: a job spec and the options of ``raypipe run``.
+
+    Parameters
+    ----------
+    spec
+        The job's YAML file; its folder becomes the job's ``working_dir``.
+    overrides
+        ``--set key=value`` strings, passed on to ``raypipe run``.
+    resume
+        Pass ``--resume``: continue the newest unfinished run of the job.
+    data_dir
+        Pass ``--data-dir`` (it must be storage every node sees, e.g. ``s3://``).
+    requirements
+        A pip requirements file installed in the job's environment.
+    submission_id
+        An explicit id (Ray makes one otherwise); submitting an id twice is refused by Ray.
+    env_vars
+        Extra environment variables of the job's driver and workers.
+    command
+        The program that runs the spec; ``("raypipe",)`` on a cluster with raypipe installed.
+    """
+
+    spec: Path
+    overrides: tuple[str, ...] = ()
+    resume: bool = False
+    data_dir: str | None = None
+    requirements: Path | None = None
+    submission_id: str | None = None
+    env_vars: Mapping[str, str] = field(default_factory=dict)
+    command: tuple[str, ...] = ("raypipe",)
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How a followed job ended."""
+
+    submission_id: str
+    status: str
+    exit_code: int
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class JobSummary:
+    """One line of ``raypipe jobs list``."""
+
+    submission_id: str
+    status: str
+    entrypoint: str
+    start_time: float | None
+    end_time: float | None
+
+
+def read_auth_token() -> str | None:
+    """The Ray auth token this machine would use, or ``None`` when there is none.
+
+    Uses Ray's own loader, so the precedence is Ray's: ``RAY_AUTH_TOKEN``, then the file at
+    ``RAY_AUTH_TOKEN_PATH``, then ``~/.ray/auth_token``.
+    """
+    from ray._raylet import AuthenticationTokenLoader
+    from ray.exceptions import AuthenticationError
+
+    loader = AuthenticationTokenLoader.instance()
+    loader.reset_cache()  # the environment may have changed since the last call
+    try:
+        if not loader.has_token(ignore_auth_mode=True):
+            return None
+        token = loader.get_raw_token(ignore_auth_mode=True)
+    except AuthenticationError as exc:
+        raise RuntimeUnavailableError(
+            f"Could not read the Ray auth token: {exc}",
+            hint="set RAY_AUTH_TOKEN, or RAY_AUTH_TOKEN_PATH to a readable file, or copy the "
+            "cluster's token (`ray get-auth-token` on the head node) to ~/.ray/auth_token",
+        ) from exc
+    return str(token).strip() or None
+
+
+def connect(address: str | None = None, *, token: str | None = None) -> SubmissionClient:
+    """A Job Submission client for the dashboard at ``address``, carrying the auth token.
+
+    ``address`` defaults to ``RAY_API_SERVER_ADDRESS``, then ``RAY_ADDRESS`` when it is an
+    ``http(s)://`` URL, then :data:`DEFAULT_ADDRESS`.
+    """
+    from ray.job_submission import JobSubmissionClient
+
+    address = address or _address_from_env()
+    token = token or read_auth_token()
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    try:
+        return JobSubmissionClient(address, headers=headers)  # type: ignore[no-any-return]
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        raise RuntimeUnavailableError(
+            f"Could not reach Ray's job server at `{address}`: {exc}",
+            hint="pass the head node's dashboard URL, e.g. `--address http://HOST:8265` "
+            "(the dashboard must be running: `ray start --head --include-dashboard true`); "
+            "for a token-protected cluster set RAY_AUTH_TOKEN or copy its token to "
+            "~/.ray/auth_token",
+        ) from exc
+
+
+def _address_from_env() -> str:
+    explicit = os.environ.get("RAY_API_SERVER_ADDRESS")
+    if explicit:
+        return explicit
+    ray_address = os.environ.get("RAY_ADDRESS", "")
+    if ray_address.startswith(("http://", "https://")):
+        return ray_address
+    return DEFAULT_ADDRESS
+
+
+def build_entrypoint(submission: JobSubmissionSpec) -> str:
+    """The shell command the Ray job runs: ``raypipe run <spec> --address auto ...``.
+
+    The spec is named relative to the working directory, which Ray unpacks as the job's cwd.
+    """
+    args = [*submission.command, "run", submission.spec.name, "--address", "auto"]
+    for override in submission.overrides:
+        args += ["--set", override]
+    if submission.resume:
+        args.append("--resume")
+    if submission.data_dir:
+        args += ["--data-dir", submission.data_dir]
+    return shlex.join(args)
+
+
+def build_runtime_env(submission: JobSubmissionSpec) -> dict[str, Any]:
+    """The job's runtime environment: the spec's folder, pip requirements, env vars."""
+    spec = submission.spec
+    if not spec.is_file():
+        raise SpecError([f"`{spec}`: no such job spec file"], source=str(spec))
+    runtime_env: dict[str, Any] = {
+        "working_dir": str(spec.resolve().parent),
+        "excludes": list(WORKING_DIR_EXCLUDES),
+    }
+    if submission.requirements is not None:
+        runtime_env["pip"] = read_requirements(submission.requirements)
+    if submission.env_vars:
+        runtime_env["env_vars"] = dict(submission.env_vars)
+    return runtime_env
+
+
+def read_requirements(path: Path) -> list[str]:
+    """The requirement lines of a pip requirements file (comments and blanks dropped)."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError(
+            [f"`{path}`: cannot read the requirements file ({exc.strerror})"], source=str(path)
+        ) from exc
+    lines = [line.split("#", 1)[0].strip() for line in text.splitlines()]
+    return [line for line in lines if line]
+
+
+def submit_job(client: SubmissionClient, submission: JobSubmissionSpec) -> str:
+    """Submit ``submission`` and return its submission id."""
+    runtime_env = build_runtime_env(submission)
+    entrypoint = build_entrypoint(submission)
+    try:
+        submission_id = client.submit_job(
+            entrypoint=entrypoint,
+            runtime_env=runtime_env,
+            submission_id=submission.submission_id,
+            metadata={"raypipe_spec": submission.spec.name},
+            # The driver only schedules; its tasks ask for the CPUs.
+            entrypoint_num_cpus=0,
+        )
+    except RuntimeError as exc:
+        raise RuntimeUnavailableError(
+            f"Ray refused job `{submission.spec}`: {exc}",
+            hint="a duplicate --submission-id, a working dir over 100 MiB or an auth "
+            "token the cluster does not accept are the usual causes",
+        ) from exc
+    logger.info("submitted %s as %s", entrypoint, submission_id)
+    return str(submission_id)
+
+
+def exit_code_for(status: str, driver_exit_code: int | None) -> int:
+    """Map a Ray job status to a process exit code.
+
+    ``SUCCEEDED`` -> 0; ``STOPPED`` -> 130 (like an interrupt); ``FAILED`` -> the driver's own
+    exit code when it has one (raypipe's codes: 2 spec, 3 data, 4 stage, 5 runtime), else 1.
+    """
+    if status == "SUCCEEDED":
+        return 0
+    if status == "STOPPED":
+        return EXIT_STOPPED
+    if driver_exit_code:
+        return int(driver_exit_code)
+    return 1
+
+
+def follow_job(
+    client: SubmissionClient,
+    submission_id: str,
+    write: Write,
+    *,
+    poll_seconds: float = POLL_SECONDS,
+    timeout_s: float | None = None,
+) -> JobOutcome:
+    """Stream the job's log to ``write`` until the job ends, last lines included.
+
+    Returns
+    -------
+    JobOutcome
+        The terminal status and the exit code :func:`exit_code_for` gives it.
+    """
+    deadline = None if timeout_s is None else time.monotonic() + timeout_s
+    tailed: list[int] = [0]  # characters written by the tail, kept if it fails half-way
+    try:
+        asyncio.run(_tail(client, submission_id, write, tailed))
+    except Exception as exc:  # the websocket tail is best effort; polling below catches up
+        logger.debug("log tail of %s ended early: %s", submission_id, exc)
+    shown = tailed[0]
+    status = _status(client, submission_id)
+    while status not in TERMINAL_STATUSES:
+        if deadline is not None and time.monotonic() > deadline:
+            raise RuntimeUnavailableError(
+                f"Ray job `{submission_id}` still {status} after {timeout_s:.0f} s",
+                hint=f"`raypipe jobs logs {submission_id} --follow` keeps following it",
+            )
+        shown = _write_new(client.get_job_logs(submission_id), shown, write)
+        time.sleep(poll_seconds)
+        status = _status(client, submission_id)
+    _write_new(client.get_job_logs(submission_id), shown, write)
+    info = client.get_job_info(submission_id)
+    return JobOutcome(
+        submission_id=submission_id,
+        status=status,
+        exit_code=exit_code_for(status, getattr(info, "driver_exit_code", None)),
+        message=str(getattr(info, "message", "") or ""),
+    )
+
+
+async def _tail(
+    client: SubmissionClient, submission_id: str, write: Write, shown: list[int]
+) -> None:
+    async for chunk in client.tail_job_logs(submission_id):
+        write(chunk)
+        shown[0] += len(chunk)
+
+
+def _write_new(full_log: str, shown: int, write: Write) -> int:
+    """Write the part of ``full_log`` past the ``shown`` characters already written."""
+    if len(full_log) > shown:
+        write(full_log[shown:])
+    return max(shown, len(full_log))
+
+
+def _status(client: SubmissionClient, submission_id: str) -> str:
+    status = client.get_job_status(submission_id)
+    return str(getattr(status, "value", status))
+
+
+def list_jobs(client: SubmissionClient) -> list[JobSummary]:
+    """Every job the cluster knows, newest first."""
+    summaries = [
+        JobSummary(
+            submission_id=str(job.submission_id or job.job_id),
+            status=str(getattr(job.status, "value", job.status)),
+            entrypoint=str(job.entrypoint),
+            start_time=job.start_time / 1000 if job.start_time else None,
+            end_time=job.end_time / 1000 if job.end_time else None,
+        )
+        for job in client.list_jobs()
+    ]
+    return sorted(summaries, key=lambda job: job.start_time or 0.0, reverse=True)
+
+
+def read_job_logs(client: SubmissionClient, submission_id: str) -> str:
+    """The whole log of a job so far."""
+    try:
+        return client.get_job_logs(submission_id)
+    except RuntimeError as exc:
+        raise _no_such_job(submission_id, exc) from exc
+
+
+def stop_job(
+    client: SubmissionClient, submission_id: str, *, wait_s: float = 0.0
+) -> str:
+    """Ask the cluster to stop a job; with ``wait_s`` wait that long for it to end.
+
+    Returns the job's status after the request (or after waiting).
+    """
+    try:
+        client.stop_job(submission_id)
+    except RuntimeError as exc:
+        raise _no_such_job(submission_id, exc) from exc
+    deadline = time.monotonic() + wait_s
+    status = _status(client, submission_id)
+    while status not in TERMINAL_STATUSES and time.monotonic() < deadline:
+        time.sleep(POLL_SECONDS / 4)
+        status = _status(client, submission_id)
+    return status
+
+
+def _no_such_job(submission_id: str, exc: Exception) -> RaypipeError:
+    return RaypipeError(
+        f"Ray job `{submission_id}`: {exc}",
+        hint="`raypipe jobs list --address ...` lists the jobs the cluster knows",
+    )
+
+
+def format_summaries(summaries: Sequence[JobSummary]) -> list[tuple[str, str, str, str]]:
+    """Rows (id, status, started, entrypoint) for a table."""
+    rows = []
+    for job in summaries:
+        started = (
+            time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(job.start_time))
+            if job.start_time
+            else "-"
+        )
+        rows.append((job.submission_id, job.status, started, job.entrypoint))
+    return rows

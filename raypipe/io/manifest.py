@@ -1,0 +1,164 @@
+"""The manifest: the one file that makes a dataset (or artifact) exist.
+
+``<url>/_manifest.json`` lists every data file with its rows, size, SHA-256 and partition values,
+plus the exact schema. It is written atomically as the last step of a commit; files it does not
+list are invisible. The ``version`` is a hash of the content (schema and the files' partition,
+rows and checksums), not of names or times, so the same data written twice has the same version.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from raypipe.errors import DatasetNotCommittedError
+from raypipe.io.fs import join_url, resolve_fs
+
+__all__ = [
+    "MANIFEST_NAME",
+    "FileEntry",
+    "Manifest",
+    "compute_version",
+    "read_manifest",
+    "schema_from_text",
+    "schema_to_text",
+]
+
+MANIFEST_NAME = "_manifest.json"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One committed file: path relative to the dataset root, rows, size, SHA-256, partition."""
+
+    path: str
+    rows: int
+    bytes: int
+    sha256: str
+    partition: dict[str, str | None] = field(default_factory=dict)
+
+
+def schema_to_text(schema: pa.Schema) -> str:
+    """The exact serialized schema (Arrow IPC, base64)."""
+    return base64.b64encode(schema.serialize().to_pybytes()).decode("ascii")
+
+
+def schema_from_text(text: str) -> pa.Schema:
+    """Inverse of :func:`schema_to_text`."""
+    return pa.ipc.read_schema(pa.py_buffer(base64.b64decode(text)))
+
+
+def compute_version(
+    schema: pa.Schema,
+    files: Iterable[FileEntry],
+    *,
+    partition_by: Sequence[str] = (),
+    kind: str = "dataset",
+    names: bool = False,
+) -> str:
+    """The content hash of a dataset: schema, partition columns and sorted file contents.
+
+    ``names=True`` (artifacts) includes each file's name, since there the name is content.
+    """
+    items = sorted(
+        json.dumps(
+            [
+                entry.path.split("/", 1)[-1] if names else "",
+                sorted((entry.partition or {}).items()),
+                entry.rows,
+                entry.sha256,
+            ],
+            sort_keys=True,
+        )
+        for entry in files
+    )
+    digest = hashlib.sha256()
+    digest.update(kind.encode())
+    digest.update(schema_to_text(schema.remove_metadata()).encode())
+    digest.update(json.dumps(list(partition_by)).encode())
+    for item in items:
+        digest.update(item.encode())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A committed dataset's table of contents. ``version`` is its content hash."""
+
+    version: str
+    files: tuple[FileEntry, ...]
+    rows: int
+    bytes: int
+    schema: pa.Schema
+    partition_by: tuple[str, ...] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    created_at: str = ""
+    kind: str = "dataset"
+
+    def to_json(self) -> str:
+        """The manifest as JSON text (what ``_manifest.json`` holds)."""
+        document = {
+            "format": FORMAT_VERSION,
+            "kind": self.kind,
+            "version": self.version,
+            "created_at": self.created_at,
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "partition_by": list(self.partition_by),
+            "columns": [
+                {"name": item.name, "type": str(item.type), "nullable": item.nullable}
+                for item in self.schema
+            ],
+            "schema": schema_to_text(self.schema),
+            "metadata": dict(self.metadata),
+            "files": [asdict(entry) for entry in self.files],
+        }
+        return json.dumps(document, indent=1, sort_keys=False, default=str)
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        """Parse the text of a ``_manifest.json``."""
+        document = json.loads(text)
+        return cls(
+            version=document["version"],
+            files=tuple(FileEntry(**entry) for entry in document["files"]),
+            rows=int(document["rows"]),
+            bytes=int(document["bytes"]),
+            schema=schema_from_text(document["schema"]),
+            partition_by=tuple(document.get("partition_by", ())),
+            metadata=document.get("metadata") or {},
+            created_at=document.get("created_at", ""),
+            kind=document.get("kind", "dataset"),
+        )
+
+
+def read_manifest(url: str, storage_options: Mapping[str, Any] | None = None) -> Manifest:
+    """The committed manifest of the dataset at ``url``.
+
+    Raises
+    ------
+    DatasetNotCommittedError
+        ``url`` has no ``_manifest.json`` (the writer never committed) or it is unreadable.
+    """
+    fs, path = resolve_fs(join_url(url, MANIFEST_NAME), storage_options)
+    try:
+        text = fs.cat_file(path).decode("utf-8")
+    except FileNotFoundError as exc:
+        raise DatasetNotCommittedError(
+            f"`{url}` has no committed manifest (`{MANIFEST_NAME}` is missing)",
+            hint="the writer did not finish; rerun the stage",
+        ) from exc
+    try:
+        return Manifest.from_json(text)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DatasetNotCommittedError(
+            f"`{url}` has an unreadable manifest `{MANIFEST_NAME}`: {exc}",
+            hint="the manifest was altered or truncated; rerun the stage that writes it",
+        ) from exc

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from raypipe.cli.main import main
+from tests.support.fake_stages import fake_kinds  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.usefixtures("fake_kinds")
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "job.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_validate_lists_problems_without_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = write(tmp_path, "name: j\nstages:\n  a: {uses: test.make, with: {rowz: 1}}\n")
+    with pytest.raises(SystemExit) as info:
+        main(["validate", str(spec)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "job.yaml:3 `stages.a.with.rowz`: unknown key" in err
+    assert "expected one of: fail, parts, rows" in err
+    assert "Traceback" not in err
+
+
+def test_validate_and_plan_a_good_spec(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = write(
+        tmp_path,
+        "name: j\nstages:\n  a: {uses: test.make}\n"
+        "  b: {uses: test.double, inputs: {data: a.data}}\n",
+    )
+    main(["validate", str(spec)])
+    assert "valid job `j` with 2 stages" in capsys.readouterr().out
+    main(["plan", str(spec), "--set", "stages.a.with.rows=3"])
+    out = capsys.readouterr().out
+    assert out.index("a  (test.make)") < out.index("b  (test.double)")
+    assert "<- data = a.data" in out
+
+
+def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["frobnicate"])
+    assert info.value.code == 2

@@ -23,8 +23,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-console = Console()
-error_console = Console(stderr=True)
+#: Not a terminal (CI logs, files): wide enough that tables and paths do not wrap.
+console = Console(width=None if sys.stdout.isatty() else 160)
+error_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 #: Modules that add commands with ``register(app)``; one line per area.
 COMMAND_MODULES: tuple[str, ...] = (

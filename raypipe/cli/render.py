@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from rich.console import Group
 from rich.table import Table
+from rich.text import Text
 from rich.tree import Tree
 
 from raypipe.driver import RunRecord, StageStatus
@@ -18,19 +20,17 @@ _STATUS_STYLE = {
 }
 
 
-def run_table(record: RunRecord) -> Table:
-    """One row per stage: status, cache, seconds, rows, output versions, nodes, key metrics."""
+def run_table(record: RunRecord) -> Group:
+    """A table of stages (status, cache, seconds, rows, nodes), then each stage's outputs with
+    their versions and its metrics."""
     title = f"run {record.run_id} — {record.job}: {record.status}"
     table = Table(title=title, title_justify="left")
     numeric = ("s", "rows in", "rows out", "nodes")
-    for column in ("stage", "kind", "status", *numeric, "outputs", "metrics"):
-        table.add_column(column, justify="right" if column in numeric else "left")
+    for column in ("stage", "kind", "status", *numeric):
+        table.add_column(column, justify="right" if column in numeric else "left", no_wrap=True)
+    details: list[Text] = []
     for stage in record.stages.values():
         style = _STATUS_STYLE.get(stage.status, "")
-        outputs = ", ".join(f"{name}@{out.version[:8]}" for name, out in stage.outputs.items())
-        metrics = ", ".join(
-            f"{key}={_short(value)}" for key, value in list(stage.metrics.items())[:4]
-        )
         table.add_row(
             stage.name,
             stage.kind,
@@ -39,10 +39,17 @@ def run_table(record: RunRecord) -> Table:
             f"{stage.rows_in:,}",
             f"{stage.rows_out:,}",
             str(len(stage.node_ids)),
-            outputs,
-            metrics,
         )
-    return table
+        outputs = "  ".join(f"{name}@{out.version[:12]}" for name, out in stage.outputs.items())
+        metrics = "  ".join(f"{key}={_short(value)}" for key, value in stage.metrics.items())
+        line = Text(f"{stage.name}: ", style="bold")
+        line.append(outputs or "(no outputs)")
+        if metrics:
+            line.append(f"\n  {metrics}", style="dim")
+        if stage.error:
+            line.append(f"\n  {stage.error.splitlines()[0]}", style="red")
+        details.append(line)
+    return Group(table, *details)
 
 
 def plan_tree(job: Job) -> Tree:

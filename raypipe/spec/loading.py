@@ -166,7 +166,7 @@ def _resolve_inputs(
     path: tuple[str | int, ...] = ("stages", name, "inputs")
     before = len(problems)
     accepted = set(stage_class.accepted_inputs())
-    accepts_any = getattr(stage_class, "accepts_any_inputs", False)
+    accepts_any = stage_class.accepts_any_inputs
     for missing in sorted(set(stage_class.inputs) - set(stage_spec.inputs)):
         problems.append(
             f"{source.where(path)}: stage `{name}` ({stage_spec.uses}) needs input `{missing}`"

@@ -107,14 +107,16 @@ class StageResult:
 class Stage:
     """Base class of stage kinds. Subclasses set the class attributes and implement ``run``.
 
-    ``inputs`` names the inputs the kind requires, ``optional_inputs`` those it may take,
-    ``outputs`` the datasets it commits. ``options`` is the pydantic model of its ``with:`` block.
+    ``inputs`` names the inputs the kind requires, ``optional_inputs`` those it may take
+    (``accepts_any_inputs`` lifts the limit, e.g. for a profiler of any tables), ``outputs`` the
+    datasets it commits. ``options`` is the pydantic model of its ``with:`` block.
     """
 
     kind: ClassVar[str]
     options: ClassVar[type[StageOptions]]
     inputs: ClassVar[tuple[str, ...]] = ()
     optional_inputs: ClassVar[tuple[str, ...]] = ()
+    accepts_any_inputs: ClassVar[bool] = False
     outputs: ClassVar[tuple[str, ...]] = ()
 
     def run(

@@ -1,0 +1,102 @@
+"""``raypipe infer``: batch scoring of Parquet files with a model, on Ray."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+
+__all__ = ["infer", "register"]
+
+console = Console()
+
+
+def _split(value: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (value or "").split(",") if part.strip())
+
+
+def infer(
+    model: Annotated[
+        str, typer.Option("--model", help="XGBoost .json/.ubj, or models:/name@alias.")
+    ],
+    input_url: Annotated[str, typer.Option("--input", help="Dataset, folder, glob or file.")],
+    output_url: Annotated[str, typer.Option("--output", help="Where the scores are committed.")],
+    id_columns: Annotated[
+        Optional[str],  # noqa: UP045 - typer needs Optional
+        typer.Option("--id-columns", help="Columns copied to the output, comma separated."),
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Rows per batch.")] = 131_072,
+    actors: Annotated[
+        Optional[int],  # noqa: UP045
+        typer.Option("--actors", help="Scoring actors (default: one per node)."),
+    ] = None,
+    partition_by: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--partition-by", help="Output partition columns, comma separated."),
+    ] = None,
+    target_file_mib: Annotated[
+        int, typer.Option("--target-file-mib", help="Output file size to aim at.")
+    ] = 128,
+    address: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--address", help="Ray cluster (`auto`, `ray://host:10001`)."),
+    ] = None,
+    on_bad_file: Annotated[
+        str, typer.Option("--on-bad-file", help="`fail` or `quarantine`.")
+    ] = "fail",
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Keep the units an interrupted run committed.")
+    ] = False,
+    shap: Annotated[bool, typer.Option("--shap", help="Add SHAP contributions.")] = False,
+) -> None:
+    """Score every row of INPUT with MODEL into OUTPUT, exactly once, on Ray."""
+    from raypipe.engine.runtime import RayRuntime, RuntimeOptions
+    from raypipe.engine.scoring import ActorPoolRunner, pool_shape
+    from raypipe.inference.batch import run_batch_inference
+    from raypipe.inference.model import read_model
+    from raypipe.inference.planning import InferenceSpec
+
+    spec = InferenceSpec(
+        input_url=input_url,
+        output_url=output_url,
+        id_columns=_split(id_columns),
+        batch_rows=batch_size,
+        partition_by=_split(partition_by),
+        target_file_bytes=target_file_mib * 1024**2,
+        on_bad_file=on_bad_file,  # type: ignore[arg-type]
+        shap=shap,
+    )
+    blob = read_model(model)
+    with RayRuntime(RuntimeOptions(address=address)) as runtime:
+        shape = pool_shape(actors)
+        report = run_batch_inference(
+            blob,
+            spec,
+            ActorPoolRunner(shape),
+            resume=resume,
+            workers=shape.actors,
+            threads_per_worker=shape.threads,
+            cluster_cpus=runtime.cpus,
+        )
+    if report.already_done:
+        console.print(
+            f"[green]nothing to do[/]: `{output_url}` already holds this run "
+            f"(version {report.version}, {report.rows_out} rows)"
+        )
+        return
+    console.print(
+        f"[green]scored[/] {report.rows_out:,} rows from {report.units} file(s) into "
+        f"`{output_url}` (version {report.version}, {report.files_out} file(s); "
+        f"{report.resumed_units} unit(s) resumed)",
+        highlight=False,
+    )
+    for item in report.quarantined:
+        console.print(f"[yellow]quarantined[/] `{item.file}`: {item.reason}", highlight=False)
+    for line in report.advice:
+        console.print(f"[dim]advice:[/] {line}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``infer`` to the ``raypipe`` command."""
+    app.command("infer")(infer)

@@ -134,9 +134,9 @@ def _start_record(job: Job, state: DriverState, options: RunOptions) -> RunRecor
             )
         previous.attempts += 1
         previous.status = StageStatus.RUNNING
-        for stage in previous.stages.values():
-            if stage.status not in StageStatus.FINISHED:
-                stage.status, stage.error = StageStatus.PENDING, None
+        for stage_record in previous.stages.values():
+            if stage_record.status not in StageStatus.FINISHED:
+                stage_record.status, stage_record.error = StageStatus.PENDING, None
         for stage in job.stages:
             previous.stages.setdefault(stage.name, StageRecord(name=stage.name, kind=stage.kind))
         state.write_run(previous)

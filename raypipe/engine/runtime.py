@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Any
 
 import ray
 
@@ -87,7 +88,7 @@ class RayRuntime:
         if ray.is_initialized():
             return
         options = self.options
-        kwargs: dict[str, object] = {
+        kwargs: dict[str, Any] = {
             "address": options.address,
             "runtime_env": {"env_vars": dict(options.worker_env)},
             "log_to_driver": False,

@@ -21,10 +21,11 @@ import logging
 import os
 import shlex
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from raypipe.errors import RaypipeError, RuntimeUnavailableError, SpecError
 
@@ -39,6 +40,7 @@ __all__ = [
     "connect",
     "exit_code_for",
     "follow_job",
+    "job_server_errors",
     "list_jobs",
     "read_auth_token",
     "read_job_logs",
@@ -164,7 +166,7 @@ def read_auth_token() -> str | None:
     Uses Ray's own loader, so the precedence is Ray's: ``RAY_AUTH_TOKEN``, then the file at
     ``RAY_AUTH_TOKEN_PATH``, then ``~/.ray/auth_token``.
     """
-    from ray._raylet import AuthenticationTokenLoader
+    from ray._raylet import AuthenticationTokenLoader  # type: ignore[attr-defined]
     from ray.exceptions import AuthenticationError
 
     loader = AuthenticationTokenLoader.instance()
@@ -193,15 +195,38 @@ def connect(address: str | None = None, *, token: str | None = None) -> Submissi
     address = address or _address_from_env()
     token = token or read_auth_token()
     headers = {"Authorization": f"Bearer {token}"} if token else None
+    with job_server_errors(f"connecting to `{address}`"):
+        try:
+            return cast(SubmissionClient, JobSubmissionClient(address, headers=headers))
+        except ValueError as exc:  # a malformed address
+            raise ConnectionError(str(exc)) from exc
+
+
+@contextmanager
+def job_server_errors(what: str) -> Iterator[None]:
+    """Turn the job server client's failures into raypipe errors that say what to do."""
+    from ray.exceptions import AuthenticationError
+
     try:
-        return JobSubmissionClient(address, headers=headers)  # type: ignore[no-any-return]
-    except (ConnectionError, RuntimeError, ValueError) as exc:
+        yield
+    except AuthenticationError as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "refused"
         raise RuntimeUnavailableError(
-            f"Could not reach Ray's job server at `{address}`: {exc}",
-            hint="pass the head node's dashboard URL, e.g. `--address http://HOST:8265` "
-            "(the dashboard must be running: `ray start --head --include-dashboard true`); "
-            "for a token-protected cluster set RAY_AUTH_TOKEN or copy its token to "
-            "~/.ray/auth_token",
+            f"Ray's job server refused the auth token while {what}: {first_line}",
+            hint="use the cluster's token: RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or "
+            "~/.ray/auth_token (`ray get-auth-token` on the head node prints it)",
+        ) from exc
+    except OSError as exc:  # ConnectionError and requests' connection errors
+        raise RuntimeUnavailableError(
+            f"Could not reach Ray's job server while {what}: {exc}",
+            hint="pass the head node's dashboard URL, e.g. `--address http://HOST:8265`; the "
+            "dashboard must run (`ray start --head --include-dashboard true`) and be reachable "
+            "(`ray dashboard CLUSTER.yaml` or `kubectl port-forward` tunnels it to 127.0.0.1)",
+        ) from exc
+    except RuntimeError as exc:
+        raise RaypipeError(
+            f"Ray's job server failed while {what}: {exc}",
+            hint="`raypipe jobs list --address ...` lists the jobs the cluster knows",
         ) from exc
 
 
@@ -262,21 +287,16 @@ def submit_job(client: SubmissionClient, submission: JobSubmissionSpec) -> str:
     """Submit ``submission`` and return its submission id."""
     runtime_env = build_runtime_env(submission)
     entrypoint = build_entrypoint(submission)
-    try:
+    with job_server_errors(f"submitting `{submission.spec}`"):
         submission_id = client.submit_job(
             entrypoint=entrypoint,
             runtime_env=runtime_env,
             submission_id=submission.submission_id,
             metadata={"raypipe_spec": submission.spec.name},
-            # The driver only schedules; its tasks ask for the CPUs.
+            # Without a resource request Ray runs the driver on the head node, which survives
+            # worker losses. The driver only schedules; its tasks ask for the CPUs.
             entrypoint_num_cpus=0,
         )
-    except RuntimeError as exc:
-        raise RuntimeUnavailableError(
-            f"Ray refused job `{submission.spec}`: {exc}",
-            hint="a duplicate --submission-id, a working dir over 100 MiB or an auth "
-            "token the cluster does not accept are the usual causes",
-        ) from exc
     logger.info("submitted %s as %s", entrypoint, submission_id)
     return str(submission_id)
 
@@ -311,6 +331,17 @@ def follow_job(
     JobOutcome
         The terminal status and the exit code :func:`exit_code_for` gives it.
     """
+    with job_server_errors(f"following job `{submission_id}`"):
+        return _follow(client, submission_id, write, poll_seconds, timeout_s)
+
+
+def _follow(
+    client: SubmissionClient,
+    submission_id: str,
+    write: Write,
+    poll_seconds: float,
+    timeout_s: float | None,
+) -> JobOutcome:
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
     tailed: list[int] = [0]  # characters written by the tail, kept if it fails half-way
     try:
@@ -360,6 +391,8 @@ def _status(client: SubmissionClient, submission_id: str) -> str:
 
 def list_jobs(client: SubmissionClient) -> list[JobSummary]:
     """Every job the cluster knows, newest first."""
+    with job_server_errors("listing jobs"):
+        jobs = client.list_jobs()
     summaries = [
         JobSummary(
             submission_id=str(job.submission_id or job.job_id),
@@ -368,17 +401,15 @@ def list_jobs(client: SubmissionClient) -> list[JobSummary]:
             start_time=job.start_time / 1000 if job.start_time else None,
             end_time=job.end_time / 1000 if job.end_time else None,
         )
-        for job in client.list_jobs()
+        for job in jobs
     ]
     return sorted(summaries, key=lambda job: job.start_time or 0.0, reverse=True)
 
 
 def read_job_logs(client: SubmissionClient, submission_id: str) -> str:
     """The whole log of a job so far."""
-    try:
+    with job_server_errors(f"reading the log of job `{submission_id}`"):
         return client.get_job_logs(submission_id)
-    except RuntimeError as exc:
-        raise _no_such_job(submission_id, exc) from exc
 
 
 def stop_job(
@@ -388,23 +419,14 @@ def stop_job(
 
     Returns the job's status after the request (or after waiting).
     """
-    try:
+    with job_server_errors(f"stopping job `{submission_id}`"):
         client.stop_job(submission_id)
-    except RuntimeError as exc:
-        raise _no_such_job(submission_id, exc) from exc
-    deadline = time.monotonic() + wait_s
-    status = _status(client, submission_id)
-    while status not in TERMINAL_STATUSES and time.monotonic() < deadline:
-        time.sleep(POLL_SECONDS / 4)
+        deadline = time.monotonic() + wait_s
         status = _status(client, submission_id)
+        while status not in TERMINAL_STATUSES and time.monotonic() < deadline:
+            time.sleep(POLL_SECONDS / 4)
+            status = _status(client, submission_id)
     return status
-
-
-def _no_such_job(submission_id: str, exc: Exception) -> RaypipeError:
-    return RaypipeError(
-        f"Ray job `{submission_id}`: {exc}",
-        hint="`raypipe jobs list --address ...` lists the jobs the cluster knows",
-    )
 
 
 def format_summaries(summaries: Sequence[JobSummary]) -> list[tuple[str, str, str, str]]:

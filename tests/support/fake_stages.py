@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 import pyarrow as pa
 import pytest
 from pydantic import Field
-from raypipe.io.dataset import DatasetWriter, read_dataset
 
+from raypipe.io.dataset import DatasetWriter, read_dataset
 from raypipe.stages.base import DatasetInput, Stage, StageContext, StageOptions, StageResult
 
 RUN_LOG: list[str] = []

@@ -76,7 +76,8 @@ def test_force_reruns_a_stage_and_same_data_keeps_its_version(tmp_path: Path) ->
     again, _ = run(load(tmp_path), force=frozenset({"make"}))
     assert RUN_LOG[0] == "make"
     # make rewrote identical rows: same version, so its consumers stay cached.
-    assert again.stages["make"].outputs["data"].version == first.stages["make"].outputs["data"].version
+    make_version = first.stages["make"].outputs["data"].version
+    assert again.stages["make"].outputs["data"].version == make_version
     assert again.stages["left"].cached
 
 

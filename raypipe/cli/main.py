@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -110,8 +112,23 @@ def render_error(exc: RaypipeError, *, debug: bool) -> None:
         error_console.print(f"[yellow]Hint:[/] {exc.hint}", highlight=False, soft_wrap=True)
 
 
+def _interrupt_on_sigterm() -> None:
+    """Turn SIGTERM into KeyboardInterrupt, so the runtime's ``finally`` shuts Ray down.
+
+    A Ray driver killed by a plain SIGTERM leaves its workers orphaned; unwinding the stack
+    instead runs ``ray.shutdown()`` and writes the run record as failed.
+    """
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``raypipe`` console script."""
+    _interrupt_on_sigterm()
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args or os.environ.get("RAYPIPE_DEBUG") == "1"
     args = [arg for arg in args if arg != "--debug"]

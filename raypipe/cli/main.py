@@ -33,6 +33,8 @@ error_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 COMMAND_MODULES: tuple[str, ...] = (
     "raypipe.cli.jobrun",
     "raypipe.cli.generate",
+    "raypipe.cli.data",
+    "raypipe.cli.monitor",
 )
 
 SetOption = Annotated[

@@ -17,6 +17,8 @@ STAGE_KINDS: dict[str, str] = {
     "synth.game_telemetry": "raypipe.synth.stage:GameTelemetryStage",
     "ingest": "raypipe.io.ingest_stage:IngestStage",
     "data.profile": "raypipe.validation.profile_stage:ProfileStage",
+    "data.check": "raypipe.validation.check_stage:CheckStage",
+    "monitor.report": "raypipe.monitoring.monitor_stage:MonitorReportStage",
 }
 
 

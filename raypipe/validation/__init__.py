@@ -1,16 +1,27 @@
-"""Data validation: mergeable column profiles, quality rules with policies, drift tests."""
+"""Data validation: mergeable column profiles, quality rules with policies, rule inference."""
 
 from __future__ import annotations
 
+from raypipe.validation.checking import CheckReport, RuleResult, check_table, run_check
+from raypipe.validation.inference import infer_rules
 from raypipe.validation.profile import ColumnProfile, merge_profiles, profile_column, profile_table
 from raypipe.validation.profiling import DatasetProfile, read_profile_table, run_profile
+from raypipe.validation.rules import RuleSetSpec, read_rules, rules_to_yaml
 
 __all__ = [
+    "CheckReport",
     "ColumnProfile",
     "DatasetProfile",
+    "RuleResult",
+    "RuleSetSpec",
+    "check_table",
+    "infer_rules",
     "merge_profiles",
     "profile_column",
     "profile_table",
     "read_profile_table",
+    "read_rules",
+    "rules_to_yaml",
+    "run_check",
     "run_profile",
 ]

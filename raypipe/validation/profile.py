@@ -186,7 +186,7 @@ def profile_column(name: str, column: pa.ChunkedArray | pa.Array) -> ColumnProfi
         values = tuple(zip(keys, counts.get_column("count").to_list(), strict=True))
     n = len(finite) if kind in ("numeric", "temporal", "boolean") else 0
     stats = finite.cast(pl.Float64) if n else finite
-    mean = float(stats.mean()) if n else 0.0
+    mean = float(stats.mean()) if n else 0.0  # type: ignore[arg-type]
     m2 = float(((stats - mean) ** 2).sum()) if n else 0.0
     low = high = None
     if len(present):

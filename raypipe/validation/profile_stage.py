@@ -23,7 +23,7 @@ class ProfileOptions(StageOptions):
     ``columns`` limits the profiled columns per input name (all columns by default).
     """
 
-    bins: int = Field(HISTOGRAM_BINS, ge=1, le=1000)
+    bins: int = Field(default=HISTOGRAM_BINS, ge=1, le=1000)
     columns: dict[str, list[str]] = Field(default_factory=dict)
 
 

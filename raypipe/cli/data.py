@@ -1,0 +1,109 @@
+"""``raypipe data check``: quality rules over a committed dataset, with quarantine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from raypipe.cli.monitor import AddressOption, InProcessOption, executor_for
+
+__all__ = ["register"]
+
+console = Console()
+group = typer.Typer(help="Data quality: rules, profiles, quarantine.", no_args_is_help=True)
+
+
+@group.command("check")
+def check(
+    data: Annotated[str, typer.Option("--data", help="Committed dataset to check.")],
+    rules: Annotated[
+        Optional[Path],  # noqa: UP045 - typer needs Optional
+        typer.Option("--rules", help="Rules YAML file."),
+    ] = None,
+    infer_from: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--infer-from", help="Also infer rules from this reference dataset."),
+    ] = None,
+    write_rules: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--write-rules", help="Write the rules used (inferred ones too) as YAML."),
+    ] = None,
+    quarantine: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--quarantine", help="Write rows broken by `quarantine` rules here..."),
+    ] = None,
+    clean: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--clean", help="...and the other rows here (both or neither)."),
+    ] = None,
+    json_path: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--json", help="Write the per-rule results as JSON."),
+    ] = None,
+    address: AddressOption = None,
+    in_process: InProcessOption = False,
+) -> None:
+    """Check DATA against RULES; exit 3 when a rule with policy `fail` does not pass."""
+    from raypipe.errors import DataError, SpecError
+    from raypipe.io.manifest import read_manifest
+    from raypipe.validation.check_stage import describe_failures
+    from raypipe.validation.checking import run_check
+    from raypipe.validation.inference import infer_rules
+    from raypipe.validation.profiling import run_profile
+    from raypipe.validation.rules import RuleSetSpec, read_rules, rules_to_yaml
+
+    if rules is None and infer_from is None:
+        raise SpecError(["give `--rules FILE`, `--infer-from URL`, or both"])
+    if (quarantine is None) != (clean is None):
+        raise SpecError(["`--quarantine` and `--clean` go together"])
+    manifest = read_manifest(data)
+    with executor_for(address, in_process) as executor:
+        chosen = list(read_rules(rules).rules) if rules is not None else []
+        if infer_from is not None:
+            profile = run_profile("reference", infer_from, read_manifest(infer_from), executor)
+            chosen += infer_rules(profile)
+        rule_set = RuleSetSpec(rules=chosen)
+        if write_rules is not None:
+            write_rules.write_text(rules_to_yaml(rule_set.rules))
+        report = run_check(
+            data, manifest, rule_set, executor, data_url=clean, quarantine_url=quarantine
+        )
+    table = Table(title=f"rules on `{data}` ({report.rows:,} rows)")
+    for header in ("rule", "check", "policy", "result", "failing", "detail"):
+        table.add_column(header)
+    for result in report.results:
+        verdict = (
+            "[green]pass[/]"
+            if result.passed
+            else ("[red]FAIL[/]" if result.policy == "fail" else f"[yellow]{result.policy}[/]")
+        )
+        table.add_row(
+            result.rule,
+            result.check,
+            result.policy,
+            verdict,
+            str(result.failing),
+            result.detail[:60],
+        )
+    console.print(table)
+    if report.quarantined:
+        console.print(f"quarantined {report.quarantined:,} row(s) to `{quarantine}`")
+    if json_path is not None:
+        json_path.write_text(json.dumps(report.to_dict(), indent=1, default=str))
+        console.print(f"wrote `{json_path}`")
+    if report.failed:
+        raise DataError(
+            f"{len(report.failed)} rule(s) with policy `fail` did not pass: "
+            f"{describe_failures(report)}",
+            hint="fix the data, or relax the rules (policy `warn` or `quarantine`)",
+        )
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``data`` group to the ``raypipe`` command."""
+    app.add_typer(group, name="data")

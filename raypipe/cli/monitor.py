@@ -1,0 +1,259 @@
+"""``raypipe monitor drift|report``: drift of two datasets, and the monitoring report page."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["register"]
+
+console = Console()
+group = typer.Typer(help="Drift, model monitoring and reports.", no_args_is_help=True)
+
+AddressOption = Annotated[
+    Optional[str],  # noqa: UP045 - typer needs Optional
+    typer.Option("--address", help="Ray cluster (`auto`, `ray://host:10001`)."),
+]
+InProcessOption = Annotated[
+    bool,
+    typer.Option("--in-process", help="Run in this process without Ray (small data only)."),
+]
+
+
+def _split(value: str | None) -> tuple[str, ...] | None:
+    parts = tuple(part.strip() for part in (value or "").split(",") if part.strip())
+    return parts or None
+
+
+@contextmanager
+def executor_for(address: str | None, in_process: bool) -> Iterator[Any]:
+    """A Ray executor on a local or given cluster, or the in-process one when asked."""
+    if in_process:
+        from raypipe.engine.inline import InlineExecutor
+
+        yield InlineExecutor()
+        return
+    from raypipe.engine.runtime import RayRuntime, RuntimeOptions
+    from raypipe.engine.tasks import RayExecutor
+
+    with RayRuntime(RuntimeOptions(address=address)) as runtime:
+        yield RayExecutor(runtime)
+
+
+@group.command("drift")
+def drift(
+    reference: Annotated[str, typer.Option("--reference", help="Committed reference dataset.")],
+    current: Annotated[str, typer.Option("--current", help="Committed current dataset.")],
+    json_path: Annotated[Path, typer.Option("--json", help="Where the JSON result goes.")],
+    html_path: Annotated[
+        Optional[Path],  # noqa: UP045
+        typer.Option("--html", help="Also write a self-contained HTML page."),
+    ] = None,
+    columns: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--columns", help="Columns to test, comma separated (default: all)."),
+    ] = None,
+    drift_share: Annotated[
+        float, typer.Option("--drift-share", help="Dataset drifts at this share of columns.")
+    ] = 0.5,
+    method: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--method", help="One test for every column (default: Evidently's)."),
+    ] = None,
+    threshold: Annotated[
+        Optional[float],  # noqa: UP045
+        typer.Option("--threshold", help="Threshold of --method (default: its own)."),
+    ] = None,
+    fail_on_drift: Annotated[
+        bool, typer.Option("--fail-on-drift", help="Exit with code 3 when the dataset drifts.")
+    ] = False,
+    reference_profile: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--reference-profile",
+            help="A data.profile output of the reference: low-cardinality columns are tested "
+            "from its counts without reading the reference.",
+        ),
+    ] = None,
+    profile_table: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--profile-table", help="Table of --reference-profile to use."),
+    ] = None,
+    address: AddressOption = None,
+    in_process: InProcessOption = False,
+) -> None:
+    """Test every column of CURRENT for drift against REFERENCE; write JSON (and HTML)."""
+    from raypipe.io.manifest import read_manifest
+    from raypipe.monitoring.drift import METHODS
+    from raypipe.monitoring.drift_run import run_drift
+
+    if method is not None and method not in METHODS:
+        from raypipe.errors import RaypipeError
+
+        raise RaypipeError(
+            f"unknown drift method `{method}`",
+            hint=f"use one of {', '.join(METHODS)}",
+        )
+    ref_manifest = read_manifest(reference)
+    cur_manifest = read_manifest(current)
+    names = _split(columns)
+    stored = None
+    if reference_profile is not None:
+        from raypipe.io.dataset import read_dataset
+        from raypipe.validation.profiling import read_profile_table
+
+        profiles = read_profile_table(read_dataset(reference_profile))
+        chosen = profile_table or (next(iter(profiles)) if len(profiles) == 1 else None)
+        if chosen not in profiles:
+            from raypipe.errors import RaypipeError
+
+            raise RaypipeError(
+                f"pick a table of `{reference_profile}` with `--profile-table`",
+                hint=f"tables: {', '.join(sorted(profiles))}",
+            )
+        stored = profiles[chosen]
+        if stored.version != ref_manifest.version:
+            from raypipe.errors import DataError
+
+            raise DataError(
+                f"the profile of `{chosen}` describes version {stored.version[:12]}, but "
+                f"`{reference}` is at version {ref_manifest.version[:12]}",
+                hint="profile the reference again, or point --reference at the profiled version",
+            )
+    with executor_for(address, in_process) as executor:
+        from raypipe.monitoring.drift import drift_columns
+
+        tested = drift_columns(ref_manifest.schema, names)
+        report = run_drift(
+            reference,
+            ref_manifest,
+            current,
+            cur_manifest,
+            executor,
+            columns=tested,
+            drift_share=drift_share,
+            methods=dict.fromkeys(tested, method) if method else None,
+            thresholds=dict.fromkeys(tested, threshold) if threshold is not None else None,
+            reference_profile=stored,
+        )
+    document = report.to_dict()
+    document["reference"] = {"url": reference, "version": ref_manifest.version}
+    document["current"] = {"url": current, "version": cur_manifest.version}
+    json_path.parent.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(document, indent=1))
+    if html_path is not None:
+        from raypipe.monitoring.report import MonitoringReport, render_html
+
+        html_path.parent.mkdir(parents=True, exist_ok=True)
+        html_path.write_text(render_html(MonitoringReport(title="Drift", drift=report)))
+    _print_drift(report)
+    console.print(f"wrote `{json_path}`" + (f" and `{html_path}`" if html_path else ""))
+    if fail_on_drift and report.dataset_drifted:
+        raise typer.Exit(3)
+
+
+@group.command("report")
+def report(
+    reference: Annotated[
+        str, typer.Option("--reference", help="Labelled, scored rows (e.g. a training holdout).")
+    ],
+    current: Annotated[str, typer.Option("--current", help="Scored rows of the period.")],
+    html_path: Annotated[
+        Path, typer.Option("--html", help="The page to write; its JSON goes beside it.")
+    ],
+    current_labels: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--current-labels", help="Labels of the period (keys + label)."),
+    ] = None,
+    reference_features: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--reference-features", help="Reference features (for feature drift)."),
+    ] = None,
+    current_features: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--current-features", help="Current features (for feature drift)."),
+    ] = None,
+    quality: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--quality", help="`results` of a data.check stage."),
+    ] = None,
+    label: Annotated[str, typer.Option("--label", help="Label column.")] = "churned",
+    score: Annotated[str, typer.Option("--score", help="Score column.")] = "score",
+    keys: Annotated[str, typer.Option("--keys", help="Key columns, comma separated.")] = (
+        "player_id"
+    ),
+    groups: Annotated[
+        str, typer.Option("--groups", help="Fairness groups, comma separated.")
+    ] = "country,platform",
+    llm_url: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--llm-url", help="OpenAI-compatible endpoint to summarise the causes."),
+    ] = None,
+    address: AddressOption = None,
+    in_process: InProcessOption = False,
+) -> None:
+    """Write the monitoring report of CURRENT against REFERENCE as HTML + JSON."""
+    from raypipe.io.manifest import read_manifest
+    from raypipe.monitoring.monitor_stage import MonitorReportOptions, build_report
+    from raypipe.monitoring.report import render_html, report_json
+    from raypipe.stages.base import DatasetInput
+
+    urls = {
+        "reference": reference,
+        "current": current,
+        "current_labels": current_labels,
+        "reference_features": reference_features,
+        "current_features": current_features,
+        "quality": quality,
+    }
+    inputs = {name: DatasetInput(url, read_manifest(url)) for name, url in urls.items() if url}
+    options = MonitorReportOptions(
+        label=label,
+        score=score,
+        keys=list(_split(keys) or ()),
+        groups=list(_split(groups) or ()),
+        llm_url=llm_url,
+    )
+    with executor_for(address, in_process) as executor:
+        built, _ = build_report(inputs, options, executor)
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    html_path.write_text(render_html(built))
+    json_path = html_path.with_suffix(".json")
+    json_path.write_text(json.dumps(report_json(built), indent=1))
+    status = "[red]ALERT[/]" if built.alert else "[green]OK[/]"
+    console.print(f"{status}: wrote `{html_path}` and `{json_path}`")
+    for cause in built.causes[:5]:
+        console.print(f"  - {cause.kind}: {cause.subject} ({cause.evidence})", highlight=False)
+
+
+def _print_drift(report: Any) -> None:
+    table = Table(title="drift by column")
+    for header in ("column", "method", "score", "threshold", "drifted"):
+        table.add_column(header)
+    for column in report.columns:
+        score = "n/a" if column.score != column.score else f"{column.score:.4g}"
+        table.add_row(
+            column.column,
+            column.method,
+            score,
+            f"{column.threshold:g}",
+            "[red]yes[/]" if column.drifted else "no",
+        )
+    console.print(table)
+    verdict = "[red]drifted[/]" if report.dataset_drifted else "[green]not drifted[/]"
+    console.print(
+        f"dataset {verdict}: {report.number_drifted}/{len(report.columns)} columns "
+        f"({report.share_drifted:.0%}, threshold {report.drift_share:.0%})"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``monitor`` group to the ``raypipe`` command."""
+    app.add_typer(group, name="monitor")

@@ -183,7 +183,7 @@ def profile_column(name: str, column: pa.ChunkedArray | pa.Array) -> ColumnProfi
         keys = counts.get_column(present.name).to_list()
         if kind == "temporal":
             keys = [int(k) for k in keys]
-        values = tuple(zip(keys, counts.get_column("count").to_list(), strict=True))
+        values = _in_value_order(zip(keys, counts.get_column("count").to_list(), strict=True))
     n = len(finite) if kind in ("numeric", "temporal", "boolean") else 0
     stats = finite.cast(pl.Float64) if n else finite
     mean = float(stats.mean()) if n else 0.0  # type: ignore[arg-type]
@@ -279,7 +279,7 @@ def _merge_two(a: ColumnProfile, b: ColumnProfile) -> ColumnProfile:
         merged: dict[Any, int] = dict(a.values)
         for value, count in b.values:
             merged[value] = merged.get(value, 0) + count
-        values = tuple(merged.items()) if len(merged) <= VALUE_CAP else None
+        values = _in_value_order(merged.items()) if len(merged) <= VALUE_CAP else None
     histogram = None
     if a.histogram is not None and b.histogram is not None:
         if a.edges != b.edges:
@@ -310,3 +310,9 @@ def _pick(x: Any, y: Any, choose: Any) -> Any:
     if y is None:
         return x
     return choose(x, y)
+
+
+def _in_value_order(pairs: Iterable[tuple[Any, int]]) -> tuple[tuple[Any, int], ...]:
+    """Value counts sorted by value, so the same data always serialises to the same profile
+    (and the profile dataset keeps its version across reruns)."""
+    return tuple(sorted(pairs, key=lambda pair: (type(pair[0]).__name__, pair[0])))

@@ -20,6 +20,7 @@ from raypipe.validation.profile import (
     ColumnProfile,
     merge_profiles,
     profile_column,
+    profile_table,
     with_histogram,
 )
 from raypipe.validation.profile_stage import ProfileOptions, ProfileStage
@@ -147,3 +148,15 @@ def test_profile_stage_profiles_every_input(tmp_path: Path) -> None:
     assert reference["events"].version == inputs["events"].version
     assert reference["events"].columns["amount"].n == 900
     assert ProfileStage.accepts_any_inputs and ProfileStage.outputs == ("profile",)
+
+
+def test_the_same_data_in_any_row_order_gives_the_same_profile() -> None:
+    rng = np.random.default_rng(3)
+    table = pa.table({
+        "country": pa.array(rng.choice(["US", "DE", "BR", "JP"], 500)),
+        "level": pa.array(rng.integers(0, 40, 500)),
+    })
+    shuffled = table.take(pa.array(rng.permutation(500)))
+    assert {name: p.to_dict() for name, p in profile_table(table).items()} == {
+        name: p.to_dict() for name, p in profile_table(shuffled).items()
+    }

@@ -34,6 +34,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "raypipe.cli.jobrun",
     "raypipe.cli.generate",
     "raypipe.cli.data",
+    "raypipe.cli.features",
     "raypipe.cli.monitor",
 )
 

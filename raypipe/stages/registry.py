@@ -18,6 +18,10 @@ STAGE_KINDS: dict[str, str] = {
     "ingest": "raypipe.io.ingest_stage:IngestStage",
     "data.profile": "raypipe.validation.profile_stage:ProfileStage",
     "data.check": "raypipe.validation.check_stage:CheckStage",
+    "features.training_set": "raypipe.features.stage:TrainingSetStage",
+    "features.scoring_set": "raypipe.features.stage:ScoringSetStage",
+    "features.point_in_time_join": "raypipe.features.pit_stage:PitJoinStage",
+    "features.discover": "raypipe.features.discover_stage:DiscoverStage",
     "monitor.report": "raypipe.monitoring.monitor_stage:MonitorReportStage",
 }
 

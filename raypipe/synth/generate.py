@@ -171,6 +171,8 @@ def run_generate(
         "players": config.players,
         "days": config.days,
         "cutoff": config.cutoff.isoformat(),
+        # Each shard's files hold a disjoint set of players: per-player work needs no shuffle.
+        "clustered_by": ["player_id"],
     }
     manifests = {
         name: writers[name].commit(

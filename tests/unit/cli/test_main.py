@@ -29,9 +29,7 @@ def test_validate_lists_problems_without_a_traceback(
     assert "Traceback" not in err
 
 
-def test_validate_and_plan_a_good_spec(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_validate_and_plan_a_good_spec(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = write(
         tmp_path,
         "name: j\nstages:\n  a: {uses: test.make}\n"

@@ -29,9 +29,6 @@ from raypipe.features.asof import (
     normalize_time,
 )
 from raypipe.features.partition import (
-    CLUSTERED_BY,
-    balance,
-    clustered_groups,
     empty_frame,
     partition_of,
     read_pieces,
@@ -39,6 +36,7 @@ from raypipe.features.partition import (
     write_pieces,
 )
 from raypipe.features.views import FeatureView
+from raypipe.io.clustering import CLUSTERED_BY, balance, clustered_groups
 from raypipe.io.commit import verify_files
 from raypipe.io.dataset import DatasetWriter, read_dataset, scan_dataset
 from raypipe.io.fs import is_local, join_url, resolve_fs

@@ -3,11 +3,9 @@
 Feature computation is per entity, so it parallelizes over partitions that hold *all* rows of
 their entities. Two ways to get them:
 
-* **Clustered input.** A dataset whose manifest metadata says ``clustered_by: [keys]`` promises
-  that files written under different ``part`` ids (the ``part-<id>-`` prefix that
-  :class:`~raypipe.io.dataset.DatasetWriter` gives file names) hold disjoint entities. Groups of
-  such parts are partitions already; no shuffle (the synthetic telemetry is written per player
-  shard this way).
+* **Clustered input.** A dataset whose manifest promises ``clustered_by: [keys]``
+  (:mod:`raypipe.io.clustering`) is split into groups of whole parts; no shuffle (the synthetic
+  telemetry is written per player shard this way).
 * **Hash shuffle.** Otherwise map tasks read groups of files, split rows by ``hash(keys) % n`` and
   stage one Arrow IPC piece per partition under a scratch URL; reduce task ``i`` reads piece ``i``
   of every map task. Memory per task is bounded by its partition.
@@ -16,7 +14,6 @@ their entities. Two ways to get them:
 from __future__ import annotations
 
 import io
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -24,12 +21,8 @@ import polars as pl
 import pyarrow as pa
 
 from raypipe.io.fs import join_url, resolve_fs
-from raypipe.io.manifest import FileEntry, Manifest
 
 __all__ = [
-    "CLUSTERED_BY",
-    "balance",
-    "clustered_groups",
     "empty_frame",
     "hash_partition",
     "partition_of",
@@ -39,11 +32,8 @@ __all__ = [
     "write_pieces",
 ]
 
-#: Manifest metadata key: the columns by which files (by writer part id) are clustered.
-CLUSTERED_BY = "clustered_by"
 PARTITION = "__partition"
 SEED = 20_240_917
-_PART = re.compile(r"(?:^|/)part-(.+?)-[0-9a-f]{16}-\d{5}\.parquet$")
 
 
 def empty_frame(schema: pa.Schema) -> pl.DataFrame:
@@ -68,39 +58,6 @@ def hash_partition(frame: pl.DataFrame, keys: Sequence[str],
                                  maintain_order=True)
     empty = frame.clear()
     return [groups.get((index,), empty) for index in range(partitions)]
-
-
-def clustered_groups(manifest: Manifest, keys: Sequence[str]) -> list[list[FileEntry]] | None:
-    """The files of ``manifest`` grouped by writer part id, if it is clustered by ``keys``.
-
-    None when the metadata makes no such promise or a file name carries no part id.
-    """
-    declared = manifest.metadata.get(CLUSTERED_BY)
-    if isinstance(declared, str):
-        declared = [declared]
-    if not declared or list(declared) != list(keys):
-        return None
-    groups: dict[str, list[FileEntry]] = {}
-    for entry in manifest.files:
-        match = _PART.search(entry.path)
-        if match is None:
-            return None
-        groups.setdefault(match.group(1), []).append(entry)
-    return list(groups.values())
-
-
-def balance(groups: Sequence[Sequence[FileEntry]], tasks: int) -> list[list[FileEntry]]:
-    """Pack file groups into at most ``tasks`` bins of similar total bytes (greedy, largest first).
-
-    Groups are never split, so a bin holds whole clusters.
-    """
-    bins: list[list[FileEntry]] = [[] for _ in range(max(1, min(tasks, len(groups))))]
-    sizes = [0] * len(bins)
-    for group in sorted(groups, key=lambda g: -sum(e.bytes for e in g)):
-        smallest = sizes.index(min(sizes))
-        bins[smallest].extend(group)
-        sizes[smallest] += sum(e.bytes for e in group)
-    return [b for b in bins if b]
 
 
 def split_by(frame: pl.DataFrame, assign: pl.Expr, partitions: int) -> list[pl.DataFrame]:

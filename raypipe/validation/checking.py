@@ -310,9 +310,10 @@ def run_check(
             schema = manifest.schema
             if name == "quarantine":
                 schema = schema.append(pa.field(RULE_COLUMN, pa.string()))
-            outputs[name] = writer.commit(
-                entries, schema=schema, metadata={"source_version": manifest.version}
-            )
+            # The rows that go on keep the source's metadata (cutoff, clustering: groups hold
+            # whole parts, one output part per group).
+            metadata = {**manifest.metadata, "source_version": manifest.version}
+            outputs[name] = writer.commit(entries, schema=schema, metadata=metadata)
     quarantined = outputs["quarantine"].rows if "quarantine" in outputs else 0
     return CheckReport(report.rows, report.results, quarantined, outputs)
 

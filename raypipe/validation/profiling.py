@@ -16,6 +16,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from raypipe.io.clustering import balance, clustered_groups
 from raypipe.io.manifest import FileEntry, Manifest
 from raypipe.stages.base import Executor
 from raypipe.validation.profile import (
@@ -51,10 +52,17 @@ class DatasetProfile:
 
 
 def file_groups(manifest: Manifest, parallelism: int) -> list[tuple[FileEntry, ...]]:
-    """Split the files into at most ``2 * parallelism`` contiguous groups of similar size."""
+    """Split the files into at most ``2 * parallelism`` groups of similar size.
+
+    A clustered dataset is split into groups of whole parts, so a stage that writes one part per
+    group keeps its input's clustering (:mod:`raypipe.io.clustering`).
+    """
     files = list(manifest.files)
     if not files:
         return []
+    clusters = clustered_groups(manifest)
+    if clusters is not None:
+        return [tuple(group) for group in balance(clusters, 2 * max(1, parallelism))]
     count = max(1, min(len(files), 2 * max(1, parallelism)))
     size = math.ceil(len(files) / count)
     return [tuple(files[i : i + size]) for i in range(0, len(files), size)]

@@ -7,7 +7,8 @@ import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from raypipe.features.partition import balance, clustered_groups, hash_partition
+from raypipe.features.partition import hash_partition
+from raypipe.io.clustering import balance, clustered_groups
 from raypipe.io.manifest import FileEntry, Manifest
 
 

@@ -29,7 +29,11 @@ def infer(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Rows per batch.")] = 131_072,
     actors: Annotated[
         Optional[int],  # noqa: UP045
-        typer.Option("--actors", help="Scoring actors (default: one per node)."),
+        typer.Option(
+            "--actors",
+            help="Scoring workers running at once (default: one per node, each using all its "
+            "CPUs as XGBoost threads).",
+        ),
     ] = None,
     partition_by: Annotated[
         Optional[str],  # noqa: UP045
@@ -52,7 +56,7 @@ def infer(
 ) -> None:
     """Score every row of INPUT with MODEL into OUTPUT, exactly once, on Ray."""
     from raypipe.engine.runtime import RayRuntime, RuntimeOptions
-    from raypipe.engine.scoring import ActorPoolRunner, pool_shape
+    from raypipe.engine.scoring import TaskPoolRunner, pool_shape
     from raypipe.inference.batch import run_batch_inference
     from raypipe.inference.model import read_model
     from raypipe.inference.planning import InferenceSpec
@@ -73,7 +77,7 @@ def infer(
         report = run_batch_inference(
             blob,
             spec,
-            ActorPoolRunner(shape),
+            TaskPoolRunner(shape),
             resume=resume,
             workers=shape.actors,
             threads_per_worker=shape.threads,

@@ -36,7 +36,10 @@ def submit(
     ] = False,
     data_dir: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Option(help="Replace the spec's data_dir; every node must see it (e.g. s3://)."),
+        typer.Option(
+            help="Replace the spec's data_dir; every node must see it (e.g. s3://). "
+            "A local path is made absolute."
+        ),
     ] = None,
     requirements: Annotated[
         Optional[Path],  # noqa: UP045
@@ -55,8 +58,9 @@ def submit(
     from raypipe.engine import jobs
     from raypipe.spec import load_job
 
-    # Check the spec here first: a typo should not cost a cluster round trip.
-    load_job(spec, overrides=set_ or (), data_dir=data_dir)
+    # Check the spec here first: a typo should not cost a cluster round trip. Its data_dir is
+    # fixed here too, so the cluster's environment or working dir cannot move it.
+    job = load_job(spec, overrides=set_ or (), data_dir=data_dir)
     client = jobs.connect(address)
     submitted = jobs.submit_job(
         client,
@@ -64,7 +68,7 @@ def submit(
             spec=spec,
             overrides=tuple(set_ or ()),
             resume=resume,
-            data_dir=data_dir,
+            data_dir=jobs.pin_data_dir(job.data_dir),
             requirements=requirements,
             submission_id=submission_id,
         ),

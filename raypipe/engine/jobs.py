@@ -31,6 +31,7 @@ from raypipe.errors import RaypipeError, RuntimeUnavailableError, SpecError
 
 __all__ = [
     "DEFAULT_ADDRESS",
+    "JOB_DIR",
     "JobFinishedError",
     "JobOutcome",
     "JobSubmissionSpec",
@@ -42,6 +43,7 @@ __all__ = [
     "follow_job",
     "job_server_errors",
     "list_jobs",
+    "pin_data_dir",
     "read_auth_token",
     "read_job_logs",
     "stop_job",
@@ -95,7 +97,9 @@ class JobFinishedError(RaypipeError):
     """A submitted job ended other than SUCCEEDED; exits with the job driver's own exit code."""
 
     def __init__(self, outcome: JobOutcome) -> None:
-        detail = f": {outcome.message}" if outcome.message else ""
+        # Ray's message repeats the log's last 20,000 characters, already shown: keep line one.
+        first_line = outcome.message.strip().splitlines()[0] if outcome.message.strip() else ""
+        detail = f": {first_line.rstrip(':')}" if first_line else ""
         super().__init__(
             f"Ray job `{outcome.submission_id}` ended {outcome.status}{detail}",
             hint=f"`raypipe jobs logs {outcome.submission_id}` prints its whole log; "
@@ -127,6 +131,7 @@ class JobSubmissionSpec:
         Extra environment variables of the job's driver and workers.
     command
         The program that runs the spec; ``("raypipe",)`` on a cluster with raypipe installed.
+        A word starting with ``{job_dir}/`` names a file of the uploaded folder.
     """
 
     spec: Path
@@ -240,19 +245,53 @@ def _address_from_env() -> str:
     return DEFAULT_ADDRESS
 
 
+def pin_data_dir(data_dir: str) -> str:
+    """The data_dir a submitted job should get, fixed on the client.
+
+    The spec's ``data_dir`` may depend on the environment (``${RAYPIPE_DATA_DIR:-...}``) and be
+    relative; on the cluster both would resolve elsewhere (the job's working dir is a temporary
+    copy). A URL with a scheme is kept; a local path becomes absolute, with a warning, since
+    only nodes that mount the same file system see it.
+    """
+    if "://" in data_dir and not data_dir.startswith("file://"):
+        return data_dir
+    local = data_dir.removeprefix("file://")
+    absolute = str(Path(local).expanduser().resolve())
+    logger.warning(
+        "data_dir `%s` is a local path: every node of the cluster must see it (one machine or "
+        "a shared mount); use s3:// or gs:// on a real cluster (--data-dir)",
+        absolute,
+    )
+    return absolute
+
+
+#: In :attr:`JobSubmissionSpec.command`, stands for the job's unpacked working_dir.
+JOB_DIR = "{job_dir}"
+
+
 def build_entrypoint(submission: JobSubmissionSpec) -> str:
     """The shell command the Ray job runs: ``raypipe run <spec> --address auto ...``.
 
-    The spec is named relative to the working directory, which Ray unpacks as the job's cwd.
+    Ray unpacks the spec's folder and starts the command there. Ray 2.60 may unpack that folder
+    again (rmtree, then unpack at the same path) when it first sets up the job's runtime env on
+    the node, which leaves a driver started inside it in a deleted directory (``os.getcwd()``
+    fails). So the driver runs from the folder's parent, which stays, and names the spec by its
+    absolute path: ``d="$(pwd -P)" && cd .. && raypipe run "$d"/churn.yaml --address auto``.
     """
-    args = [*submission.command, "run", submission.spec.name, "--address", "auto"]
+    words = [*submission.command, "run", f"{JOB_DIR}/{submission.spec.name}", "--address", "auto"]
     for override in submission.overrides:
-        args += ["--set", override]
+        words += ["--set", override]
     if submission.resume:
-        args.append("--resume")
+        words.append("--resume")
     if submission.data_dir:
-        args += ["--data-dir", submission.data_dir]
-    return shlex.join(args)
+        words += ["--data-dir", submission.data_dir]
+    return 'd="$(pwd -P)" && cd .. && ' + " ".join(_shell_word(word) for word in words)
+
+
+def _shell_word(word: str) -> str:
+    if word.startswith(f"{JOB_DIR}/"):
+        return '"$d"/' + shlex.quote(word.removeprefix(f"{JOB_DIR}/"))
+    return shlex.quote(word)
 
 
 def build_runtime_env(submission: JobSubmissionSpec) -> dict[str, Any]:
@@ -412,9 +451,7 @@ def read_job_logs(client: SubmissionClient, submission_id: str) -> str:
         return client.get_job_logs(submission_id)
 
 
-def stop_job(
-    client: SubmissionClient, submission_id: str, *, wait_s: float = 0.0
-) -> str:
+def stop_job(client: SubmissionClient, submission_id: str, *, wait_s: float = 0.0) -> str:
     """Ask the cluster to stop a job; with ``wait_s`` wait that long for it to end.
 
     Returns the job's status after the request (or after waiting).

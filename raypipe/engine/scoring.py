@@ -177,7 +177,7 @@ class ActorPoolRunner:
         )
         job_ref = ray.put(job)
         count = max(1, min(shape.actors, len(units)))
-        actors = [actor_class.remote(job_ref, shape.threads) for _ in range(count)]
+        actors: list[Any] = [actor_class.remote(job_ref, shape.threads) for _ in range(count)]
         queue = list(reversed(units))
         in_flight: dict[Any, tuple[Any, ScoringUnit]] = {}
         try:

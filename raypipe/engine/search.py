@@ -7,7 +7,8 @@ measured 2-CPU machine. The driver keeps Optuna's sampler and is the only MLflow
 
 Actors reserve fractional CPUs (``threads * 0.5``) so that, on a 2-CPU node, two 1-thread actors
 leave room for the driver's other tasks (actors asking 1 CPU each starve tasks and hang). An actor
-whose process dies is restarted by Ray and its trial is reported as failed; the search goes on.
+whose process dies (e.g. out of memory) is replaced and its trial is reported as failed; the
+search goes on.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import time
 from typing import Any
 
 import ray
-from ray.exceptions import RayError
+from ray.exceptions import RayActorError, RayError
 
 from raypipe.training.search import InlineRunner, TrialRunner
 from raypipe.training.trial import TrialData, TrialRequest, TrialResult, TrialWorker
@@ -57,13 +58,20 @@ class ActorPoolRunner:
         self.threads = max(1, threads)
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.size = max(1, actors or cpus // self.threads)
-        data_ref = ray.put(data)
-        remote_cls = ray.remote(_TrialActor).options(
-            num_cpus=0.5 * self.threads, max_restarts=ACTOR_MAX_RESTARTS, max_task_retries=0
-        )
-        self._actors = [remote_cls.remote(data_ref, self.threads) for _ in range(self.size)]
+        started = time.perf_counter()
+        # Held for the pool's life: a replacement actor is built from this same object.
+        self._data_ref: Any = ray.put(data)
+        self.put_s = time.perf_counter() - started
+        # Ray's own restarts warn when constructor arguments live in the object store, so a dead
+        # actor is replaced here instead (its trial is reported as failed).
+        self._remote_cls = ray.remote(_TrialActor).options(num_cpus=0.5 * self.threads)
+        self.replaced = 0
+        self._actors: list[Any] = [self._new_actor() for _ in range(self.size)]
         self._idle = list(range(self.size))
         self._inflight: dict[Any, tuple[int, TrialRequest, float]] = {}
+
+    def _new_actor(self) -> Any:
+        return self._remote_cls.remote(self._data_ref, self.threads)
 
     @property
     def slots(self) -> int:
@@ -72,7 +80,7 @@ class ActorPoolRunner:
     def wait_ready(self) -> float:
         """Block until every actor is constructed; returns the seconds it took."""
         started = time.perf_counter()
-        ray.get([actor.ready.remote() for actor in self._actors])
+        ray.get([actor.ready.remote() for actor in self._actors])  # type: ignore[attr-defined]
         return time.perf_counter() - started
 
     def submit(self, request: TrialRequest) -> None:
@@ -91,6 +99,9 @@ class ActorPoolRunner:
             return ray.get(ref)
         except RayError as exc:
             logger.warning("trial %s lost its actor: %s", request.trial_id, exc)
+            if isinstance(exc, RayActorError) and self.replaced < ACTOR_MAX_RESTARTS * self.size:
+                self._actors[index] = self._new_actor()
+                self.replaced += 1
             return TrialResult(
                 trial_id=request.trial_id,
                 candidate=request.candidate,
@@ -109,6 +120,7 @@ class ActorPoolRunner:
             ray.kill(actor)
         self._actors = []
         self._idle = []
+        self._data_ref = None
 
 
 def make_trial_runner(

@@ -1,0 +1,388 @@
+"""Federated simulation: raypipe against Flower's simulation engine and a plain numpy process.
+
+Workload (the measured anchor's): 100 clients, IID and Dirichlet(0.5) splits of 200k rows x 20
+features (45 % positive; logistic of a linear score plus a mild nonlinear part), 20 rounds of
+FedAvg over a numpy logistic regression (1 epoch of mini-batch SGD, batch 64, lr 0.1, shuffle seed
+from (round, client): every implementation does identical client work), every client every
+round, and the central test AUC (50k rows) after every round.
+
+Variants, each in its own process (whole-process wall includes interpreter, imports, Ray start
+and shutdown):
+
+- ``numpy``   one process, a plain per-client loop: the no-framework limit.
+- ``raypipe`` ``raypipe.engine.federation.RayFederation``: 2 actors (0.5 CPU each) hosting 50
+              clients each, vectorised local training, one shared request per round.
+- ``flower``  flwr 1.42 Message API (``ClientApp``/``ServerApp``, ``FedAvg(fraction_evaluate=0)``,
+              ``run_simulation``, 1 CPU per client), in its own venv (it pins Ray 2.55.1),
+              created by this script with ``python3 -m venv`` + ``pip install flwr[simulation]``.
+
+"Steady" rounds/s are rounds 2..R (round 1 absorbs start-up). AUC of a central scikit-learn
+logistic regression on all training rows is the reference. ``OPENBLAS_NUM_THREADS=1`` for all.
+
+Usage::
+
+    python benchmarks/federated.py --quick --json /tmp/fl.json
+    python benchmarks/federated.py --clients 1000          # the 1,000-client point
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve()
+ROOT = HERE.parents[1]
+FLOWER_VENV = Path(os.environ.get("FLWR_VENV", "/tmp/flwr-venv"))
+ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+BATCH, LR = 64, 0.1
+
+
+# ----------------------------------------------------------------------------- data
+def make_data(path: Path, rows: int, clients: int, partitions: list[str], seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    d = 20
+    beta = rng.normal(0, 0.6, size=d)
+    total = rows + rows // 4
+    x = rng.normal(size=(total, d))
+    score = x @ beta + 0.4 * np.sin(2 * x[:, 0]) * x[:, 1] - 0.2
+    y = (rng.random(total) < 1 / (1 + np.exp(-score))).astype(np.float64)
+    xtr, ytr, xte, yte = x[:rows], y[:rows], x[rows:], y[rows:]
+    sys.path.insert(0, str(ROOT))
+    from raypipe.federated.partition import partition_dirichlet, partition_iid
+
+    split = {
+        "iid": lambda: partition_iid(rows, clients, seed=42),
+        "dir": lambda: partition_dirichlet(ytr, clients, 0.5, min_partition_size=10, seed=42),
+    }
+    parts = {name: split[name]() for name in partitions}
+    arrays = {"x": xtr, "y": ytr, "xt": xte, "yt": yte}
+    for name, p in parts.items():
+        arrays[f"{name}_rows"] = np.concatenate(p)
+        arrays[f"{name}_offsets"] = np.concatenate([[0], np.cumsum([len(q) for q in p])])
+    np.savez(path, **arrays)
+
+
+def load(path: str, partition: str) -> tuple[np.ndarray, ...]:
+    z = np.load(path)
+    return z["x"], z["y"], z["xt"], z["yt"], z[f"{partition}_rows"], z[f"{partition}_offsets"]
+
+
+def auc(y: np.ndarray, p: np.ndarray) -> float:
+    order = np.argsort(p, kind="mergesort")
+    ranks = np.empty(len(p))
+    ranks[order] = np.arange(1, len(p) + 1)
+    pos = y > 0.5
+    return float((ranks[pos].sum() - pos.sum() * (pos.sum() + 1) / 2) / (pos.sum() * (~pos).sum()))
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def local_sgd(w: np.ndarray, x: np.ndarray, y: np.ndarray, rnd: int, cid: int) -> np.ndarray:
+    """The plain client: 1 epoch of mini-batch SGD (same order as raypipe's client_order)."""
+    w = w.copy()
+    order = np.random.default_rng([0, rnd, cid]).permutation(len(y))
+    for s in range(0, len(y), BATCH):
+        rows = order[s : s + BATCH]
+        xb = x[rows]
+        r = (sigmoid(xb @ w[:-1] + w[-1]) - y[rows]) / len(rows)
+        w[:-1] -= LR * (xb.T @ r)
+        w[-1] -= LR * r.sum()
+    return w
+
+
+# ----------------------------------------------------------------------------- children
+def child_numpy(path: str, partition: str, rounds: int) -> dict:
+    x, y, xt, yt, rows, offsets = load(path, partition)
+    clients = [(x[rows[a:b]], y[rows[a:b]]) for a, b in itertools.pairwise(offsets)]
+    w = np.zeros(x.shape[1] + 1)
+    marks = [time.perf_counter()]
+    for rnd in range(1, rounds + 1):
+        ws = [local_sgd(w, cx, cy, rnd, cid) for cid, (cx, cy) in enumerate(clients)]
+        n = np.array([len(cy) for _, cy in clients], dtype=np.float64)
+        w = np.tensordot(n / n.sum(), np.array(ws), axes=1)
+        final = auc(yt, xt @ w[:-1] + w[-1])
+        marks.append(time.perf_counter())
+    return {"auc": final, "marks": marks, "weights": w.tolist()}
+
+
+def child_raypipe(path: str, partition: str, rounds: int) -> dict:
+    sys.path.insert(0, str(ROOT))
+    from raypipe.engine.federation import RayFederation
+    from raypipe.engine.runtime import RayRuntime, RuntimeOptions
+    from raypipe.federated.clients import build_shards
+    from raypipe.federated.simulation import FederationSpec, run_federation
+    from raypipe.federated.strategies import FedAvg
+
+    x, y, xt, yt, rows, offsets = load(path, partition)
+    parts = [rows[a:b] for a, b in itertools.pairwise(offsets)]
+    with RayRuntime(RuntimeOptions(num_cpus=2, object_store_bytes=512 * 1024**2)):
+        setup = time.perf_counter()
+        backend = RayFederation(build_shards(x, y, parts, 2, holdout_fraction=0.0), num_cpus=0.5)
+        backend.wait_ready()
+        setup = time.perf_counter() - setup
+        spec = FederationSpec(rounds=rounds, evaluate_clients=False)
+        result = run_federation(backend, FedAvg(), spec, np.zeros(x.shape[1] + 1), test=(xt, yt))
+        backend.close()
+    seconds = [r.seconds for r in result.history]
+    return {
+        "auc": result.final_test["auc"],
+        "marks": list(np.cumsum([0.0, *seconds])),
+        "weights": result.weights.tolist(),
+        "actor_setup_s": setup,
+    }
+
+
+def child_flower(path: str, partition: str, rounds: int) -> dict:
+    from flwr.app import ArrayRecord, Context, Message, MetricRecord, RecordDict
+    from flwr.clientapp import ClientApp
+    from flwr.serverapp import Grid, ServerApp
+    from flwr.serverapp.strategy import FedAvg
+    from flwr.simulation import run_simulation
+
+    cache: dict = {}
+
+    def data() -> tuple:
+        if not cache:
+            x, y, xt, yt, rows, offsets = load(path, partition)
+            cache["clients"] = [
+                (x[rows[a:b]], y[rows[a:b]]) for a, b in itertools.pairwise(offsets)
+            ]
+            cache["test"] = (xt, yt)
+        return cache["clients"], cache["test"]
+
+    clients_n = len(np.load(path)[f"{partition}_offsets"]) - 1
+    client_app = ClientApp()
+
+    @client_app.train()
+    def train(msg: Message, context: Context) -> Message:
+        cid = int(context.node_config["partition-id"])
+        rnd = int(msg.content["config"]["server-round"])
+        w = msg.content["arrays"].to_numpy_ndarrays()[0]
+        cx, cy = data()[0][cid]
+        new = local_sgd(w, cx, cy, rnd, cid)
+        reply = RecordDict(
+            {"arrays": ArrayRecord([new]), "metrics": MetricRecord({"num-examples": len(cy)})}
+        )
+        return Message(content=reply, reply_to=msg)
+
+    marks: list[float] = []
+    result: dict = {}
+
+    def central(server_round: int, arrays: ArrayRecord) -> MetricRecord:
+        w = arrays.to_numpy_ndarrays()[0]
+        xt, yt = data()[1]
+        result["auc"] = auc(yt, xt @ w[:-1] + w[-1])
+        result["weights"] = w.tolist()
+        marks.append(time.perf_counter())
+        return MetricRecord({"auc": result["auc"]})
+
+    server_app = ServerApp()
+
+    @server_app.main()
+    def main(grid: Grid, context: Context) -> None:
+        strategy = FedAvg(
+            fraction_train=1.0,
+            fraction_evaluate=0.0,
+            min_train_nodes=clients_n,
+            min_available_nodes=clients_n,
+        )
+        strategy.start(
+            grid=grid,
+            initial_arrays=ArrayRecord([np.zeros(21)]),
+            num_rounds=rounds,
+            evaluate_fn=central,
+        )
+
+    run_simulation(
+        server_app=server_app,
+        client_app=client_app,
+        num_supernodes=clients_n,
+        backend_config={
+            "init_args": {"num_cpus": 2, "address": "local", "include_dashboard": False},
+            "client_resources": {"num_cpus": 1, "num_gpus": 0.0},
+        },
+    )
+    return {"auc": result.get("auc"), "marks": marks, "weights": result.get("weights")}
+
+
+# ----------------------------------------------------------------------------- parent
+def ensure_flower() -> Path | None:
+    python = FLOWER_VENV / "bin/python"
+    if python.exists():
+        return python
+    print(f"creating {FLOWER_VENV} with flwr[simulation] (pins its own Ray) ...", flush=True)
+    try:
+        subprocess.run(["python3", "-m", "venv", str(FLOWER_VENV)], check=True)
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "-q", "flwr[simulation]", "numpy"],
+            check=True,
+            timeout=900,
+        )
+    except (subprocess.SubprocessError, OSError) as exc:
+        print(f"Flower could not be installed: {exc}")
+        return None
+    return python
+
+
+def run_child(
+    python: str, variant: str, path: str, partition: str, rounds: int, timeout: int
+) -> dict:
+    started = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            [
+                python,
+                str(HERE),
+                "--child",
+                variant,
+                "--data",
+                path,
+                "--partition",
+                partition,
+                "--rounds",
+                str(rounds),
+            ],
+            env=ENV,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            start_new_session=True,
+        )
+    except subprocess.TimeoutExpired:
+        return {"error": f"timed out after {timeout} s", "wall_s": time.perf_counter() - started}
+    wall = time.perf_counter() - started
+    line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if proc.returncode != 0 or line is None:
+        return {"error": (proc.stderr or proc.stdout)[-1500:], "wall_s": wall}
+    out = json.loads(line[len("RESULT ") :])
+    marks = out.pop("marks")
+    out["wall_s"] = wall
+    out["rounds_s"] = marks[-1] - marks[0]
+    out["steady_rounds_per_s"] = (len(marks) - 2) / (marks[-1] - marks[1])
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--rows", type=int)
+    parser.add_argument("--clients", type=int, default=100)
+    parser.add_argument("--rounds", type=int)
+    parser.add_argument("--partitions", default="iid,dir")
+    parser.add_argument("--no-flower", action="store_true")
+    parser.add_argument("--timeout", type=int, default=600)
+    parser.add_argument("--child")
+    parser.add_argument("--data")
+    parser.add_argument("--partition")
+    args = parser.parse_args()
+    if args.child:
+        fn = {"numpy": child_numpy, "raypipe": child_raypipe, "flower": child_flower}[args.child]
+        print("RESULT " + json.dumps(fn(args.data, args.partition, args.rounds)), flush=True)
+        return
+
+    rows = args.rows or (40_000 if args.quick else 200_000)
+    rounds = args.rounds or (10 if args.quick else 20)
+    flower = None if args.no_flower else ensure_flower()
+    report: dict = {
+        "rows": rows,
+        "clients": args.clients,
+        "rounds": rounds,
+        "machine": "2 vCPU AMD EPYC, 24 GiB, shared with other engineers",
+        "partitions": {},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "fl.npz")
+        make_data(Path(path), rows, args.clients, args.partitions.split(","))
+        from sklearn.linear_model import LogisticRegression
+
+        z = np.load(path)
+        central = auc(
+            z["yt"],
+            LogisticRegression(max_iter=1000).fit(z["x"], z["y"]).decision_function(z["xt"]),
+        )
+        for partition in args.partitions.split(","):
+            results = {
+                "numpy": run_child(sys.executable, "numpy", path, partition, rounds, args.timeout),
+                "raypipe": run_child(
+                    sys.executable, "raypipe", path, partition, rounds, args.timeout
+                ),
+            }
+            if flower is not None:
+                results["flower"] = run_child(
+                    str(flower), "flower", path, partition, rounds, args.timeout
+                )
+            ref = results["numpy"].get("weights")
+            for _name, res in results.items():
+                if ref is not None and res.get("weights") is not None:
+                    res["max_weight_diff_vs_numpy"] = float(
+                        np.abs(np.array(res["weights"]) - np.array(ref)).max()
+                    )
+                res.pop("weights", None)
+            report["partitions"][partition] = {"central_auc": central, **results}
+    _print(report)
+    iid = report["partitions"].get("iid", next(iter(report["partitions"].values())))
+    summary = {
+        "raypipe_s": iid["raypipe"].get("wall_s"),
+        "flower_s": iid.get("flower", {}).get("wall_s"),
+        "auc_federated": iid["raypipe"].get("auc"),
+        "auc_centralized": iid["central_auc"],
+        "raypipe_rounds_per_s": iid["raypipe"].get("steady_rounds_per_s"),
+        "numpy_rounds_per_s": iid["numpy"].get("steady_rounds_per_s"),
+        "flower_rounds_per_s": iid.get("flower", {}).get("steady_rounds_per_s"),
+    }
+    report.update(summary)
+    print(json.dumps(summary, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2, default=float))
+
+
+def _print(report: dict) -> None:
+    print(
+        f"\n{report['clients']} clients, {report['rows']} rows, {report['rounds']} rounds "
+        f"({report['machine']})"
+    )
+    head = (
+        f"{'partition':9} {'impl':8} {'wall s':>8} {'rounds s':>9} {'steady r/s':>11} "
+        f"{'AUC':>7} {'central':>8} {'|w-numpy|':>10}"
+    )
+    print(head)
+    for partition, res in report["partitions"].items():
+        for name in ("numpy", "raypipe", "flower"):
+            r = res.get(name)
+            if r is None:
+                continue
+            if "error" in r:
+                print(f"{partition:9} {name:8} FAILED: {r['error'][-300:]}")
+                continue
+            print(
+                f"{partition:9} {name:8} {r['wall_s']:8.2f} {r['rounds_s']:9.2f} "
+                f"{r['steady_rounds_per_s']:11.2f} {r['auc']:7.4f} {res['central_auc']:8.4f} "
+                f"{r.get('max_weight_diff_vs_numpy', float('nan')):10.2e}"
+            )
+        if (
+            "raypipe" in res
+            and "flower" in res
+            and "error" not in res["flower"]
+            and "error" not in res["raypipe"]
+        ):
+            wall = res["flower"]["wall_s"] / res["raypipe"]["wall_s"]
+            steady = res["raypipe"]["steady_rounds_per_s"] / res["numpy"]["steady_rounds_per_s"]
+            print(
+                f"{partition:9} flower/raypipe wall {wall:.2f}x, raypipe/numpy steady {steady:.2f}x"
+            )
+
+
+if __name__ == "__main__":
+    main()

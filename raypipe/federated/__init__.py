@@ -1,0 +1,39 @@
+"""Federated learning simulation: partitioning, numpy clients, strategies, privacy.
+
+A functional core over numpy, tested without Ray: :mod:`~raypipe.federated.partition` cuts rows
+into clients, :mod:`~raypipe.federated.models` trains them (vectorised over clients),
+:mod:`~raypipe.federated.strategies` aggregates, :mod:`~raypipe.federated.privacy` adds central DP
+and simulated SecAgg+, :mod:`~raypipe.federated.simulation` runs the rounds. The Ray shell is
+:mod:`raypipe.engine.federation`; the stage kind is ``federated.train``.
+"""
+
+from __future__ import annotations
+
+from raypipe.federated.clients import ClientGroup, ClientShard, FailureInjection, build_shards
+from raypipe.federated.models import LocalTrainSpec, init_params, predict_proba
+from raypipe.federated.partition import partition_by_column, partition_dirichlet, partition_iid
+from raypipe.federated.simulation import (
+    FederatedResult,
+    FederationSpec,
+    InlineFederation,
+    RoundRecord,
+    run_federation,
+)
+
+__all__ = [
+    "ClientGroup",
+    "ClientShard",
+    "FailureInjection",
+    "FederatedResult",
+    "FederationSpec",
+    "InlineFederation",
+    "LocalTrainSpec",
+    "RoundRecord",
+    "build_shards",
+    "init_params",
+    "partition_by_column",
+    "partition_dirichlet",
+    "partition_iid",
+    "predict_proba",
+    "run_federation",
+]

@@ -1,0 +1,346 @@
+"""The server loop of a federated simulation, and the in-process client backend.
+
+:func:`run_federation` drives any :class:`ClientBackend`: each round it samples clients, sends
+the global weights (one array) to the groups hosting them, keeps the answers that arrived in time,
+retries the round when fewer than ``min_fit_clients`` answered (then stops with a clear error),
+aggregates with the strategy (through simulated secure aggregation when asked), and evaluates the
+new global model on the central test set. Clients' holdout metrics of round ``r``'s model come
+back with round ``r + 1``'s answers (the groups evaluate the weights they receive before
+training), so evaluation costs no extra round trip; the last round's are fetched at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from raypipe.errors import SpecError, StageError
+from raypipe.federated.clients import ClientEval, ClientGroup, FitReply, FitRequest, binary_scores
+from raypipe.federated.models import LocalTrainSpec, predict_proba
+from raypipe.federated.privacy.secagg import SecAggConfig, secure_sum
+from raypipe.federated.strategies.base import ClientUpdates, Strategy
+
+__all__ = [
+    "ClientBackend",
+    "FederatedResult",
+    "FederationSpec",
+    "InlineFederation",
+    "RoundRecord",
+    "run_federation",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FederationSpec:
+    """How the simulation runs.
+
+    Parameters
+    ----------
+    rounds
+        Server rounds.
+    local
+        Clients' local training.
+    round_timeout_s
+        Answers later than this are left out of the round (``None``: wait).
+    round_retries
+        Times a round is retried (new sample) when fewer than ``min_fit_clients`` answered.
+    evaluate_clients
+        Evaluate every round's model on every client's holdout.
+    secure_aggregation
+        Aggregate through simulated SecAgg+ (mean strategies only).
+    secagg_max_weight
+        SecAgg+ caps a client's weight at this many examples (Flower's ``max_weight``).
+    secagg_dropout
+        Fraction of answering clients that drop after masking (simulation of dropouts).
+    """
+
+    rounds: int = 10
+    local: LocalTrainSpec = field(default_factory=LocalTrainSpec)
+    round_timeout_s: float | None = None
+    round_retries: int = 1
+    evaluate_clients: bool = True
+    secure_aggregation: SecAggConfig | None = None
+    secagg_max_weight: float = 1000.0
+    secagg_dropout: float = 0.0
+    seed: int = 0
+
+
+@dataclass
+class RoundRecord:
+    """What happened in one round; client metrics are those of this round's aggregate."""
+
+    round: int
+    sampled: int
+    answered: int
+    failed: dict[int, str]
+    attempts: int
+    train_loss: float
+    seconds: float
+    test: dict[str, float] = field(default_factory=dict)
+    clients: dict[str, float] = field(default_factory=dict)
+    client_auc: dict[int, float] = field(default_factory=dict)
+    epsilon: float | None = None
+
+    def metrics(self) -> dict[str, float]:
+        """Flat metric names for tracking."""
+        out = {
+            "train_loss": self.train_loss,
+            "clients_answered": float(self.answered),
+            "clients_failed": float(len(self.failed)),
+            "round_seconds": self.seconds,
+        }
+        out.update({f"test_{k}": v for k, v in self.test.items()})
+        out.update({f"clients_{k}": v for k, v in self.clients.items()})
+        if self.epsilon is not None:
+            out["epsilon"] = self.epsilon
+        return out
+
+
+@dataclass(frozen=True)
+class FederatedResult:
+    """Final global model and the per-round history."""
+
+    weights: np.ndarray
+    history: list[RoundRecord]
+    seconds: float
+
+    @property
+    def final_test(self) -> dict[str, float]:
+        return self.history[-1].test if self.history else {}
+
+    def steady_rounds_per_s(self, skip: int = 1) -> float:
+        """Rounds per second after the first ``skip`` rounds (start-up excluded)."""
+        tail = [r.seconds for r in self.history[skip:]]
+        return len(tail) / sum(tail) if tail and sum(tail) > 0 else float("nan")
+
+
+class ClientBackend(Protocol):
+    """Where clients live: in this process (:class:`InlineFederation`) or in Ray actors."""
+
+    @property
+    def client_ids(self) -> np.ndarray: ...
+
+    def fit_round(self, request: FitRequest, timeout_s: float | None) -> list[FitReply]: ...
+
+    def evaluate(self, spec: LocalTrainSpec, weights: np.ndarray) -> list[ClientEval]: ...
+
+    def close(self) -> None: ...
+
+
+class InlineFederation:
+    """Client groups called one after another in this process (unit tests, tiny runs).
+
+    A group's answer that took longer than the round's timeout is discarded, which is what a
+    deadline does to a late client.
+    """
+
+    def __init__(self, groups: Sequence[ClientGroup]) -> None:
+        self.groups = list(groups)
+        self._ids = np.sort(np.concatenate([g.shard.client_ids for g in self.groups]))
+
+    @property
+    def client_ids(self) -> np.ndarray:
+        return self._ids
+
+    def fit_round(self, request: FitRequest, timeout_s: float | None) -> list[FitReply]:
+        replies = []
+        for group in self.groups:
+            mine = np.intersect1d(request.client_ids, group.shard.client_ids)
+            if not len(mine) and not request.evaluate:
+                continue
+            sub = dataclasses.replace(request, client_ids=mine)
+            started = time.perf_counter()
+            try:
+                reply = group.fit(sub)
+            except Exception as exc:
+                replies.append(failed_reply(mine, f"group crashed: {exc!r}", request))
+                continue
+            if timeout_s is not None and time.perf_counter() - started > timeout_s:
+                replies.append(failed_reply(mine, f"timed out after {timeout_s} s", request))
+                continue
+            replies.append(reply)
+        return replies
+
+    def evaluate(self, spec: LocalTrainSpec, weights: np.ndarray) -> list[ClientEval]:
+        return [g.evaluate(spec, weights) for g in self.groups]
+
+    def close(self) -> None:
+        return None
+
+
+def failed_reply(client_ids: np.ndarray, reason: str, request: FitRequest) -> FitReply:
+    """The reply standing for a group that did not answer: all its clients failed."""
+    p = request.weights.shape[0]
+    return FitReply(
+        client_ids=np.empty(0, np.int64),
+        params=np.empty((0, p)),
+        num_examples=np.empty(0, np.int64),
+        losses=np.empty(0),
+        failed={int(c): reason for c in client_ids},
+    )
+
+
+def _merge(replies: list[FitReply]) -> tuple[ClientUpdates, dict[int, str], list[ClientEval]]:
+    answered = [r for r in replies if len(r.client_ids)]
+    p = replies[0].params.shape[1] if replies else 0
+    updates = ClientUpdates(
+        client_ids=np.concatenate([r.client_ids for r in answered]) if answered else np.empty(0),
+        params=np.vstack([r.params for r in answered]) if answered else np.empty((0, p)),
+        num_examples=np.concatenate([r.num_examples for r in answered])
+        if answered
+        else np.empty(0),
+        losses=np.concatenate([r.losses for r in answered]) if answered else np.empty(0),
+    )
+    failed: dict[int, str] = {}
+    for r in replies:
+        failed.update(r.failed)
+    evals = [r.evaluation for r in replies if r.evaluation is not None]
+    return updates, failed, evals
+
+
+def summarize_clients(evals: list[ClientEval]) -> tuple[dict[str, float], dict[int, float]]:
+    """Holdout metrics weighted by holdout size (AUC over clients that have both classes)."""
+    if not evals:
+        return {}, {}
+    n = np.concatenate([e.num_examples for e in evals]).astype(np.float64)
+    out = {}
+    for name in ("loss", "accuracy", "auc"):
+        v = np.concatenate([getattr(e, name) for e in evals])
+        ok = ~np.isnan(v) & (n > 0)
+        out[name] = float(np.average(v[ok], weights=n[ok])) if ok.any() else float("nan")
+        if name == "auc" and ok.any():
+            out["auc_min"] = float(v[ok].min())
+    per_client = {
+        int(c): float(a)
+        for e in evals
+        for c, a in zip(e.client_ids, e.auc, strict=False)
+        if not np.isnan(a)
+    }
+    return out, per_client
+
+
+def _secure_mean(updates: ClientUpdates, spec: FederationSpec, round_: int) -> ClientUpdates:
+    """The weighted mean through simulated SecAgg+, as a single pseudo-client."""
+    assert spec.secure_aggregation is not None
+    weights = np.minimum(updates.num_examples, spec.secagg_max_weight) / spec.secagg_max_weight
+    vectors = np.hstack([updates.params * weights[:, None], weights[:, None]])
+    rng = np.random.default_rng([spec.seed, round_, 0xD0])
+    dropped = np.flatnonzero(rng.random(len(updates)) < spec.secagg_dropout)
+    result = secure_sum(
+        vectors,
+        spec.secure_aggregation,
+        dropped_after_masking=[int(i) for i in dropped],
+        seed=spec.seed * 100_003 + round_,
+    )
+    mean = result.total[:-1] / result.total[-1]
+    return ClientUpdates(
+        client_ids=updates.client_ids[list(result.included)][:1],
+        params=mean[None, :],
+        num_examples=np.ones(1, np.int64),
+        losses=updates.losses[list(result.included)][:1],
+    )
+
+
+def evaluate_central(
+    spec: LocalTrainSpec, weights: np.ndarray, test: tuple[np.ndarray, np.ndarray] | None
+) -> dict[str, float]:
+    """Loss, accuracy and AUC of ``weights`` on the central test set."""
+    if test is None or not len(test[1]):
+        return {}
+    loss, acc, auc = binary_scores(test[1], predict_proba(spec, weights, test[0]))
+    return {"loss": loss, "accuracy": acc, "auc": auc}
+
+
+def run_federation(
+    backend: ClientBackend,
+    strategy: Strategy[np.ndarray, ClientUpdates],
+    spec: FederationSpec,
+    initial_weights: np.ndarray,
+    *,
+    test: tuple[np.ndarray, np.ndarray] | None = None,
+    on_round: Callable[[RoundRecord], Any] | None = None,
+) -> FederatedResult:
+    """Run ``spec.rounds`` rounds of federated training; see the module docstring."""
+    if spec.secure_aggregation is not None and not strategy.is_mean:
+        raise SpecError([f"secure aggregation needs a mean strategy, not `{strategy.name}`"])
+    rng = np.random.default_rng([0x5A, spec.seed])
+    weights = np.asarray(initial_weights, dtype=np.float64)
+    available = backend.client_ids
+    history: list[RoundRecord] = []
+    started = time.perf_counter()
+    for round_ in range(1, spec.rounds + 1):
+        round_started = time.perf_counter()
+        local = dataclasses.replace(spec.local, **_local_overrides(strategy.client_config(round_)))
+        for attempt in range(1, spec.round_retries + 2):
+            sampled = strategy.sample(round_, available, rng)
+            request = FitRequest(
+                round=round_,
+                weights=weights,
+                client_ids=sampled,
+                spec=local,
+                seed=spec.seed,
+                evaluate=spec.evaluate_clients and bool(history),
+            )
+            updates, failed, evals = _merge(backend.fit_round(request, spec.round_timeout_s))
+            if history and evals:
+                history[-1].clients, history[-1].client_auc = summarize_clients(evals)
+            if len(updates) >= strategy.min_fit_clients:
+                break
+            logger.warning(
+                "round %d attempt %d: %d of %d sampled clients answered, %d needed",
+                round_,
+                attempt,
+                len(updates),
+                len(sampled),
+                strategy.min_fit_clients,
+            )
+        else:
+            reasons = sorted(set(failed.values()))[:3]
+            raise StageError(
+                f"federated round {round_}: only {len(updates)} of {len(sampled)} sampled clients "
+                f"answered after {spec.round_retries + 1} attempts, `min_fit_clients` is "
+                f"{strategy.min_fit_clients}; failures: {reasons}",
+                hint="raise `round_timeout_s` or `round_retries`, lower `min_fit_clients`, or "
+                "look at the failing clients' errors",
+            )
+        train_loss = float(np.average(updates.losses, weights=np.maximum(updates.num_examples, 1)))
+        if spec.secure_aggregation is not None:
+            updates = _secure_mean(updates, spec, round_)
+        weights = strategy.aggregate(round_, weights, updates)
+        record = RoundRecord(
+            round=round_,
+            sampled=len(sampled),
+            answered=len(updates)
+            if spec.secure_aggregation is None
+            else len(sampled) - len(failed),
+            failed=failed,
+            attempts=attempt,
+            train_loss=train_loss,
+            seconds=0.0,
+            test=evaluate_central(local, weights, test),
+            epsilon=getattr(strategy, "epsilon_", None),
+        )
+        record.seconds = time.perf_counter() - round_started
+        history.append(record)
+        if on_round is not None and (history[:-1]):
+            on_round(history[-2])
+    if spec.evaluate_clients and history:
+        history[-1].clients, history[-1].client_auc = summarize_clients(
+            backend.evaluate(spec.local, weights)
+        )
+    if on_round is not None and history:
+        on_round(history[-1])
+    return FederatedResult(weights=weights, history=history, seconds=time.perf_counter() - started)
+
+
+def _local_overrides(config: dict[str, Any]) -> dict[str, Any]:
+    fields = {f.name for f in dataclasses.fields(LocalTrainSpec)}
+    return {k: v for k, v in config.items() if k in fields}

@@ -1,0 +1,34 @@
+"""Federated strategies over a common base: one small module each."""
+
+from __future__ import annotations
+
+from raypipe.federated.strategies.base import ClientUpdates, Strategy, weighted_mean
+from raypipe.federated.strategies.fedadam import FedAdam
+from raypipe.federated.strategies.fedavg import FedAvg
+from raypipe.federated.strategies.fedmedian import FedMedian
+from raypipe.federated.strategies.fedprox import FedProx
+from raypipe.federated.strategies.trimmed import FedTrimmedAvg, trimmed_mean
+from raypipe.federated.strategies.xgb_bagging import FedXgbBagging, XgbUpdates, aggregate_bagging
+from raypipe.federated.strategies.xgb_cyclic import FedXgbCyclic
+
+__all__ = [
+    "STRATEGIES",
+    "ClientUpdates",
+    "FedAdam",
+    "FedAvg",
+    "FedMedian",
+    "FedProx",
+    "FedTrimmedAvg",
+    "FedXgbBagging",
+    "FedXgbCyclic",
+    "Strategy",
+    "XgbUpdates",
+    "aggregate_bagging",
+    "trimmed_mean",
+    "weighted_mean",
+]
+
+#: Strategies over numpy parameter vectors, by the name used in job specs.
+STRATEGIES: dict[str, type[Strategy]] = {  # type: ignore[type-arg]
+    cls.name: cls for cls in (FedAvg, FedProx, FedAdam, FedMedian, FedTrimmedAvg)
+}

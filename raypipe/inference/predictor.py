@@ -1,0 +1,263 @@
+"""Predictor: load a model once, score Arrow batches by the model's feature names.
+
+A plain callable class: unit tests call it directly, and Ray runs it unchanged inside a
+long-lived actor (the shape of Ray Data's ``map_batches(Predictor, ...)``). Arrow columns go to
+one F-ordered float32 matrix with a single memcpy per column (a float32 column without nulls is
+viewed, not converted), then ``Booster.inplace_predict`` with ``nthread`` threads.
+
+Missing values: nulls and NaNs in feature columns are allowed and mean "missing", which XGBoost
+routes down each tree's default branch, exactly as in training. Integer and boolean feature
+columns are cast to float32; any other type is a :class:`~raypipe.errors.SchemaError`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from raypipe.errors import ModelError, SchemaError
+from raypipe.inference.model import ModelBlob
+
+__all__ = ["SCORE_COLUMN", "SHAP_PREFIX", "Predictor", "check_feature_types"]
+
+logger = logging.getLogger(__name__)
+
+SCORE_COLUMN = "score"
+SHAP_PREFIX = "shap_"
+
+
+def _is_numeric(data_type: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_floating(data_type)
+        or pa.types.is_integer(data_type)
+        or pa.types.is_boolean(data_type)
+        or pa.types.is_null(data_type)
+    )
+
+
+def check_feature_types(
+    schema: pa.Schema,
+    feature_names: Sequence[str],
+    source: str,
+    categorical: Sequence[str] = (),
+) -> None:
+    """Raise a :class:`SchemaError` naming ``source`` and the first bad column, if any.
+
+    Every feature must be present and numeric (float, integer or boolean), except the
+    ``categorical`` ones of a raypipe-trained model, which may be of any type.
+    """
+    names = set(schema.names)
+    missing = [name for name in feature_names if name not in names]
+    if missing:
+        shown = ", ".join(f"`{name}`" for name in missing[:5])
+        more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+        raise SchemaError(
+            f"`{source}` lacks feature column(s) {shown}{more} that the model needs",
+            hint="score data with the columns the model was trained on (see the model's "
+            "feature names), or choose the model trained on this data",
+        )
+    for name in feature_names:
+        if name in categorical:
+            continue
+        data_type = schema.field(name).type
+        if not _is_numeric(data_type):
+            raise SchemaError(
+                f"`{source}`: feature column `{name}` has type `{data_type}`, expected a number "
+                "(float, integer or boolean)",
+                hint="cast the column to float before scoring; missing values may be null or NaN",
+            )
+
+
+class Predictor:
+    """Scores Arrow batches with one model loaded once.
+
+    Parameters
+    ----------
+    model
+        The model as bytes (see :func:`raypipe.inference.model.read_model`).
+    nthread
+        Threads XGBoost uses per batch; set it to the CPUs the worker owns.
+    id_columns
+        Columns copied from the input to the output, before ``score``.
+    shap
+        Also output one ``shap_<feature>`` column per feature and ``shap_bias`` (XGBoost's
+        ``pred_contribs``).
+
+    Attributes
+    ----------
+    feature_names_
+        The model's feature names, in its order; input columns are taken by these names.
+    categorical_
+        Those of them that are categorical (raypipe-trained models with an encoding state).
+    """
+
+    def __init__(
+        self,
+        model: ModelBlob,
+        *,
+        nthread: int = 1,
+        id_columns: Sequence[str] = (),
+        shap: bool = False,
+    ) -> None:
+        self.model = model
+        self.nthread = max(1, int(nthread))
+        self.id_columns = tuple(id_columns)
+        self.shap = shap
+        self._booster: Any = None
+        self._sklearn: Any = None
+        self._openmp: Any = None
+        self._preprocessor: Any = None
+        self._encoding = "native"
+        self.categorical_: tuple[str, ...] = ()
+        self.feature_names_: tuple[str, ...] = ()
+        self._load()
+
+    def _load(self) -> None:
+        if self.model.format.startswith("xgboost"):
+            import xgboost as xgb
+
+            try:
+                booster = xgb.Booster(model_file=bytearray(self.model.data))
+            except xgb.core.XGBoostError as exc:
+                raise ModelError(
+                    f"Model `{self.model.uri}` is not a valid XGBoost model: "
+                    f"{str(exc).splitlines()[0]}",
+                    hint="save it with `booster.save_model('model.ubj')` and do not edit it",
+                ) from exc
+            booster.set_param({"nthread": self.nthread})
+            self._booster = booster
+            names = booster.feature_names
+        elif self.model.format == "sklearn":
+            if self.shap:
+                raise ModelError(
+                    f"SHAP contributions need an XGBoost model; `{self.model.uri}` is scikit-learn",
+                    hint="drop `--shap`, or score with the XGBoost model",
+                )
+            self._sklearn = _load_sklearn(self.model)
+            names = list(getattr(self._sklearn, "feature_names_in_", []) or [])
+        else:
+            raise ModelError(f"Model `{self.model.uri}` has unknown format `{self.model.format}`")
+        if self.model.preprocess:
+            from raypipe.training.preprocess import TablePreprocessor
+
+            state = dict(self.model.preprocess)
+            self._preprocessor = TablePreprocessor.from_dict(state)
+            self._encoding = str(state.get("encoding", "native"))
+            self.categorical_ = tuple(state.get("categories", {}))
+            names = [*state.get("numeric", []), *self.categorical_]
+        if not names:
+            raise ModelError(
+                f"Model `{self.model.uri}` has no feature names, so columns cannot be matched "
+                "by name",
+                hint="train from a named table (DataFrame, or DMatrix with `feature_names=`)",
+            )
+        self.feature_names_ = tuple(str(name) for name in names)
+
+    @property
+    def output_names(self) -> list[str]:
+        """The output columns after the id columns."""
+        names = [SCORE_COLUMN]
+        if self.shap:
+            names += [f"{SHAP_PREFIX}{name}" for name in self.feature_names_]
+            names.append(f"{SHAP_PREFIX}bias")
+        return names
+
+    def feature_matrix(self, batch: pa.Table | pa.RecordBatch) -> np.ndarray:
+        """The batch's feature columns as one F-ordered float32 matrix (one copy per column).
+
+        A raypipe-trained model with an encoding state applies that state instead (categoricals
+        as codes or target means, exactly as in training).
+        """
+        if self._preprocessor is not None:
+            table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
+            return self._preprocessor.transform(table, self._encoding).values
+        rows = batch.num_rows
+        matrix = np.empty((rows, len(self.feature_names_)), dtype=np.float32, order="F")
+        for index, name in enumerate(self.feature_names_):
+            column = batch.column(name)
+            if column.type != pa.float32():
+                column = pc.cast(column, pa.float32())
+            if isinstance(column, pa.ChunkedArray) and column.num_chunks == 1:
+                column = column.chunk(0)
+            matrix[:, index] = column.to_numpy(zero_copy_only=False)
+        return matrix
+
+    def _threads(self) -> Any:
+        """Let OpenMP use ``nthread`` threads for the call (restored afterwards).
+
+        Ray workers run with ``OMP_NUM_THREADS=1`` (so N tasks on N CPUs do not oversubscribe),
+        and XGBoost caps ``nthread`` at OpenMP's limit: without this, ``nthread=2`` in a worker
+        silently predicts on one thread.
+        """
+        if self.nthread <= 1:
+            return contextlib.nullcontext()
+        if self._openmp is None:
+            from threadpoolctl import ThreadpoolController
+
+            self._openmp = ThreadpoolController()
+        return self._openmp.limit(limits=self.nthread, user_api="openmp")
+
+    def predict(self, matrix: np.ndarray) -> np.ndarray:
+        """Scores of a feature matrix: probability of the positive class, or the regression."""
+        if self._booster is not None:
+            with self._threads():
+                scores = self._booster.inplace_predict(matrix, validate_features=False)
+        else:
+            model = self._sklearn
+            if hasattr(model, "predict_proba"):
+                scores = model.predict_proba(matrix)[:, -1]
+            else:
+                scores = model.predict(matrix)
+        return np.asarray(scores, dtype=np.float32)
+
+    def contributions(self, matrix: np.ndarray) -> np.ndarray:
+        """SHAP contributions, one column per feature plus the bias (XGBoost ``pred_contribs``)."""
+        import xgboost as xgb
+
+        dmatrix = xgb.DMatrix(matrix, feature_names=list(self.feature_names_), nthread=self.nthread)
+        with self._threads():
+            contributions = self._booster.predict(dmatrix, pred_contribs=True)
+        return np.asarray(contributions, dtype=np.float32)
+
+    def __call__(self, batch: pa.Table | pa.RecordBatch) -> pa.Table:
+        """Score a batch: its id columns, then ``score`` (then the SHAP columns)."""
+        matrix = self.feature_matrix(batch)
+        scores = self.predict(matrix)
+        columns: dict[str, Any] = {name: batch.column(name) for name in self.id_columns}
+        if scores.ndim == 1:
+            columns[SCORE_COLUMN] = pa.array(scores)
+        else:
+            columns[SCORE_COLUMN] = pa.FixedSizeListArray.from_arrays(
+                pa.array(scores.ravel()), scores.shape[1]
+            )
+        if self.shap:
+            contributions = self.contributions(matrix)
+            if contributions.ndim != 2:
+                raise ModelError(
+                    f"SHAP contributions of multi-output model `{self.model.uri}` are not supported"
+                )
+            for index, name in enumerate(self.output_names[1:]):
+                columns[name] = pa.array(contributions[:, index])
+        return pa.table(columns)
+
+
+def _load_sklearn(model: ModelBlob) -> Any:
+    """The seam to raypipe.tracking for scikit-learn models saved (and checksummed) by raypipe."""
+    import importlib
+
+    try:
+        module = importlib.import_module("raypipe.tracking.models")
+        loader = module.load_sklearn_model
+    except (ImportError, AttributeError) as exc:
+        raise ModelError(
+            f"Model `{model.uri}` is a scikit-learn model, which needs "
+            "`raypipe.tracking.models.load_sklearn_model`; it is not available",
+            hint="score an XGBoost `.json`/`.ubj` model instead",
+        ) from exc
+    return loader(model.data)

@@ -1,0 +1,163 @@
+"""The ``inference.score`` stage kind: score a dataset with a model, exactly once per row.
+
+The model is either the option ``model:`` (an XGBoost ``.json``/``.ubj`` URL or
+``models:/name@alias``, resolved in the job's registry) or the optional input ``model``: the
+model artifact of a ``train.search`` stage, whose file and encoding state are read with their
+checksums verified; with ``model_alias: champion`` the registry's champion of that same
+registered model is scored instead (the input then orders the stage after training).
+
+Units run as executor tasks (one per CPU, each loading the model once); bad files and the time
+split are reported in the stage's metrics. A stage rerun after a crash resumes from the unit
+markers (their ids include the model and file versions, so nothing stale is reused).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field
+
+from raypipe.errors import ModelError, SpecError
+from raypipe.inference.batch import executor_runner, run_batch_inference
+from raypipe.inference.model import ModelBlob, read_model
+from raypipe.inference.planning import DEFAULT_BATCH_ROWS, InferenceSpec
+from raypipe.stages.base import DatasetInput, Stage, StageContext, StageOptions, StageResult
+
+__all__ = ["ScoreOptions", "ScoreStage", "read_model_artifact"]
+
+#: Suffixes of model files inside a training stage's model artifact.
+MODEL_SUFFIXES = ("ubj", "json", "pkl")
+
+logger = logging.getLogger(__name__)
+
+
+class ScoreOptions(StageOptions):
+    """Options of ``inference.score``."""
+
+    model: str | None = Field(
+        default=None, description="Model URI; without it the `model` input is used."
+    )
+    id_columns: list[str] = Field(default_factory=list)
+    batch_size: int = Field(default=DEFAULT_BATCH_ROWS, ge=1)
+    partition_by: list[str] = Field(default_factory=list)
+    target_file_mib: int = Field(default=128, ge=1)
+    on_bad_file: Literal["fail", "quarantine"] = "fail"
+    shap: bool = False
+    model_alias: str | None = Field(
+        default=None,
+        description="With input `model`: score with this registry alias of the same registered "
+        "model (e.g. `champion`) instead of the artifact's own file.",
+    )
+
+
+class ScoreStage(Stage):
+    """Score the ``data`` input; commit ``scores`` (id columns, ``score``, optional SHAP)."""
+
+    kind = "inference.score"
+    options = ScoreOptions
+    inputs: ClassVar[tuple[str, ...]] = ("data",)
+    optional_inputs: ClassVar[tuple[str, ...]] = ("model",)
+    outputs: ClassVar[tuple[str, ...]] = ("scores",)
+
+    def run(
+        self,
+        context: StageContext,
+        inputs: Mapping[str, DatasetInput],
+        options: Any,
+    ) -> StageResult:
+        model = _stage_model(inputs, options, context)
+        spec = InferenceSpec(
+            input_url=inputs["data"].url,
+            output_url=context.output_url("scores"),
+            id_columns=tuple(options.id_columns),
+            batch_rows=options.batch_size,
+            partition_by=tuple(options.partition_by),
+            target_file_bytes=options.target_file_mib * 1024**2,
+            on_bad_file=options.on_bad_file,
+            shap=options.shap,
+            storage_options=dict(context.storage_options),
+        )
+        workers = max(1, int(context.executor.parallelism))
+        runner = executor_runner(context.executor, workers=workers, threads=1)
+        report = run_batch_inference(
+            model,
+            spec,
+            runner,
+            resume=True,
+            workers=workers,
+            threads_per_worker=1,
+            cluster_cpus=workers,
+        )
+        for line in report.advice:
+            logger.info("%s: %s", context.stage_name, line)
+        from raypipe.io.manifest import read_manifest
+
+        manifest = read_manifest(spec.output_url)
+        times = report.times
+        return StageResult(
+            outputs={"scores": manifest},
+            metrics={
+                "model_uri": model.uri,
+                "model_version": model.version,
+                "quarantined": [item.file for item in report.quarantined],
+                "read_s": round(times.read_s, 3) if times else 0.0,
+                "predict_s": round(times.predict_s, 3) if times else 0.0,
+                "write_s": round(times.write_s, 3) if times else 0.0,
+                "bottleneck": times.bottleneck if times else "",
+            },
+            rows_in=inputs["data"].rows,
+            rows_out=manifest.rows,
+        )
+
+
+def _stage_model(
+    inputs: Mapping[str, DatasetInput], options: ScoreOptions, context: StageContext
+) -> ModelBlob:
+    if options.model:
+        return read_model(options.model, tracking_uri=_tracking_uri(options.model, context))
+    if "model" not in inputs:
+        raise SpecError(
+            [f"stage `{context.stage_name}` needs `with.model` (a model URI) or input `model`"],
+            hint="e.g. `inputs: {data: features.training_set, model: train.model}`",
+        )
+    model_input = inputs["model"]
+    if options.model_alias:
+        name = (model_input.manifest.metadata or {}).get("model_name")
+        if not name:
+            raise ModelError(
+                f"Model artifact `{model_input.url}` does not say its registered `model_name`, so "
+                f"alias `{options.model_alias}` cannot be resolved",
+                hint="pass `with.model: models:/NAME@ALIAS` instead",
+            )
+        uri = f"models:/{name}@{options.model_alias}"
+        return read_model(uri, tracking_uri=_tracking_uri(uri, context))
+    return read_model_artifact(model_input)
+
+
+def _tracking_uri(uri: str, context: StageContext) -> str | None:
+    """The registry of the job (under its data_dir), as the training stage resolves it."""
+    if not uri.startswith("models:/"):
+        return None
+    try:
+        from raypipe.tracking.store import resolve_tracking_uri
+    except ImportError:
+        return None
+    return resolve_tracking_uri(None, context.data_dir)
+
+
+def read_model_artifact(model_input: DatasetInput) -> ModelBlob:
+    """The model file of a committed model artifact (checksum and encoding state verified)."""
+    from raypipe.io.artifacts import artifact_names
+    from raypipe.io.fs import join_url
+
+    names = artifact_names(model_input.manifest)
+    for name in names:
+        if name.rsplit(".", 1)[-1].lower() in MODEL_SUFFIXES:
+            return read_model(join_url(model_input.url, name))
+    raise ModelError(
+        f"Model artifact `{model_input.url}` holds no model file (`.ubj`, `.json` or `.pkl`; it "
+        f"has {', '.join(f'`{name}`' for name in names) or 'no files'})",
+        hint="pass `with.model:` a model URI instead",
+    )

@@ -1,0 +1,275 @@
+"""Load a trained model, with its checksum verified: the API scorers and services use.
+
+``load_model(uri)`` accepts
+
+- ``models:/name@alias`` or ``models:/name/version``: the registered version's model file is
+  downloaded and its SHA-256 compared with the ``raypipe.sha256`` tag written at registration;
+- a model file path or fsspec URL (``.ubj``/``.json`` XGBoost, ``.pkl`` raypipe scikit-learn):
+  inside a committed raypipe artifact the manifest's checksum is verified; otherwise a sidecar
+  ``<file>.sha256`` or ``expected_sha256`` is used. A pickle without a checksum is refused.
+
+A mismatch raises :class:`~raypipe.errors.ModelError`. Nothing is unpickled before its checksum
+matched. The tracking store of ``models:/`` URIs is ``tracking_uri``, else
+``MLFLOW_TRACKING_URI``, else ``sqlite:///$RAYPIPE_DATA_DIR/mlflow.db`` (``./raypipe-data``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import pickle
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from raypipe.errors import ModelError
+
+__all__ = ["LoadedModel", "load_model", "load_model_blob", "load_sklearn_model"]
+
+logger = logging.getLogger(__name__)
+
+_MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
+_FORMATS = {".ubj": "xgboost-ubj", ".json": "xgboost-json", ".pkl": "sklearn"}
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A verified model ready to score.
+
+    Attributes
+    ----------
+    format
+        ``xgboost-ubj``, ``xgboost-json`` or ``sklearn``.
+    data
+        The model file's bytes (what was hashed).
+    sha256
+        Their SHA-256.
+    uri
+        What was asked for; ``name``/``version`` are set for registry URIs.
+    preprocess
+        The training encoding (``TablePreprocessor.to_dict``) when known, else ``None``.
+    """
+
+    format: str
+    data: bytes
+    sha256: str
+    uri: str
+    name: str | None = None
+    version: str | None = None
+    preprocess: dict[str, Any] | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def model(self) -> Any:
+        """The live model: an ``xgboost.Booster`` or a raypipe ``NamedModel``."""
+        if self.format.startswith("xgboost"):
+            import xgboost as xgb
+
+            try:
+                return xgb.Booster(model_file=bytearray(self.data))
+            except xgb.core.XGBoostError as exc:
+                raise ModelError(f"`{self.uri}` is not a valid XGBoost model") from exc
+        return load_sklearn_model(self.data)
+
+    @property
+    def feature_names(self) -> list[str]:
+        if self.preprocess:
+            return [*self.preprocess["numeric"], *self.preprocess["categories"]]
+        model = self.model
+        names = getattr(model, "feature_names", None) or list(
+            getattr(model, "feature_names_in_", [])
+        )
+        return [str(n) for n in names]
+
+    def predict_table(self, table: Any) -> np.ndarray:
+        """Scores of an Arrow table with the raw training columns (categoricals as strings)."""
+        from raypipe.training.preprocess import TablePreprocessor
+
+        if not self.preprocess:
+            raise ModelError(f"`{self.uri}` has no preprocessing state; score a feature matrix")
+        pre = TablePreprocessor.from_dict(self.preprocess)
+        matrix = pre.transform(table, self.preprocess["encoding"]).values
+        model = self.model
+        if self.format.startswith("xgboost"):
+            return np.asarray(model.inplace_predict(matrix, validate_features=False), np.float64)
+        return np.asarray(model.predict(matrix), np.float64)
+
+
+def load_sklearn_model(data: bytes) -> Any:
+    """Unpickle a raypipe scikit-learn model whose checksum the caller has verified."""
+    try:
+        return pickle.loads(data)
+    except Exception as exc:
+        raise ModelError(f"scikit-learn model could not be loaded: {exc}") from exc
+
+
+def load_model_blob(uri: str) -> LoadedModel:
+    """The seam :mod:`raypipe.inference.model` calls: ``format``/``data`` of a verified model."""
+    return load_model(uri)
+
+
+def load_model(
+    uri: str, *, tracking_uri: str | None = None, expected_sha256: str | None = None
+) -> LoadedModel:
+    """Load the model at ``uri`` and verify its checksum (see the module docstring).
+
+    Raises
+    ------
+    ModelError
+        Unknown URI, missing model or alias, checksum mismatch, or a pickle without a checksum.
+    """
+    match = _MODELS_URI.match(uri)
+    if match:
+        return _load_registered(uri, match, tracking_uri)
+    if uri.startswith("models:/"):
+        raise ModelError(
+            f"`{uri}` is not a registry URI raypipe understands",
+            hint="use `models:/NAME@ALIAS` or `models:/NAME/VERSION`",
+        )
+    return _load_file(uri, expected_sha256)
+
+
+def _verify(data: bytes, expected: str | None, uri: str) -> str:
+    digest = hashlib.sha256(data).hexdigest()
+    if expected is not None and digest != expected:
+        raise ModelError(
+            f"checksum mismatch for `{uri}`: expected sha256 `{expected[:16]}…`, "
+            f"received `{digest[:16]}…`",
+            hint="the model file was changed or corrupted after it was saved; retrain or "
+            "restore it",
+        )
+    return digest
+
+
+def _load_registered(uri: str, match: re.Match[str], tracking_uri: str | None) -> LoadedModel:
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    from raypipe.tracking.store import get_client, resolve_tracking_uri
+
+    store = resolve_tracking_uri(tracking_uri)
+    client = get_client(store)
+    name = match["name"]
+    try:
+        if match["alias"]:
+            version = client.get_model_version_by_alias(name, match["alias"])
+        else:
+            version = client.get_model_version(name, match["version"])
+    except MlflowException as exc:
+        raise ModelError(
+            f"`{uri}` is not in the registry at `{store}`: {str(exc).splitlines()[0]}",
+            hint="see what exists with `raypipe models list`, or pass `--tracking-uri`",
+        ) from exc
+    tags = dict(version.tags)
+    model_file = tags.get("raypipe.model_file")
+    expected = tags.get("raypipe.sha256")
+    if not model_file or not expected:
+        raise ModelError(
+            f"`{uri}` (version {version.version}) has no `raypipe.sha256` checksum tag",
+            hint="register models through raypipe's training stage",
+        )
+    from raypipe.tracking.runs import global_tracking_uri
+
+    with tempfile.TemporaryDirectory() as tmp, global_tracking_uri(store):
+        try:
+            root = mlflow.artifacts.download_artifacts(
+                artifact_uri=f"models:/{name}/{version.version}",
+                tracking_uri=store,
+                dst_path=tmp,
+            )
+        except MlflowException as exc:
+            raise ModelError(f"model files of `{uri}` could not be read: {exc}") from exc
+        path = Path(root) / model_file
+        if not path.exists():
+            raise ModelError(f"`{uri}` has no file `{model_file}` in `{version.source}`")
+        data = path.read_bytes()
+        # MLflow keeps extra files in a sub-folder (``extra_files/``) whose name varies by flavor.
+        found = sorted(Path(root).rglob("preprocess.json"))
+        preprocess_bytes = found[0].read_bytes() if found else b""
+        if "raypipe.preprocess_sha256" in tags:
+            _verify(preprocess_bytes, tags["raypipe.preprocess_sha256"], f"{uri} (preprocess.json)")
+        preprocess = json.loads(preprocess_bytes) if found else None
+    digest = _verify(data, expected, uri)
+    return LoadedModel(
+        format=tags.get("raypipe.format", _FORMATS[Path(model_file).suffix]),
+        data=data,
+        sha256=digest,
+        uri=uri,
+        name=name,
+        version=str(version.version),
+        preprocess=preprocess,
+        tags={k: v for k, v in tags.items() if k.startswith("raypipe.")},
+    )
+
+
+def _artifact_root(uri: str) -> str | None:
+    """The committed raypipe artifact ``uri`` lies in (logical or staged path), if any."""
+    from raypipe.errors import RaypipeError
+    from raypipe.io.manifest import read_manifest
+
+    parent = uri.rstrip("/").rpartition("/")[0]
+    for root in (parent, parent.rpartition("/")[0]):
+        if not root:
+            continue
+        try:
+            read_manifest(root)
+        except (RaypipeError, OSError, ValueError):
+            continue
+        return root
+    return None
+
+
+def _load_file(uri: str, expected: str | None) -> LoadedModel:
+    import fsspec
+
+    from raypipe.errors import RaypipeError
+
+    suffix = Path(uri).suffix.lower()
+    if suffix not in _FORMATS:
+        raise ModelError(
+            f"`{uri}` has an unknown model format `{suffix or '(none)'}`",
+            hint="expected `.ubj`/`.json` (XGBoost), `.pkl` (raypipe scikit-learn) or "
+            "`models:/NAME@ALIAS`",
+        )
+    name = uri.rstrip("/").rpartition("/")[2]
+    root = _artifact_root(uri)
+    preprocess = None
+    if root is not None:
+        from raypipe.io.artifacts import read_artifact_file
+
+        try:
+            data = read_artifact_file(root, name)
+        except RaypipeError as exc:
+            raise ModelError(f"model `{uri}` failed verification: {exc.message}") from exc
+        try:
+            preprocess = json.loads(read_artifact_file(root, "preprocess.json"))
+        except RaypipeError:
+            preprocess = None
+        digest = _verify(data, expected, uri)
+    else:
+        try:
+            with fsspec.open(uri, "rb") as handle:
+                data = handle.read()
+        except (FileNotFoundError, OSError) as exc:
+            raise ModelError(f"model file `{uri}` could not be read: {exc}") from exc
+        if expected is None:
+            try:
+                with fsspec.open(uri + ".sha256", "rt") as handle:
+                    expected = handle.read().split()[0]
+            except (FileNotFoundError, OSError, IndexError):
+                expected = None
+        if expected is None and suffix == ".pkl":
+            raise ModelError(
+                f"`{uri}` is a pickle without a checksum; raypipe does not unpickle unverified "
+                "files",
+                hint=f"write its SHA-256 to `{uri}.sha256`, or load it from the registry",
+            )
+        digest = _verify(data, expected, uri)
+    return LoadedModel(
+        format=_FORMATS[suffix], data=data, sha256=digest, uri=uri, preprocess=preprocess
+    )

@@ -1,0 +1,117 @@
+"""The candidate estimators and how each is fitted, scored and serialised.
+
+XGBoost is trained with ``xgb.train`` on a DMatrix built once per worker (native categoricals,
+per-round validation metric, early stopping per trial). The scikit-learn candidates are a scaled
+logistic (or ridge) regression, a random forest and histogram gradient boosting. A fitted model
+is serialised as XGBoost UBJSON (no pickle) or, for scikit-learn, as a pickle of
+:class:`NamedModel` whose SHA-256 the registry records and checks before loading.
+"""
+
+from __future__ import annotations
+
+import pickle
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "NamedModel",
+    "make_sklearn_estimator",
+    "predict_scores",
+    "xgboost_params",
+]
+
+
+class NamedModel:
+    """A fitted scikit-learn estimator with the names of the columns it takes.
+
+    ``feature_names_in_`` lets a scorer pick columns by name; ``predict_proba``/``predict``
+    take a plain float matrix in that order.
+    """
+
+    def __init__(self, estimator: Any, feature_names: Sequence[str], task: str) -> None:
+        self.estimator = estimator
+        self.feature_names_in_ = [str(name) for name in feature_names]
+        self.task = task
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        if self.task == "binary":
+            return self.predict_proba(X)[:, 1]
+        return np.asarray(self.estimator.predict(X), dtype=np.float64)
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "predict_proba" and self.__dict__.get("task") == "binary":
+            return self.estimator.predict_proba
+        raise AttributeError(name)
+
+    def to_bytes(self) -> bytes:
+        return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def xgboost_params(params: dict[str, Any], *, task: str, seed: int, nthread: int) -> dict[str, Any]:
+    """XGBoost ``xgb.train`` parameters from a sampled configuration."""
+    out = {key: value for key, value in params.items() if key not in {"n_estimators"}}
+    out.setdefault("tree_method", "hist")
+    out.update(
+        objective="binary:logistic" if task == "binary" else "reg:squarederror",
+        eval_metric="auc" if task == "binary" else "rmse",
+        seed=seed,
+        nthread=nthread,
+        verbosity=0,
+    )
+    return out
+
+
+def make_sklearn_estimator(
+    candidate: str,
+    params: dict[str, Any],
+    *,
+    task: str,
+    seed: int,
+    nthread: int,
+    categorical_mask: np.ndarray | None = None,
+) -> Any:
+    """An unfitted scikit-learn estimator for ``candidate`` with ``params``."""
+    from sklearn.ensemble import (
+        HistGradientBoostingClassifier,
+        HistGradientBoostingRegressor,
+        RandomForestClassifier,
+        RandomForestRegressor,
+    )
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    binary = task == "binary"
+    if candidate == "logistic":
+        params = dict(params)
+        c = float(params.pop("C", 1.0))
+        if binary:
+            model = LogisticRegression(C=c, random_state=seed, **params)
+        else:
+            params.pop("max_iter", None)
+            model = Ridge(alpha=1.0 / c, **params)
+        return make_pipeline(
+            SimpleImputer(strategy="median", add_indicator=True, keep_empty_features=True),
+            StandardScaler(),
+            model,
+        )
+    if candidate == "random_forest":
+        cls = RandomForestClassifier if binary else RandomForestRegressor
+        return cls(random_state=seed, n_jobs=nthread, **params)
+    if candidate == "hist_gb":
+        cls = HistGradientBoostingClassifier if binary else HistGradientBoostingRegressor
+        mask = categorical_mask if categorical_mask is not None and categorical_mask.any() else None
+        return cls(random_state=seed, categorical_features=mask, **params)
+    raise ValueError(f"unknown scikit-learn candidate {candidate!r}")
+
+
+def predict_scores(model: Any, X: np.ndarray, task: str) -> np.ndarray:
+    """Positive-class probabilities (binary) or predictions (regression) of a fitted model."""
+    if hasattr(model, "inplace_predict"):
+        return np.asarray(model.inplace_predict(X, validate_features=False), dtype=np.float64)
+    if task == "binary":
+        return np.asarray(model.predict_proba(X)[:, 1], dtype=np.float64)
+    return np.asarray(model.predict(X), dtype=np.float64)

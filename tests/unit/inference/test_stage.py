@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from raypipe.engine.inline import InlineExecutor
+from raypipe.errors import SpecError
+from raypipe.inference.stage import ScoreOptions, ScoreStage
+from raypipe.io.dataset import DatasetWriter, read_dataset
+from raypipe.stages.base import DatasetInput, StageContext
+
+from .data import train_model, write_files
+
+
+def _input_dataset(tmp_path: Path) -> DatasetInput:
+    paths = write_files(tmp_path / "raw", files=3, rows=40)
+    url = str(tmp_path / "data" / "features")
+    writer = DatasetWriter(url)
+    entries = [e for i, p in enumerate(paths) for e in writer.write(pq.read_table(p), part=i)]
+    return DatasetInput(url=url, manifest=writer.commit(entries))
+
+
+def _context(tmp_path: Path) -> StageContext:
+    return StageContext(
+        stage_name="score",
+        data_dir=str(tmp_path / "data"),
+        run_id="r1",
+        executor=InlineExecutor(),
+    )
+
+
+def test_stage_scores_a_committed_dataset_with_a_model_uri(tmp_path: Path) -> None:
+    model = train_model(tmp_path / "model.json")
+    options = ScoreOptions(model=str(model), id_columns=["player_id"])
+    context = _context(tmp_path)
+    result = ScoreStage().run(context, {"data": _input_dataset(tmp_path)}, options)
+    assert result.rows_out == result.rows_in == 120
+    assert result.metrics["bottleneck"] in {"reading", "predicting", "writing"}
+    table = read_dataset(context.output_url("scores"))
+    assert sorted(table["player_id"].to_pylist()) == list(range(120))
+    assert ScoreStage.kind == "inference.score" and ScoreStage.outputs == ("scores",)
+
+
+def test_stage_without_a_model_is_a_spec_error(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match=r"needs `with\.model`"):
+        ScoreStage().run(_context(tmp_path), {"data": _input_dataset(tmp_path)}, ScoreOptions())
+
+
+def test_options_refuse_unknown_keys() -> None:
+    with pytest.raises(ValueError, match="extra"):
+        ScoreOptions(model="m.ubj", batch_sise=3)  # type: ignore[call-arg]
+
+
+def test_stage_scores_with_a_training_stage_model_artifact(tmp_path: Path) -> None:
+    import json
+
+    from raypipe.inference.stage import ScoreStage
+    from raypipe.io.artifacts import write_artifact
+    from raypipe.io.manifest import read_manifest
+
+    model = train_model(tmp_path / "model.ubj")
+    preprocess = {
+        "encoding": "native",
+        "numeric": ["f0", "f1", "f2", "f3"],
+        "categories": {},
+        "target_means": {},
+        "prior": 0.5,
+    }
+    url = str(tmp_path / "data" / "datasets" / "train" / "model")
+    write_artifact(
+        url,
+        {"model.ubj": model.read_bytes(), "preprocess.json": json.dumps(preprocess).encode()},
+        metadata={"model_name": "churn"},
+    )
+    model_input = DatasetInput(url=url, manifest=read_manifest(url))
+    context = _context(tmp_path)
+    options = ScoreOptions(id_columns=["player_id"])
+    result = ScoreStage().run(
+        context, {"data": _input_dataset(tmp_path), "model": model_input}, options
+    )
+    assert result.rows_out == 120
+    assert result.metrics["model_uri"].endswith("model.ubj")

@@ -36,6 +36,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "raypipe.cli.data",
     "raypipe.cli.features",
     "raypipe.cli.monitor",
+    "raypipe.cli.models",
+    "raypipe.cli.infer",
+    "raypipe.cli.jobs",
 )
 
 SetOption = Annotated[

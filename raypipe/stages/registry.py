@@ -25,6 +25,7 @@ STAGE_KINDS: dict[str, str] = {
     "train.search": "raypipe.training.stage:TrainSearchStage",
     "inference.score": "raypipe.inference.stage:ScoreStage",
     "monitor.report": "raypipe.monitoring.monitor_stage:MonitorReportStage",
+    "federated.train": "raypipe.federated.stage:FederatedTrainStage",
 }
 
 

@@ -27,7 +27,8 @@ from raypipe.stages.base import DatasetInput, Stage, StageContext, StageOptions,
 
 __all__ = ["ScoreOptions", "ScoreStage", "read_model_artifact"]
 
-#: Suffixes of model files inside a training stage's model artifact.
+#: Suffixes of the ``model.*`` file inside a training stage's model artifact (beside it lie
+#: ``metrics.json``, ``preprocess.json`` and the report, which are not models).
 MODEL_SUFFIXES = ("ubj", "json", "pkl")
 
 logger = logging.getLogger(__name__)
@@ -154,10 +155,11 @@ def read_model_artifact(model_input: DatasetInput) -> ModelBlob:
 
     names = artifact_names(model_input.manifest)
     for name in names:
-        if name.rsplit(".", 1)[-1].lower() in MODEL_SUFFIXES:
+        stem, _, suffix = name.rpartition(".")
+        if stem == "model" and suffix.lower() in MODEL_SUFFIXES:
             return read_model(join_url(model_input.url, name))
     raise ModelError(
-        f"Model artifact `{model_input.url}` holds no model file (`.ubj`, `.json` or `.pkl`; it "
+        f"Model artifact `{model_input.url}` holds no model file (`model.ubj`, `model.json` or `model.pkl`; it "
         f"has {', '.join(f'`{name}`' for name in names) or 'no files'})",
         hint="pass `with.model:` a model URI instead",
     )

@@ -71,7 +71,11 @@ def test_stage_scores_with_a_training_stage_model_artifact(tmp_path: Path) -> No
     url = str(tmp_path / "data" / "datasets" / "train" / "model")
     write_artifact(
         url,
-        {"model.ubj": model.read_bytes(), "preprocess.json": json.dumps(preprocess).encode()},
+        {
+            "metrics.json": b'{"test_auc": 0.9}',
+            "model.ubj": model.read_bytes(),
+            "preprocess.json": json.dumps(preprocess).encode(),
+        },
         metadata={"model_name": "churn"},
     )
     model_input = DatasetInput(url=url, manifest=read_manifest(url))

@@ -134,12 +134,13 @@ class Predictor:
             self._booster = booster
             names = booster.feature_names
         elif self.model.format == "sklearn":
-            if self.shap:
-                raise ModelError(
-                    f"SHAP contributions need an XGBoost model; `{self.model.uri}` is scikit-learn",
-                    hint="drop `--shap`, or score with the XGBoost model",
-                )
             self._sklearn = _load_sklearn(self.model)
+            if self.shap and not self.explainable:
+                raise ModelError(
+                    f"SHAP contributions need an XGBoost or linear model; `{self.model.uri}` is a "
+                    f"scikit-learn `{_estimator_name(self._sklearn)}`",
+                    hint="drop `--shap`, use `shap: auto` in a stage, or score an XGBoost model",
+                )
             names = list(getattr(self._sklearn, "feature_names_in_", []) or [])
         else:
             raise ModelError(f"Model `{self.model.uri}` has unknown format `{self.model.format}`")
@@ -158,6 +159,11 @@ class Predictor:
                 hint="train from a named table (DataFrame, or DMatrix with `feature_names=`)",
             )
         self.feature_names_ = tuple(str(name) for name in names)
+
+    @property
+    def explainable(self) -> bool:
+        """Whether :meth:`contributions` works: XGBoost, or a linear scikit-learn candidate."""
+        return self._booster is not None or bool(getattr(self._sklearn, "has_contributions", False))
 
     @property
     def output_names(self) -> list[str]:
@@ -217,7 +223,12 @@ class Predictor:
         return np.asarray(scores, dtype=np.float32)
 
     def contributions(self, matrix: np.ndarray) -> np.ndarray:
-        """SHAP contributions, one column per feature plus the bias (XGBoost ``pred_contribs``)."""
+        """SHAP contributions, one column per feature plus the bias (XGBoost ``pred_contribs``).
+
+        Linear scikit-learn candidates give their exact values in the same margin space.
+        """
+        if self._booster is None:
+            return np.asarray(self._sklearn.contributions(matrix), dtype=np.float32)
         import xgboost as xgb
 
         dmatrix = xgb.DMatrix(matrix, feature_names=list(self.feature_names_), nthread=self.nthread)
@@ -245,6 +256,10 @@ class Predictor:
             for index, name in enumerate(self.output_names[1:]):
                 columns[name] = pa.array(contributions[:, index])
         return pa.table(columns)
+
+
+def _estimator_name(model: Any) -> str:
+    return type(getattr(model, "estimator", model)).__name__
 
 
 def _load_sklearn(model: ModelBlob) -> Any:

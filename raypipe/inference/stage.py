@@ -45,7 +45,11 @@ class ScoreOptions(StageOptions):
     partition_by: list[str] = Field(default_factory=list)
     target_file_mib: int = Field(default=128, ge=1)
     on_bad_file: Literal["fail", "quarantine"] = "fail"
-    shap: bool = False
+    shap: bool | Literal["auto"] = Field(
+        default=False,
+        description="Add SHAP contributions; `auto` adds them when the model has them (XGBoost "
+        "and linear models) and skips them, with a warning, otherwise.",
+    )
     model_alias: str | None = Field(
         default=None,
         description="With input `model`: score with this registry alias of the same registered "
@@ -69,6 +73,7 @@ class ScoreStage(Stage):
         options: Any,
     ) -> StageResult:
         model = _stage_model(inputs, options, context)
+        shap = _wants_shap(model, options.shap, context.stage_name)
         spec = InferenceSpec(
             input_url=inputs["data"].url,
             output_url=context.output_url("scores"),
@@ -77,7 +82,7 @@ class ScoreStage(Stage):
             partition_by=tuple(options.partition_by),
             target_file_bytes=options.target_file_mib * 1024**2,
             on_bad_file=options.on_bad_file,
-            shap=options.shap,
+            shap=shap,
             storage_options=dict(context.storage_options),
         )
         workers = max(1, int(context.executor.parallelism))
@@ -102,6 +107,7 @@ class ScoreStage(Stage):
             metrics={
                 "model_uri": model.uri,
                 "model_version": model.version,
+                "shap": shap,
                 "quarantined": [item.file for item in report.quarantined],
                 "read_s": round(times.read_s, 3) if times else 0.0,
                 "predict_s": round(times.predict_s, 3) if times else 0.0,
@@ -137,6 +143,21 @@ def _stage_model(
     return read_model_artifact(model_input)
 
 
+def _wants_shap(model: ModelBlob, shap: bool | str, stage_name: str) -> bool:
+    if shap != "auto":
+        return bool(shap)
+    from raypipe.inference.predictor import Predictor
+
+    if Predictor(model).explainable:
+        return True
+    logger.warning(
+        "%s: `%s` has no SHAP contributions (XGBoost and linear models do); scoring without",
+        stage_name,
+        model.uri,
+    )
+    return False
+
+
 def _tracking_uri(uri: str, context: StageContext) -> str | None:
     """The registry of the job (under its data_dir), as the training stage resolves it."""
     if not uri.startswith("models:/"):
@@ -159,7 +180,7 @@ def read_model_artifact(model_input: DatasetInput) -> ModelBlob:
         if stem == "model" and suffix.lower() in MODEL_SUFFIXES:
             return read_model(join_url(model_input.url, name))
     raise ModelError(
-        f"Model artifact `{model_input.url}` holds no model file (`model.ubj`, `model.json` or `model.pkl`; it "
-        f"has {', '.join(f'`{name}`' for name in names) or 'no files'})",
+        f"Model artifact `{model_input.url}` holds no model file (`model.ubj`, `model.json` or "
+        f"`model.pkl`; it has {', '.join(f'`{name}`' for name in names) or 'no files'})",
         hint="pass `with.model:` a model URI instead",
     )

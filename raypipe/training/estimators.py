@@ -45,6 +45,36 @@ class NamedModel:
             return self.estimator.predict_proba
         raise AttributeError(name)
 
+    @property
+    def has_contributions(self) -> bool:
+        """Whether :meth:`contributions` can explain this model (the linear candidates)."""
+        steps = getattr(self.estimator, "named_steps", {})
+        return {"simpleimputer", "standardscaler"} <= set(steps) and hasattr(
+            self.estimator[-1], "coef_"
+        )
+
+    def contributions(self, X: np.ndarray) -> np.ndarray:
+        """Exact SHAP values of a linear candidate, one column per feature, then the bias.
+
+        In margin space (log-odds for a classifier), like XGBoost's ``pred_contribs``: for a
+        linear model over standardised columns, a column's SHAP value against the training data
+        is its weight times its standardised value (whose training mean is 0); an imputed column
+        and its missing-value indicator both count toward their source feature. Each row's
+        values sum to its margin.
+        """
+        if not self.has_contributions:
+            raise ValueError(f"{type(self.estimator).__name__} has no exact SHAP values")
+        imputer, scaler, linear = self.estimator[0], self.estimator[1], self.estimator[-1]
+        parts = scaler.transform(imputer.transform(X)) * np.ravel(linear.coef_)
+        width = len(self.feature_names_in_)
+        contributions = np.zeros((len(X), width + 1))
+        contributions[:, :width] = parts[:, :width]
+        if imputer.indicator_ is not None:
+            for offset, feature in enumerate(imputer.indicator_.features_):
+                contributions[:, feature] += parts[:, width + offset]
+        contributions[:, width] = float(np.ravel(linear.intercept_)[0])
+        return contributions
+
     def to_bytes(self) -> bytes:
         return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
 

@@ -166,3 +166,29 @@ def test_raypipe_preprocess_state_encodes_categoricals(tmp_path: Path) -> None:
     matrix = predictor.feature_matrix(table)
     np.testing.assert_array_equal(matrix[:, 3], [0, 2, np.nan, np.nan])
     assert predictor(table).num_rows == 4
+
+
+def _sklearn_blob(candidate: str) -> ModelBlob:
+    from raypipe.training.estimators import NamedModel, make_sklearn_estimator
+
+    table = make_table(300, seed=3)
+    X = np.column_stack([table[name].to_numpy() for name in FEATURES])
+    y = (X[:, 0] - X[:, 2] > 0).astype(int)
+    estimator = make_sklearn_estimator(candidate, {}, task="binary", seed=0, nthread=1)
+    named = NamedModel(estimator.fit(X, y), FEATURES, "binary")
+    return ModelBlob.from_bytes(named.to_bytes(), format="sklearn", uri=f"{candidate}.pkl")
+
+
+def test_a_linear_scikit_learn_model_explains_its_scores() -> None:
+    predictor = Predictor(_sklearn_blob("logistic"), shap=True)
+    assert predictor.explainable
+    scored = predictor(make_table(40))
+    shap = np.column_stack([scored[name].to_numpy() for name in predictor.output_names[1:]])
+    logit = np.log(scored["score"].to_numpy() / (1 - scored["score"].to_numpy()))
+    np.testing.assert_allclose(shap.sum(axis=1), logit, rtol=1e-3, atol=1e-3)  # float32 scores
+
+
+def test_shap_of_a_tree_scikit_learn_model_is_a_clear_error() -> None:
+    assert not Predictor(_sklearn_blob("random_forest")).explainable
+    with pytest.raises(ModelError, match=r"XGBoost or linear model.*RandomForestClassifier"):
+        Predictor(_sklearn_blob("random_forest"), shap=True)

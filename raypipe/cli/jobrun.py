@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Annotated, Optional
@@ -74,8 +75,10 @@ def register(app: typer.Typer) -> None:
         ] = None,
         address: Annotated[
             Optional[str],  # noqa: UP045
-            typer.Option(help="Join a Ray cluster (`auto`, `ray://HOST:10001`) instead of "
-                         "starting a local one."),
+            typer.Option(
+                help="Join a Ray cluster (`auto`, `ray://HOST:10001`) instead of "
+                "starting a local one."
+            ),
         ] = None,
         data_dir: Annotated[
             Optional[str],  # noqa: UP045
@@ -115,15 +118,33 @@ def _demo_spec(spec: Path) -> Path:
 
 
 def _print_where(record: RunRecord) -> None:
+    """Where the run's record and outputs are; its reports; last, how to open the MLflow UI."""
     from raypipe.cli.main import console
     from raypipe.driver.state import DriverState
 
     console.print(f"\n[bold]Run record:[/] {DriverState(record.data_dir).run_url(record.run_id)}")
+    outputs = [
+        (f"{stage.name}.{name}", output.rows, output.url)
+        for stage in record.stages.values()
+        for name, output in stage.outputs.items()
+    ]
+    width = max((len(name) for name, _, _ in outputs), default=0)
     console.print("[bold]Outputs:[/]")
+    for name, rows, url in outputs:
+        console.print(f"  {name:<{width}} {rows:>12,} rows  {url}")
     for stage in record.stages.values():
-        for name, output in stage.outputs.items():
-            console.print(f"  {stage.name}.{name:<16} {output.rows:>12,} rows  {output.url}")
+        if "report" in stage.metrics:
+            console.print(f"[bold]Report ({stage.name}):[/] {stage.metrics['report']}")
     for stage in record.stages.values():
-        for key, value in stage.metrics.items():
-            if key.endswith(("_path", "_uri", "_command")):
-                console.print(f"[bold]{stage.name} {key.replace('_', ' ')}:[/] {value}")
+        if "tracking_uri" in stage.metrics:
+            console.print(
+                f"[bold]MLflow ({stage.name}):[/] open the UI with\n  "
+                f"{mlflow_ui_command(str(stage.metrics['tracking_uri']))}",
+                soft_wrap=True,
+            )
+
+
+def mlflow_ui_command(tracking_uri: str) -> str:
+    """The command that serves MLflow's UI on ``tracking_uri``, on 127.0.0.1 only."""
+    mlflow = Path(sys.executable).with_name("mlflow")
+    return f"{mlflow} ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000"

@@ -13,14 +13,21 @@ import pytest
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-SMALL = ["--set", "stages.events.with.players=1500", "--set", "stages.events.with.days=30"]
+SMALL = [
+    *("--set", "stages.events.with.players=1500", "--set", "stages.events.with.days=30"),
+    *("--set", "stages.later.with.players=1500"),
+]
 
 
 def raypipe(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "RAYPIPE_DATA_DIR": ""}
     return subprocess.run(
         [sys.executable, "-m", "raypipe.cli.main", *args],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -40,6 +47,16 @@ def test_churn_job_runs_then_is_cached(tmp_path: Path) -> None:
     assert events["outputs"]["players"]["rows"] == 1500
     assert 0.6 < events["metrics"]["bayes_auc"] < 1.0
     assert "Run record:" in first.stdout
+    train = record["stages"]["train"]["metrics"]
+    assert 0.5 < train["test_auc"] <= 1.0 and 0.5 < train["bayes_auc"] <= 1.0
+    assert train["auc_ratio"] == pytest.approx(train["test_auc"] / train["bayes_auc"])
+    assert train["model_version"] == "1" and train["promoted"] is True
+    assert record["stages"]["score"]["outputs"]["scores"]["rows"] == 1500
+    report = Path(record["stages"]["monitor"]["metrics"]["report"])
+    assert report.is_file() and report.read_text().lstrip().lower().startswith("<!doctype html")
+    assert f"Report (monitor): {report}" in first.stdout
+    last_line = first.stdout.strip().splitlines()[-1]
+    assert "mlflow ui --backend-store-uri sqlite:///" in last_line, first.stdout[-2000:]
 
     second = raypipe("run", "jobs/churn.yaml", "--data-dir", str(data_dir), *SMALL)
     assert second.returncode == 0, second.stderr[-3000:]

@@ -102,16 +102,9 @@ class ActorPoolRunner:
             if isinstance(exc, RayActorError) and self.replaced < ACTOR_MAX_RESTARTS * self.size:
                 self._actors[index] = self._new_actor()
                 self.replaced += 1
-            return TrialResult(
-                trial_id=request.trial_id,
-                candidate=request.candidate,
-                params=dict(request.params),
-                score=float("nan"),
-                rung=request.rung,
-                row_fraction=request.row_fraction,
-                started_at=submitted,
-                finished_at=time.time(),
-                error=f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}",
+            first_line = str(exc).splitlines()[0] if str(exc) else ""
+            return TrialResult.failure(
+                request, started_at=submitted, error=f"{type(exc).__name__}: {first_line}"
             )
 
     def close(self) -> None:

@@ -106,6 +106,22 @@ class TrialResult:
     def ok(self) -> bool:
         return self.error is None
 
+    @classmethod
+    def failure(cls, request: TrialRequest, *, started_at: float, error: str) -> TrialResult:
+        """The result of ``request`` when its trial raised or its worker died."""
+        return cls(
+            trial_id=request.trial_id,
+            candidate=request.candidate,
+            params=dict(request.params),
+            score=float("nan"),
+            rung=request.rung,
+            row_fraction=request.row_fraction,
+            seed=request.seed,
+            started_at=started_at,
+            finished_at=time.time(),
+            error=error,
+        )
+
 
 class TrialWorker:
     """Runs trials against data it holds; builds each DMatrix once.
@@ -134,16 +150,9 @@ class TrialWorker:
             logger.warning(
                 "trial %s (%s) failed: %s", request.trial_id, request.candidate, first_line
             )
-            return TrialResult(
-                trial_id=request.trial_id,
-                candidate=request.candidate,
-                params=dict(request.params),
-                score=float("nan"),
-                rung=request.rung,
-                row_fraction=request.row_fraction,
-                seed=request.seed,
+            return TrialResult.failure(
+                request,
                 started_at=started,
-                finished_at=time.time(),
                 error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}",
             )
 

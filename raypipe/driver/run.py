@@ -254,7 +254,7 @@ class _StageRunner:
         cached = self._cached(stage, fingerprint)
         if cached is not None:
             cached.inputs = input_records
-            logger.info("stage %s: cached (%d rows out)", stage.name, cached.rows_out)
+            logger.debug("stage %s: cached (%d rows out)", stage.name, cached.rows_out)
             return cached
         started = time.perf_counter()
         executor = self.make_executor(
@@ -294,7 +294,7 @@ class _StageRunner:
             metrics=dict(result.metrics),
         )
         self.state.write_stage_commit(stage_record)
-        logger.info(
+        logger.debug(
             "stage %s: %d rows in, %d rows out, %d output(s), %.1f s",
             stage.name, stage_record.rows_in, stage_record.rows_out,
             len(stage_record.outputs), stage_record.seconds,

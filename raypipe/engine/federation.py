@@ -34,6 +34,7 @@ from raypipe.federated.clients import (
 )
 from raypipe.federated.models import LocalTrainSpec
 from raypipe.federated.simulation import ClientBackend, InlineFederation, failed_reply
+from raypipe.federated.xgb_clients import XgbTrainSpec
 
 __all__ = ["RayFederation", "make_federation"]
 
@@ -58,7 +59,7 @@ class _GroupActor:
             os._exit(1)
         return group.fit(request)
 
-    def evaluate(self, spec: LocalTrainSpec, weights: np.ndarray) -> ClientEval:
+    def evaluate(self, spec: LocalTrainSpec | XgbTrainSpec, weights: np.ndarray) -> ClientEval:
         return self.group.evaluate(spec, weights)
 
 
@@ -142,7 +143,9 @@ class RayFederation:
             ray.kill(self._actors[index], no_restart=False)
         return replies
 
-    def evaluate(self, spec: LocalTrainSpec, weights: np.ndarray) -> list[ClientEval]:
+    def evaluate(
+        self, spec: LocalTrainSpec | XgbTrainSpec, weights: np.ndarray
+    ) -> list[ClientEval]:
         refs = [a.evaluate.remote(spec, weights) for a in self._actors]
         out = []
         for ref in refs:

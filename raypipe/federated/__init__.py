@@ -1,9 +1,11 @@
-"""Federated learning simulation: partitioning, numpy clients, strategies, privacy.
+"""Federated learning simulation: partitioning, numpy and XGBoost clients, strategies, privacy.
 
 A functional core over numpy, tested without Ray: :mod:`~raypipe.federated.partition` cuts rows
 into clients, :mod:`~raypipe.federated.models` trains them (vectorised over clients),
-:mod:`~raypipe.federated.strategies` aggregates, :mod:`~raypipe.federated.privacy` adds central DP
-and simulated SecAgg+, :mod:`~raypipe.federated.simulation` runs the rounds. The Ray shell is
+:mod:`~raypipe.federated.xgb_clients` boosts XGBoost clients,
+:mod:`~raypipe.federated.strategies` aggregates (weight vectors, or boosters by bagging and
+cyclic training), :mod:`~raypipe.federated.privacy` adds central DP and simulated SecAgg+,
+:mod:`~raypipe.federated.simulation` runs the rounds. The Ray shell is
 :mod:`raypipe.engine.federation`; the stage kind is ``federated.train``.
 """
 
@@ -19,8 +21,10 @@ from raypipe.federated.simulation import (
     RoundRecord,
     run_federation,
 )
+from raypipe.federated.xgb_clients import XGB_DEFAULTS, XgbTrainSpec
 
 __all__ = [
+    "XGB_DEFAULTS",
     "ClientGroup",
     "ClientShard",
     "FailureInjection",
@@ -29,6 +33,7 @@ __all__ = [
     "InlineFederation",
     "LocalTrainSpec",
     "RoundRecord",
+    "XgbTrainSpec",
     "build_shards",
     "init_params",
     "partition_by_column",

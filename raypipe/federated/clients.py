@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +24,7 @@ from raypipe.federated.models import (
     train_clients,
     with_padding_row,
 )
+from raypipe.federated.xgb_clients import XgbTrainSpec, array_to_model, boost, predict_model
 
 __all__ = [
     "ClientEval",
@@ -32,6 +34,7 @@ __all__ = [
     "FitReply",
     "FitRequest",
     "build_shards",
+    "predict_global",
 ]
 
 logger = logging.getLogger(__name__)
@@ -138,7 +141,7 @@ class FitRequest:
     round: int
     weights: np.ndarray
     client_ids: np.ndarray
-    spec: LocalTrainSpec
+    spec: LocalTrainSpec | XgbTrainSpec
     seed: int = 0
     evaluate: bool = False
 
@@ -156,7 +159,10 @@ class ClientEval:
 
 @dataclass(frozen=True)
 class FitReply:
-    """What a group answers: trained parameters of the clients that succeeded, and failures."""
+    """What a group answers: trained parameters of the clients that succeeded, and failures.
+
+    XGBoost clients answer with booster bytes in ``models`` (``params`` then has no columns).
+    """
 
     client_ids: np.ndarray
     params: np.ndarray
@@ -165,6 +171,16 @@ class FitReply:
     failed: dict[int, str] = field(default_factory=dict)
     evaluation: ClientEval | None = None
     seconds: float = 0.0
+    models: tuple[bytes, ...] = ()
+
+
+def predict_global(
+    spec: LocalTrainSpec | XgbTrainSpec, weights: np.ndarray, x: np.ndarray
+) -> np.ndarray:
+    """Probabilities of the global model (numpy weights, or booster bytes as ``uint8``)."""
+    if isinstance(spec, XgbTrainSpec):
+        return predict_model(array_to_model(weights), x)
+    return predict_proba(spec, weights, x)
 
 
 class ClientGroup:
@@ -188,6 +204,7 @@ class ClientGroup:
         self.shard_index = shard_index
         self._position = {int(c): i for i, c in enumerate(shard.client_ids)}
         self._x, self._y = with_padding_row(shard.x, shard.y)  # once, not per round
+        self._dtrain: dict[int, Any] = {}  # XGBoost clients' DMatrix, built on first use
 
     def __call__(self, request: FitRequest) -> FitReply:
         return self.fit(request)
@@ -206,6 +223,8 @@ class ClientGroup:
                 failed[cid] = "client crashed (injected)"
             else:
                 ok.append(cid)
+        if isinstance(request.spec, XgbTrainSpec):
+            return self._fit_xgb(request, ok, failed, evaluation, started)
         shard = self.shard
         positions = [self._position[c] for c in ok]
         orders = [
@@ -236,11 +255,60 @@ class ClientGroup:
             seconds=time.perf_counter() - started,
         )
 
-    def evaluate(self, spec: LocalTrainSpec, weights: np.ndarray) -> ClientEval:
+    def _fit_xgb(
+        self,
+        request: FitRequest,
+        ok: list[int],
+        failed: dict[int, str],
+        evaluation: ClientEval | None,
+        started: float,
+    ) -> FitReply:
+        """Each client boosts on its own rows from the global booster (one thread)."""
+        import xgboost as xgb
+
+        spec = request.spec
+        assert isinstance(spec, XgbTrainSpec)
+        model, params = array_to_model(request.weights), spec.booster_params()
+        answered, models, sizes, losses = [], [], [], []
+        for cid in ok:
+            i = self._position[cid]
+            lo, hi = int(self.shard.offsets[i]), int(self.shard.offsets[i + 1])
+            try:
+                if cid not in self._dtrain:
+                    self._dtrain[cid] = xgb.DMatrix(
+                        self.shard.x[lo:hi], label=self.shard.y[lo:hi], nthread=1
+                    )
+                trees, loss = boost(
+                    model,
+                    self._dtrain[cid],
+                    params,
+                    spec.num_local_round,
+                    new_trees_only=spec.new_trees_only,
+                )
+            except xgb.core.XGBoostError as exc:  # a bad client fails alone
+                logger.warning("client %d failed to boost: %s", cid, exc)
+                failed[cid] = f"local boosting failed: {exc}"
+                continue
+            answered.append(cid)
+            models.append(trees)
+            sizes.append(hi - lo)
+            losses.append(loss)
+        return FitReply(
+            client_ids=np.array(answered, dtype=np.int64),
+            params=np.empty((len(answered), 0)),
+            num_examples=np.array(sizes, dtype=np.int64),
+            losses=np.array(losses, dtype=np.float64),
+            failed=failed,
+            evaluation=evaluation,
+            seconds=time.perf_counter() - started,
+            models=tuple(models),
+        )
+
+    def evaluate(self, spec: LocalTrainSpec | XgbTrainSpec, weights: np.ndarray) -> ClientEval:
         """Loss, accuracy and AUC of ``weights`` on every client's holdout."""
         shard = self.shard
         prob = (
-            predict_proba(spec, weights, shard.x_holdout) if len(shard.y_holdout) else np.empty(0)
+            predict_global(spec, weights, shard.x_holdout) if len(shard.y_holdout) else np.empty(0)
         )
         k = len(shard.client_ids)
         loss, acc, auc = np.full(k, np.nan), np.full(k, np.nan), np.full(k, np.nan)

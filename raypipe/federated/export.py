@@ -1,18 +1,22 @@
 """The federated model as a raypipe scoring model, so it is logged, registered and served like
-any other (a :class:`~raypipe.training.estimators.NamedModel` in MLflow's scikit-learn flavor,
-with the ``preprocess.json`` that :func:`raypipe.tracking.models.load_model` reads).
+any other: a :class:`~raypipe.training.estimators.NamedModel` in MLflow's scikit-learn flavor for
+the numpy models, an XGBoost UBJ booster for federated XGBoost; both with the ``preprocess.json``
+that :func:`raypipe.tracking.models.load_model` reads.
 """
 
 from __future__ import annotations
 
 import json
+import pickle
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from raypipe.federated.models import LocalTrainSpec, predict_proba
+from raypipe.federated.xgb_clients import XgbTrainSpec, array_to_model, load_booster
 
-__all__ = ["FederatedModel", "preprocess_state", "to_named_model"]
+__all__ = ["ExportedModel", "FederatedModel", "export_model", "preprocess_state", "to_named_model"]
 
 
 class FederatedModel:
@@ -52,6 +56,48 @@ def to_named_model(
     from raypipe.training.estimators import NamedModel
 
     return NamedModel(FederatedModel(spec, weights, mean, scale), feature_names, "binary")
+
+
+@dataclass(frozen=True)
+class ExportedModel:
+    """The final model as the tracking layer logs it.
+
+    Attributes
+    ----------
+    data
+        The model file's bytes (scikit-learn pickle or XGBoost UBJ).
+    format
+        ``"sklearn"`` or ``"xgboost-ubj"`` (see :mod:`raypipe.tracking.models`).
+    file_name
+        ``model.pkl`` or ``model.ubj``.
+    """
+
+    data: bytes
+    format: str
+    file_name: str
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        """Outputs for the MLflow signature: labels (scikit-learn) or probabilities (XGBoost)."""
+        if self.format.startswith("xgboost"):
+            booster = load_booster(self.data)
+            return np.asarray(booster.inplace_predict(x, validate_features=False), np.float64)
+        return np.asarray(pickle.loads(self.data).predict(x))
+
+
+def export_model(
+    spec: LocalTrainSpec | XgbTrainSpec,
+    weights: np.ndarray,
+    mean: np.ndarray,
+    scale: np.ndarray,
+    feature_names: list[str],
+) -> ExportedModel:
+    """The final global model as raypipe scores it (``inference.score``, ``raypipe infer``)."""
+    if isinstance(spec, XgbTrainSpec):
+        booster = load_booster(array_to_model(weights))
+        booster.feature_names = list(feature_names)
+        return ExportedModel(bytes(booster.save_raw("ubj")), "xgboost-ubj", "model.ubj")
+    named = to_named_model(spec, weights, mean, scale, feature_names)
+    return ExportedModel(pickle.dumps(named), "sklearn", "model.pkl")
 
 
 def preprocess_state(feature_names: list[str]) -> bytes:

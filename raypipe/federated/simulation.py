@@ -7,6 +7,8 @@ aggregates with the strategy (through simulated secure aggregation when asked), 
 new global model on the central test set. Clients' holdout metrics of round ``r``'s model come
 back with round ``r + 1``'s answers (the groups evaluate the weights they receive before
 training), so evaluation costs no extra round trip; the last round's are fetched at the end.
+Federated XGBoost runs through the same loop: the global "weights" are the booster's JSON bytes as
+a ``uint8`` array, clients answer with booster bytes, and the strategy edits the booster.
 """
 
 from __future__ import annotations
@@ -21,10 +23,19 @@ from typing import Any, Protocol
 import numpy as np
 
 from raypipe.errors import SpecError, StageError
-from raypipe.federated.clients import ClientEval, ClientGroup, FitReply, FitRequest, binary_scores
-from raypipe.federated.models import LocalTrainSpec, predict_proba
+from raypipe.federated.clients import (
+    ClientEval,
+    ClientGroup,
+    FitReply,
+    FitRequest,
+    binary_scores,
+    predict_global,
+)
+from raypipe.federated.models import LocalTrainSpec
 from raypipe.federated.privacy.secagg import SecAggConfig, secure_sum
 from raypipe.federated.strategies.base import ClientUpdates, Strategy
+from raypipe.federated.strategies.xgb_bagging import XgbUpdates
+from raypipe.federated.xgb_clients import XgbTrainSpec, array_to_model, model_to_array
 
 __all__ = [
     "ClientBackend",
@@ -47,7 +58,8 @@ class FederationSpec:
     rounds
         Server rounds.
     local
-        Clients' local training.
+        Clients' local training: a numpy model, or XGBoost (then the weights are the booster's
+        JSON bytes as a ``uint8`` array and the strategy is ``xgb_bagging`` or ``xgb_cyclic``).
     round_timeout_s
         Answers later than this are left out of the round (``None``: wait).
     round_retries
@@ -63,7 +75,7 @@ class FederationSpec:
     """
 
     rounds: int = 10
-    local: LocalTrainSpec = field(default_factory=LocalTrainSpec)
+    local: LocalTrainSpec | XgbTrainSpec = field(default_factory=LocalTrainSpec)
     round_timeout_s: float | None = None
     round_retries: int = 1
     evaluate_clients: bool = True
@@ -113,6 +125,11 @@ class FederatedResult:
     seconds: float
 
     @property
+    def model_bytes(self) -> bytes:
+        """The final booster's JSON bytes (federated XGBoost)."""
+        return array_to_model(self.weights)
+
+    @property
     def final_test(self) -> dict[str, float]:
         return self.history[-1].test if self.history else {}
 
@@ -130,7 +147,9 @@ class ClientBackend(Protocol):
 
     def fit_round(self, request: FitRequest, timeout_s: float | None) -> list[FitReply]: ...
 
-    def evaluate(self, spec: LocalTrainSpec, weights: np.ndarray) -> list[ClientEval]: ...
+    def evaluate(
+        self, spec: LocalTrainSpec | XgbTrainSpec, weights: np.ndarray
+    ) -> list[ClientEval]: ...
 
     def close(self) -> None: ...
 
@@ -169,7 +188,9 @@ class InlineFederation:
             replies.append(reply)
         return replies
 
-    def evaluate(self, spec: LocalTrainSpec, weights: np.ndarray) -> list[ClientEval]:
+    def evaluate(
+        self, spec: LocalTrainSpec | XgbTrainSpec, weights: np.ndarray
+    ) -> list[ClientEval]:
         return [g.evaluate(spec, weights) for g in self.groups]
 
     def close(self) -> None:
@@ -178,7 +199,7 @@ class InlineFederation:
 
 def failed_reply(client_ids: np.ndarray, reason: str, request: FitRequest) -> FitReply:
     """The reply standing for a group that did not answer: all its clients failed."""
-    p = request.weights.shape[0]
+    p = 0 if isinstance(request.spec, XgbTrainSpec) else request.weights.shape[0]
     return FitReply(
         client_ids=np.empty(0, np.int64),
         params=np.empty((0, p)),
@@ -188,8 +209,11 @@ def failed_reply(client_ids: np.ndarray, reason: str, request: FitRequest) -> Fi
     )
 
 
-def _merge(replies: list[FitReply]) -> tuple[ClientUpdates, dict[int, str], list[ClientEval]]:
+def _merge(
+    replies: list[FitReply],
+) -> tuple[ClientUpdates, tuple[bytes, ...], dict[int, str], list[ClientEval]]:
     answered = [r for r in replies if len(r.client_ids)]
+    models = tuple(m for r in answered for m in r.models)
     p = replies[0].params.shape[1] if replies else 0
     updates = ClientUpdates(
         client_ids=np.concatenate([r.client_ids for r in answered]) if answered else np.empty(0),
@@ -203,7 +227,7 @@ def _merge(replies: list[FitReply]) -> tuple[ClientUpdates, dict[int, str], list
     for r in replies:
         failed.update(r.failed)
     evals = [r.evaluation for r in replies if r.evaluation is not None]
-    return updates, failed, evals
+    return updates, models, failed, evals
 
 
 def summarize_clients(evals: list[ClientEval]) -> tuple[dict[str, float], dict[int, float]]:
@@ -250,35 +274,49 @@ def _secure_mean(updates: ClientUpdates, spec: FederationSpec, round_: int) -> C
 
 
 def evaluate_central(
-    spec: LocalTrainSpec, weights: np.ndarray, test: tuple[np.ndarray, np.ndarray] | None
+    spec: LocalTrainSpec | XgbTrainSpec,
+    weights: np.ndarray,
+    test: tuple[np.ndarray, np.ndarray] | None,
 ) -> dict[str, float]:
     """Loss, accuracy and AUC of ``weights`` on the central test set."""
     if test is None or not len(test[1]):
         return {}
-    loss, acc, auc = binary_scores(test[1], predict_proba(spec, weights, test[0]))
+    loss, acc, auc = binary_scores(test[1], predict_global(spec, weights, test[0]))
     return {"loss": loss, "accuracy": acc, "auc": auc}
 
 
 def run_federation(
     backend: ClientBackend,
-    strategy: Strategy[np.ndarray, ClientUpdates],
+    strategy: Strategy[Any, Any],
     spec: FederationSpec,
     initial_weights: np.ndarray,
     *,
     test: tuple[np.ndarray, np.ndarray] | None = None,
     on_round: Callable[[RoundRecord], Any] | None = None,
 ) -> FederatedResult:
-    """Run ``spec.rounds`` rounds of federated training; see the module docstring."""
+    """Run ``spec.rounds`` rounds of federated training; see the module docstring.
+
+    For federated XGBoost pass an empty ``uint8`` array (or a booster's bytes, see
+    :func:`~raypipe.federated.xgb_clients.model_to_array`) as ``initial_weights``.
+    """
     if spec.secure_aggregation is not None and not strategy.is_mean:
         raise SpecError([f"secure aggregation needs a mean strategy, not `{strategy.name}`"])
+    boosted = isinstance(spec.local, XgbTrainSpec)
+    if boosted != str(getattr(strategy, "name", "")).startswith("xgb_"):
+        raise SpecError(
+            [f"strategy `{strategy.name}` does not fit the clients' model `{_model_name(spec)}`"],
+            hint="XGBoost clients need `xgb_bagging` or `xgb_cyclic`, and only they do",
+        )
     rng = np.random.default_rng([0x5A, spec.seed])
-    weights = np.asarray(initial_weights, dtype=np.float64)
+    weights = np.asarray(initial_weights, dtype=np.uint8 if boosted else np.float64)
     available = backend.client_ids
     history: list[RoundRecord] = []
     started = time.perf_counter()
     for round_ in range(1, spec.rounds + 1):
         round_started = time.perf_counter()
-        local = dataclasses.replace(spec.local, **_local_overrides(strategy.client_config(round_)))
+        local = dataclasses.replace(
+            spec.local, **_local_overrides(strategy.client_config(round_), spec.local)
+        )
         for attempt in range(1, spec.round_retries + 2):
             sampled = strategy.sample(round_, available, rng)
             request = FitRequest(
@@ -289,7 +327,9 @@ def run_federation(
                 seed=spec.seed,
                 evaluate=spec.evaluate_clients and bool(history),
             )
-            updates, failed, evals = _merge(backend.fit_round(request, spec.round_timeout_s))
+            updates, models, failed, evals = _merge(
+                backend.fit_round(request, spec.round_timeout_s)
+            )
             if history and evals:
                 history[-1].clients, history[-1].client_auc = summarize_clients(evals)
             if len(updates) >= strategy.min_fit_clients:
@@ -314,7 +354,12 @@ def run_federation(
         train_loss = float(np.average(updates.losses, weights=np.maximum(updates.num_examples, 1)))
         if spec.secure_aggregation is not None:
             updates = _secure_mean(updates, spec, round_)
-        weights = strategy.aggregate(round_, weights, updates)
+        if boosted:
+            answers = XgbUpdates(updates.client_ids, models, updates.num_examples)
+            global_model = strategy.aggregate(round_, array_to_model(weights), answers)
+            weights = model_to_array(global_model)
+        else:
+            weights = strategy.aggregate(round_, weights, updates)
         record = RoundRecord(
             round=round_,
             sampled=len(sampled),
@@ -341,6 +386,10 @@ def run_federation(
     return FederatedResult(weights=weights, history=history, seconds=time.perf_counter() - started)
 
 
-def _local_overrides(config: dict[str, Any]) -> dict[str, Any]:
-    fields = {f.name for f in dataclasses.fields(LocalTrainSpec)}
+def _local_overrides(config: dict[str, Any], spec: Any) -> dict[str, Any]:
+    fields = {f.name for f in dataclasses.fields(spec)}
     return {k: v for k, v in config.items() if k in fields}
+
+
+def _model_name(spec: FederationSpec) -> str:
+    return "xgboost" if isinstance(spec.local, XgbTrainSpec) else spec.local.model

@@ -5,9 +5,13 @@ clients' rows: one client per value of a natural column (``partition.by: country
 ``partition.clients`` clients, IID or Dirichlet over the label. Clients live in a few Ray actors
 (:mod:`raypipe.engine.federation`; in-process when Ray is not running), train locally and are
 aggregated by the chosen strategy, optionally with central DP or simulated secure aggregation.
-Outputs: ``history`` (one row per round) and ``model`` (weights and scaling as JSON). Each round
-is logged to MLflow and the final model is logged (scikit-learn flavor) and, with
-``register_as``, registered as ``challenger``.
+``model: xgboost`` trains federated XGBoost with ``strategy: xgb_bagging`` (every sampled client
+boosts ``num_local_round`` trees on the global booster; the server appends them) or
+``xgb_cyclic`` (one client per round, the booster passed round-robin), as Flower does.
+Outputs: ``history`` (one row per round) and ``model`` (``model.json``: weights and scaling, or
+metadata plus ``model.ubj`` for XGBoost). Each round is logged to MLflow and the final model is
+logged (scikit-learn flavor, or XGBoost UBJ) and, with ``register_as``, registered as
+``challenger``.
 """
 
 from __future__ import annotations
@@ -20,15 +24,18 @@ from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pyarrow as pa
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from raypipe.errors import DataError, SpecError
 from raypipe.federated.clients import build_shards
+from raypipe.federated.export import export_model
 from raypipe.federated.models import LocalTrainSpec, init_params
 from raypipe.federated.partition import partition_by_column, partition_dirichlet, partition_iid
 from raypipe.federated.privacy import DPFixedClipping, SecAggConfig
-from raypipe.federated.simulation import FederatedResult, FederationSpec, run_federation
-from raypipe.federated.strategies import STRATEGIES
+from raypipe.federated.simulation import FederationSpec, run_federation
+from raypipe.federated.strategies import STRATEGIES, XGB_STRATEGIES
+from raypipe.federated.summary import history_table, summarize
+from raypipe.federated.xgb_clients import XGB_DEFAULTS, XgbTrainSpec
 from raypipe.stages.base import DatasetInput, Stage, StageContext, StageOptions, StageResult
 
 __all__ = ["FederatedTrainOptions", "FederatedTrainStage", "prepare_matrix"]
@@ -74,17 +81,21 @@ class FederatedTrainOptions(StageOptions):
     partition: PartitionOptions = PartitionOptions()
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
     holdout_fraction: float = Field(default=0.2, ge=0, lt=1)
-    strategy: Literal["fedavg", "fedprox", "fedadam", "fedmedian", "trimmed_mean"] = "fedavg"
+    strategy: Literal[
+        "fedavg", "fedprox", "fedadam", "fedmedian", "trimmed_mean", "xgb_bagging", "xgb_cyclic"
+    ] = "fedavg"
     strategy_options: dict[str, float] = Field(default_factory=dict)
     rounds: int = Field(default=10, ge=1)
     fraction_fit: float = Field(default=1.0, gt=0, le=1)
     min_fit_clients: int = Field(default=2, ge=1)
     min_available_clients: int = Field(default=2, ge=1)
-    model: Literal["logistic", "mlp"] = "logistic"
+    model: Literal["logistic", "mlp", "xgboost"] = "logistic"
     hidden: int = Field(default=16, ge=1)
     epochs: int = Field(default=1, ge=1)
     batch_size: int = Field(default=64, ge=1)
     learning_rate: float = Field(default=0.1, gt=0)
+    num_local_round: int = Field(default=1, ge=1)
+    xgb_params: dict[str, float | int | str] = Field(default_factory=dict)
     dp: DPOptions | None = None
     secure_aggregation: SecAggOptions | None = None
     round_timeout_s: float | None = Field(default=120.0, gt=0)
@@ -97,11 +108,34 @@ class FederatedTrainOptions(StageOptions):
     experiment: str = "federated"
     register_as: str | None = None
 
+    @model_validator(mode="after")
+    def _model_fits_strategy(self) -> FederatedTrainOptions:
+        boosted = self.model == "xgboost"
+        if boosted != (self.strategy in XGB_STRATEGIES):
+            raise ValueError(
+                f"`model: {self.model}` cannot be trained with `strategy: {self.strategy}`: "
+                "`model: xgboost` needs `strategy: xgb_bagging` or `xgb_cyclic`, and those "
+                "strategies need `model: xgboost`"
+            )
+        if boosted and (self.dp is not None or self.secure_aggregation is not None):
+            raise ValueError(
+                "`dp` and `secure_aggregation` apply to mean strategies over weight vectors, "
+                "not to federated XGBoost; remove them or use a numpy model"
+            )
+        if "nthread" in self.xgb_params:
+            raise ValueError("`xgb_params.nthread`: every client boosts with one thread")
+        return self
+
 
 def prepare_matrix(
-    table: pa.Table, label: str, features: list[str] | None, exclude: list[str]
+    table: pa.Table,
+    label: str,
+    features: list[str] | None,
+    exclude: list[str],
+    *,
+    impute: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Float features (nulls -> column mean) and a 0/1 label from ``table``."""
+    """Float features (nulls -> column mean, or NaN with ``impute=False``) and a 0/1 label."""
     if label not in table.column_names:
         raise SpecError([f"`label`: column `{label}` not in the input {table.column_names}"])
     if features is None:
@@ -127,8 +161,10 @@ def prepare_matrix(
     cols = []
     for name in features:
         v = table.column(name).cast(pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64)
-        mean = np.nanmean(v) if np.isfinite(v).any() else 0.0
-        cols.append(np.where(np.isfinite(v), v, mean))
+        if impute:
+            mean = np.nanmean(v) if np.isfinite(v).any() else 0.0
+            v = np.where(np.isfinite(v), v, mean)
+        cols.append(v)
     y = table.column(label).cast(pa.float64()).to_numpy(zero_copy_only=False)
     if np.isnan(y).any() or not set(np.unique(y)) <= {0.0, 1.0}:
         raise DataError(
@@ -139,13 +175,16 @@ def prepare_matrix(
 
 
 def _strategy(options: FederatedTrainOptions) -> Any:
-    cls = STRATEGIES[options.strategy]
+    cls = {**STRATEGIES, **XGB_STRATEGIES}[options.strategy]
+    extra: dict[str, Any] = dict(options.strategy_options)
+    if options.strategy in XGB_STRATEGIES:
+        extra["num_local_round"] = options.num_local_round
     try:
         strategy = cls(
             fraction_fit=options.fraction_fit,
             min_fit_clients=options.min_fit_clients,
             min_available_clients=options.min_available_clients,
-            **options.strategy_options,
+            **extra,
         )
     except TypeError as exc:
         raise SpecError([f"`strategy_options` of `{options.strategy}`: {exc}"]) from exc
@@ -177,13 +216,19 @@ class FederatedTrainStage(Stage):
         started = time.perf_counter()
         data = inputs["data"]
         table = read_dataset(data.url)
-        x, y, names = prepare_matrix(table, options.label, options.features, options.exclude)
+        boosted = options.model == "xgboost"
+        x, y, names = prepare_matrix(
+            table, options.label, options.features, options.exclude, impute=not boosted
+        )
         rng = np.random.default_rng([options.seed, 0x7E])
         is_test = rng.random(len(y)) < options.test_fraction
         train_rows = np.flatnonzero(~is_test)
-        mean, scale = x[train_rows].mean(axis=0), x[train_rows].std(axis=0)
-        scale = np.where(scale > 0, scale, 1.0)
-        x = (x - mean) / scale  # central scaling: a real deployment would aggregate moments
+        if boosted:  # trees need neither scaling nor imputation (NaN is XGBoost's missing)
+            mean, scale = np.zeros(x.shape[1]), np.ones(x.shape[1])
+        else:
+            mean, scale = x[train_rows].mean(axis=0), x[train_rows].std(axis=0)
+            scale = np.where(scale > 0, scale, 1.0)
+            x = (x - mean) / scale  # central scaling: a real deployment would aggregate moments
         parts = _partitions(table, y, train_rows, options.partition, options.seed)
         n_shards = options.actors or max(1, int(context.executor.parallelism))
         shards = build_shards(
@@ -194,13 +239,7 @@ class FederatedTrainStage(Stage):
             holdout_fraction=options.holdout_fraction,
             seed=options.seed,
         )
-        local = LocalTrainSpec(
-            model=options.model,
-            hidden=options.hidden,
-            epochs=options.epochs,
-            batch_size=options.batch_size,
-            learning_rate=options.learning_rate,
-        )
+        local = _local_spec(options)
         secagg = options.secure_aggregation
         spec = FederationSpec(
             rounds=options.rounds,
@@ -231,7 +270,9 @@ class FederatedTrainStage(Stage):
                 backend,
                 strategy,
                 spec,
-                init_params(local, len(names), options.seed),
+                np.empty(0, np.uint8)
+                if isinstance(local, XgbTrainSpec)
+                else init_params(local, len(names), options.seed),
                 test=(x[is_test], y[is_test]),
                 on_round=tracker.log_round if tracker else None,
             )
@@ -241,35 +282,43 @@ class FederatedTrainStage(Stage):
             raise
         finally:
             backend.close()
-        metrics = _summary(result, x, y, train_rows, is_test, len(parts))
-        model_json = {
+        metrics = summarize(result, local, x, y, train_rows, is_test, len(parts))
+        exported = export_model(local, result.weights, mean, scale, names)
+        model_json: dict[str, Any] = {
             "kind": "raypipe.federated",
             "model": options.model,
-            "hidden": options.hidden,
+            "format": exported.format,
             "features": names,
-            "mean": mean.tolist(),
-            "scale": scale.tolist(),
-            "weights": result.weights.tolist(),
             "strategy": options.strategy,
             "metrics": metrics,
         }
+        files = {}
+        if isinstance(local, XgbTrainSpec):
+            model_json["xgb_params"] = dict(local.params)
+            model_json["num_local_round"] = options.num_local_round
+            files[exported.file_name] = exported.data
+        else:
+            model_json.update(
+                hidden=options.hidden,
+                mean=mean.tolist(),
+                scale=scale.tolist(),
+                weights=result.weights.tolist(),
+            )
         manifests = {
             "history": write_dataset(
                 context.output_url("history"),
-                _history_table(result),
+                history_table(result),
                 metadata={"input_version": data.version},
             ),
             "model": write_artifact(
                 context.output_url("model"),
-                {"model.json": json.dumps(model_json).encode()},
+                {"model.json": json.dumps(model_json).encode(), **files},
                 metadata={"input_version": data.version},
             ),
         }
         if tracker:
-            from raypipe.federated.export import to_named_model
-
             logged = tracker.finish(
-                model=to_named_model(local, result.weights, mean, scale, names),
+                model=exported,
                 feature_names=names,
                 example=x[:5] * scale + mean,
                 summary=metrics,
@@ -316,6 +365,8 @@ def _tracker(
         if not isinstance(v, (dict, list)) and v is not None
     }
     params.update(clients=clients, features=len(names))
+    if options.model == "xgboost":
+        params.update({f"xgb_{k}": v for k, v in {**XGB_DEFAULTS, **options.xgb_params}.items()})
     return FederatedTracker(
         resolve_tracking_uri(None, context.data_dir),
         options.experiment,
@@ -329,51 +380,17 @@ def _tracker(
     )
 
 
-def _summary(
-    result: FederatedResult,
-    x: np.ndarray,
-    y: np.ndarray,
-    train_rows: np.ndarray,
-    is_test: np.ndarray,
-    clients: int,
-) -> dict[str, Any]:
-    from sklearn.linear_model import LogisticRegression
-
-    from raypipe.federated.clients import roc_auc
-
-    central = LogisticRegression(max_iter=500).fit(x[train_rows], y[train_rows])
-    last = result.history[-1]
-    out: dict[str, Any] = {
-        "clients": clients,
-        "rounds": len(result.history),
-        "test_auc": last.test.get("auc"),
-        "test_accuracy": last.test.get("accuracy"),
-        "central_auc": roc_auc(y[is_test], central.predict_proba(x[is_test])[:, 1]),
-        "clients_auc": last.clients.get("auc"),
-        "failed_client_rounds": sum(len(r.failed) for r in result.history),
-        "rounds_per_s": round(result.steady_rounds_per_s(), 3),
-    }
-    if last.epsilon is not None:
-        out["epsilon"] = last.epsilon
-    return out
-
-
-def _history_table(result: FederatedResult) -> pa.Table:
-    rows = [
-        {
-            "round": r.round,
-            "sampled": r.sampled,
-            "answered": r.answered,
-            "failed": len(r.failed),
-            "attempts": r.attempts,
-            "seconds": r.seconds,
-            **{
-                k: float(v)
-                for k, v in r.metrics().items()
-                if k not in ("clients_answered", "clients_failed", "round_seconds")
-            },
-        }
-        for r in result.history
-    ]
-    keys = sorted({k for row in rows for k in row})
-    return pa.Table.from_pylist([{k: row.get(k) for k in keys} for row in rows])
+def _local_spec(options: FederatedTrainOptions) -> LocalTrainSpec | XgbTrainSpec:
+    if options.model == "xgboost":
+        return XgbTrainSpec.from_options(
+            options.xgb_params,
+            options.num_local_round,
+            new_trees_only=options.strategy == "xgb_bagging",
+        )
+    return LocalTrainSpec(
+        model=options.model,
+        hidden=options.hidden,
+        epochs=options.epochs,
+        batch_size=options.batch_size,
+        learning_rate=options.learning_rate,
+    )

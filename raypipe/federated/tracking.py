@@ -1,23 +1,26 @@
 """Per-round MLflow logging of a federated run, and registration of its final model.
 
 The driver process is the only writer (rounds are logged as they finish, one ``log_batch`` per
-round with ``step = round``); the final model is logged in the scikit-learn flavor and registered
-through :class:`raypipe.tracking.registry.Registry`, like the training stage's models.
+round with ``step = round``); the final model is logged (scikit-learn flavor, or an XGBoost UBJ
+booster for federated XGBoost) and registered through
+:class:`raypipe.tracking.registry.Registry`, like the training stage's models.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import pickle
 import time
 from collections.abc import Mapping
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from raypipe.federated.simulation import RoundRecord
+
+if TYPE_CHECKING:
+    from raypipe.federated.export import ExportedModel
 
 __all__ = ["FederatedTracker"]
 
@@ -78,7 +81,7 @@ class FederatedTracker:
     def finish(
         self,
         *,
-        model: Any,
+        model: ExportedModel,
         feature_names: list[str],
         example: np.ndarray,
         summary: Mapping[str, Any],
@@ -95,8 +98,8 @@ class FederatedTracker:
 
         logged = self.session.log_model(
             self.run_id,
-            model_bytes=pickle.dumps(model),
-            model_format="sklearn",
+            model_bytes=model.data,
+            model_format=model.format,
             feature_names=feature_names,
             input_example=example,
             predictions=model.predict(example),

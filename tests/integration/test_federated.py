@@ -65,3 +65,32 @@ def test_a_dead_or_late_actor_leaves_its_clients_out_and_comes_back(ray_runtime)
     assert {"timed out after 3.0 s"} == set(result.history[3].failed.values())
     assert answered[-1] == 20  # restarted by Ray, its clients reloaded from the object store
     assert result.final_test["auc"] > 0.7
+
+
+def test_federated_xgboost_on_actors_matches_the_in_process_run(ray_runtime) -> None:
+    from raypipe.engine.federation import RayFederation, make_federation
+    from raypipe.federated.strategies import FedXgbBagging
+    from raypipe.federated.xgb_clients import XgbTrainSpec
+
+    x, y = _data(n=4000)
+    shards = build_shards(x, y, partition_dirichlet(y, 12, 1.0, seed=1), 2)
+    spec = FederationSpec(
+        rounds=3, local=XgbTrainSpec.from_options({"max_depth": 3}, 1, new_trees_only=True)
+    )
+    empty = np.empty(0, np.uint8)
+    inline = run_federation(
+        InlineFederation([ClientGroup(s, None, i) for i, s in enumerate(shards)]),
+        FedXgbBagging(),
+        spec,
+        empty,
+        test=(x[:1000], y[:1000]),
+    )
+    backend = make_federation(shards, num_cpus=0.5)
+    assert isinstance(backend, RayFederation)
+    try:
+        on_ray = run_federation(backend, FedXgbBagging(), spec, empty, test=(x[:1000], y[:1000]))
+    finally:
+        backend.close()
+    assert on_ray.model_bytes == inline.model_bytes  # one thread per client: deterministic
+    assert on_ray.final_test["auc"] == inline.final_test["auc"] > 0.7
+    assert on_ray.history[-1].clients["auc"] == pytest.approx(inline.history[-1].clients["auc"])

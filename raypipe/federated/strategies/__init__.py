@@ -22,6 +22,7 @@ __all__ = [
     "FedXgbBagging",
     "FedXgbCyclic",
     "Strategy",
+    "XGB_STRATEGIES",
     "XgbUpdates",
     "aggregate_bagging",
     "trimmed_mean",
@@ -31,4 +32,9 @@ __all__ = [
 #: Strategies over numpy parameter vectors, by the name used in job specs.
 STRATEGIES: dict[str, type[Strategy]] = {  # type: ignore[type-arg]
     cls.name: cls for cls in (FedAvg, FedProx, FedAdam, FedMedian, FedTrimmedAvg)
+}
+
+#: Federated XGBoost strategies over booster bytes, by name.
+XGB_STRATEGIES: dict[str, type[Strategy]] = {  # type: ignore[type-arg]
+    cls.name: cls for cls in (FedXgbBagging, FedXgbCyclic)
 }

@@ -17,6 +17,7 @@ import numpy as np
 
 from raypipe.errors import ModelError
 from raypipe.federated.strategies.base import Strategy
+from raypipe.federated.xgb_clients import boost_locally  # re-exported: the client side
 
 __all__ = ["FedXgbBagging", "XgbUpdates", "aggregate_bagging", "boost_locally"]
 
@@ -64,33 +65,6 @@ def aggregate_bagging(previous: bytes, current: bytes) -> bytes:
     prev["iteration_indptr"].extend(last + i for i in curr["iteration_indptr"][1:])
     prev["gbtree_model_param"]["num_trees"] = str(base + len(trees))
     return json.dumps(prev_doc).encode()
-
-
-def boost_locally(
-    global_model: bytes,
-    x: np.ndarray,
-    y: np.ndarray,
-    params: dict[str, Any],
-    num_local_round: int,
-    *,
-    new_trees_only: bool,
-) -> bytes:
-    """A client's work: ``num_local_round`` boosting rounds on top of ``global_model``.
-
-    Returns booster JSON: only the new trees (bagging) or the whole model (cyclic).
-    """
-    import xgboost as xgb
-
-    dtrain = xgb.DMatrix(x, label=y)
-    start = None
-    if global_model:
-        start = xgb.Booster(params={"nthread": 1})
-        start.load_model(bytearray(global_model))
-    booster = xgb.train(params, dtrain, num_boost_round=num_local_round, xgb_model=start)
-    if new_trees_only and start is not None:
-        rounds = booster.num_boosted_rounds()
-        booster = booster[rounds - num_local_round : rounds]
-    return bytes(booster.save_raw("json"))
 
 
 class FedXgbBagging(Strategy[bytes, XgbUpdates]):

@@ -113,3 +113,84 @@ def test_bad_options_are_spec_errors(tmp_path: Path) -> None:
         _run(tmp_path, partition={"by": "nope"}, tracking=False)
     with pytest.raises(SpecError, match="strategy_options"):
         _run(tmp_path / "b", strategy_options={"nope": 1.0}, tracking=False)
+
+
+def test_stage_trains_federated_xgboost_and_registers_a_scorable_booster(tmp_path: Path) -> None:
+    result = _run(
+        tmp_path,
+        partition={"by": "country"},
+        model="xgboost",
+        strategy="xgb_bagging",
+        rounds=3,
+        min_fit_clients=3,
+        num_local_round=2,
+        xgb_params={"max_depth": 3, "eta": 0.2},
+        register_as="churn_fxgb",
+    )
+    m = result.metrics
+    assert m["clients"] == 5 and m["rounds"] == 3
+    assert m["trees"] == 5 * 3 * 2
+    assert m["test_auc"] > m["central_auc"] - 0.03 and m["model_version"] == "1"
+    history = read_dataset(str(tmp_path / "datasets/fl/history"))
+    assert history.column("answered").to_pylist() == [5, 5, 5]
+    model_url = str(tmp_path / "datasets/fl/model")
+    meta = json.loads(read_artifact_file(model_url, "model.json"))
+    assert meta["format"] == "xgboost-ubj" and meta["xgb_params"]["max_depth"] == 3
+    assert meta["xgb_params"]["objective"] == "binary:logistic"  # Flower's defaults fill the rest
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}")
+    assert [p.step for p in client.get_metric_history(m["run_id"], "test_auc")] == [1, 2, 3]
+    assert client.get_metric_history(m["run_id"], "clients_auc")
+
+    import xgboost as xgb
+
+    from raypipe.tracking.models import load_model
+
+    loaded = load_model("models:/churn_fxgb@challenger", tracking_uri=client.tracking_uri)
+    assert loaded.format == "xgboost-ubj"
+    table = _table()
+    scores = loaded.predict_table(table.select(meta["features"]))
+    booster = xgb.Booster(model_file=bytearray(read_artifact_file(model_url, "model.ubj")))
+    raw = np.column_stack([table[c].to_numpy().astype(np.float32) for c in meta["features"]])
+    np.testing.assert_allclose(scores, booster.inplace_predict(raw), rtol=1e-6)
+    assert booster.num_boosted_rounds() == 30
+
+
+def test_stage_cyclic_xgboost(tmp_path: Path) -> None:
+    result = _run(
+        tmp_path,
+        partition={"clients": 4},
+        model="xgboost",
+        strategy="xgb_cyclic",
+        rounds=8,
+        xgb_params={"max_depth": 3},
+        tracking=False,
+    )
+    assert result.metrics["trees"] == 8
+    history = read_dataset(str(tmp_path / "datasets/fl/history"))
+    assert history.column("sampled").to_pylist() == [1] * 8
+    assert result.metrics["test_auc"] > result.metrics["central_auc"] - 0.03
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"model": "xgboost"}, "needs `strategy: xgb_bagging` or `xgb_cyclic`"),
+        ({"strategy": "xgb_bagging"}, "cannot be trained with `strategy: xgb_bagging`"),
+        (
+            {"model": "xgboost", "strategy": "xgb_cyclic", "dp": {}},
+            "not to federated XGBoost",
+        ),
+        (
+            {"model": "xgboost", "strategy": "xgb_bagging", "xgb_params": {"nthread": 4}},
+            "one thread",
+        ),
+    ],
+)
+def test_xgboost_options_are_validated(options, message) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=message):
+        FederatedTrainOptions(**options)

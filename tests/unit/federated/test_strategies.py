@@ -20,7 +20,7 @@ from raypipe.federated.strategies import (
     FedXgbCyclic,
     XgbUpdates,
 )
-from raypipe.federated.strategies.xgb_bagging import boost_locally
+from raypipe.federated.xgb_clients import boost_locally
 
 finite = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False)
 

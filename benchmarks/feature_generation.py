@@ -135,7 +135,7 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=16)
     parser.add_argument("--layout", choices=("player", "time"), default="player")
     parser.add_argument("--partitions", type=int, default=None,
-                        help="raypipe tasks (default: 2 x CPUs)")
+                        help="raypipe tasks (default: one per CPU)")
     parser.add_argument("--json", type=str, default=None)
     args = parser.parse_args()
     sizes = ([int(float(s)) for s in args.sizes.split(",")] if args.sizes

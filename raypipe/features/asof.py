@@ -43,6 +43,8 @@ AGE = "__age_us"
 US = 1_000_000
 #: Aggregations whose value over no rows is 0, not null.
 ZERO_WHEN_EMPTY = ("count", "count_distinct", "sum")
+#: The mask name of aggregates that keep every row of the view (lifetime, no ``where``).
+EVERY_ROW = ""
 
 
 @dataclass(frozen=True)
@@ -174,16 +176,24 @@ def check_views(views: Sequence[FeatureView], schema: Mapping[str, pl.DataType])
 
 
 def _mask(aggregate: Aggregate, masks: dict, mask_exprs: list, check, kinds) -> str | None:
+    """The name of the row mask column of ``aggregate`` (:data:`EVERY_ROW` if it keeps all rows).
+
+    None when its ``where`` does not compile (the problem is recorded by ``check``).
+    """
     key = (aggregate.window, aggregate.where)
     if key in masks:
         return masks[key]
     window = aggregate.window_delta
-    mask = pl.lit(True) if window is None else pl.col(AGE) <= int(window.total_seconds() * US)
+    mask = None if window is None else pl.col(AGE) <= int(window.total_seconds() * US)
     if aggregate.where:
         compiled = check(aggregate.where, aggregate.name, "bool", kinds, "`where`")
         if compiled is None:
             return None
-        mask = mask & compiled.expr.fill_null(False)
+        where = compiled.expr.fill_null(False)
+        mask = where if mask is None else mask & where
+    if mask is None:  # lifetime, no condition: aggregate the rows as they are, no filter pass
+        masks[key] = EVERY_ROW
+        return EVERY_ROW
     name = f"__m{len(mask_exprs)}"
     masks[key] = name
     mask_exprs.append((name, mask))
@@ -191,20 +201,24 @@ def _mask(aggregate: Aggregate, masks: dict, mask_exprs: list, check, kinds) -> 
 
 
 def _aggregation(aggregate: Aggregate, mask: str, value: tuple | None) -> pl.Expr:
-    selected = pl.col(mask)
+    every_row = mask == EVERY_ROW
+
+    def selected(expr: pl.Expr) -> pl.Expr:
+        return expr if every_row else expr.filter(pl.col(mask))
+
     function = aggregate.function
     if function == "count" and value is None:
-        return selected.sum().cast(pl.Int64)
+        return pl.len().cast(pl.Int64) if every_row else pl.col(mask).sum().cast(pl.Int64)
     if function == "time_since_last":
-        return pl.col(AGE).filter(selected).min() / (TIME_UNITS[aggregate.unit] * US)
+        return selected(pl.col(AGE)).min() / (TIME_UNITS[aggregate.unit] * US)
     assert value is not None
-    column = pl.col(value[0]).filter(selected)
+    column = selected(pl.col(value[0]))
     if function == "count":
         return column.count().cast(pl.Int64)
     if function == "count_distinct":
         return column.drop_nulls().n_unique().cast(pl.Int64)
     if function == "last":
-        ages = pl.col(AGE).filter(selected)
+        ages = selected(pl.col(AGE))
         return column.sort_by(ages, descending=True, maintain_order=True).last()
     if function == "sum":
         return column.sum()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -45,6 +46,10 @@ from raypipe.io.manifest import FileEntry, Manifest, read_manifest
 __all__ = ["FeatureBuild", "FeatureBuildResult", "run_feature_build"]
 
 logger = logging.getLogger(__name__)
+
+#: Events one task takes at most by default: about 0.6 GB in Arrow for the game telemetry, a few
+#: times that at the peak of the polars query. More events than ``CPUs x this`` give more tasks.
+MAX_EVENTS_PER_TASK = 8_000_000
 
 
 @dataclass(frozen=True)
@@ -284,7 +289,9 @@ def run_feature_build(
     Parameters
     ----------
     partitions
-        Tasks to use (default: twice the executor's parallelism).
+        Tasks to use. Default: one per CPU (each task is a single-threaded polars query over
+        whole files, so more tasks only add per-task cost), or more when the events exceed
+        ``MAX_EVENTS_PER_TASK`` per task, so that a task's memory stays bounded as data grows.
     clustered
         True: trust the events' clustering (error if undeclared); False: always shuffle;
         None (default): use clustering when the events' manifest declares it.
@@ -292,8 +299,12 @@ def run_feature_build(
         Where a shuffle stages its pieces (removed afterwards); default next to the output.
     """
     started = time.perf_counter()
-    tasks = partitions or max(1, 2 * int(getattr(executor, "parallelism", 1)))
     events_manifest = read_manifest(build.events_url, build.storage)
+    tasks = partitions or max(
+        1,
+        int(getattr(executor, "parallelism", 1)),
+        math.ceil(events_manifest.rows / MAX_EVENTS_PER_TASK),
+    )
     build = replace(build, columns=tuple(build.event_columns(events_manifest.schema)))
     if build.cutoff is not None and build.cutoff.tzinfo is not None:  # naive UTC inside
         build = replace(build, cutoff=build.cutoff.astimezone(dt.UTC).replace(tzinfo=None))

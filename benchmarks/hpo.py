@@ -1,4 +1,4 @@
-"""Hyperparameter search: raypipe (Ray actor pool + driver TPE + multi-fidelity) vs Optuna.
+"""Hyperparameter search: raypipe (Ray actor pool + driver TPE + multi-fidelity), Tune, Optuna.
 
 Same generated data (200k training rows x 30 features, known Bayes AUC), same XGBoost space
 (depth 3-10, learning rate 0.01-0.3 log, subsample and colsample 0.5-1, min_child_weight 1-20 log,
@@ -11,14 +11,20 @@ validation AUC), same budget (50 configurations), same cores (2), 3 seeds each, 
   :class:`raypipe.engine.search.ActorPoolRunner` (2 long-lived actors, 1 thread each, data put
   once, QuantileDMatrix built once per actor), TPE ask/tell in the driver, every configuration
   first trained on 25 % of the rows (to its own early stop) and the best third retrained on all.
+- ``tune``: raypipe's ``engine: tune`` (:class:`raypipe.engine.tune_search.TuneSearchEngine`):
+  ``ray.tune.Tuner`` with ``OptunaSearch`` (TPE, seeded), ``ASHAScheduler`` on boosting rounds
+  (fed every round by an XGBoost callback; grace ``--grace-rounds``, reduction factor 3),
+  ``reuse_actors=True``, 2 concurrent 1-thread trials (0.5 CPU each), all rows.
 
 Ray is started once before timing (start-up is not the work); the pool start (actors, data,
 DMatrix) is inside raypipe's time. "Best AUC" is the best validation AUC of a model trained on
 all rows. Time to target: first trial completion at or above optuna's median best AUC - 0.002.
 Overhead per trial: (slots x (wall - pool start) - sum of training time) / trial runs; the
-pool start (actors, data, DMatrix) is reported on its own.
+pool start (actors, data, DMatrix) is reported on its own. Tune's actors start inside its run
+(no separate pool start), and its trial time includes its per-round reporting.
 
-Usage: ``python benchmarks/hpo.py [--quick] [--seeds 3] [--json PATH]``.
+Usage: ``python benchmarks/hpo.py [--quick] [--seeds 3] [--variants optuna,raypipe,tune]
+[--json PATH]``.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ from raypipe.training.spaces import resolve_spaces
 from raypipe.training.trial import TrialData
 
 CORES = 2
+VARIANTS = ("optuna", "raypipe", "tune")
 
 
 def generate(train_rows: int, valid_rows: int, seed: int = 2026) -> tuple[TrialData, float]:
@@ -191,6 +198,42 @@ def run_raypipe(
     }
 
 
+def run_tune(
+    data: TrialData, seed: int, trials: int, max_rounds: int, grace: int
+) -> dict[str, Any]:
+    from raypipe.engine.tune_search import TuneSearchEngine
+
+    started = time.perf_counter()
+    epoch = time.time()
+    engine = TuneSearchEngine(data, threads=1, concurrency=CORES, grace_rounds=grace)
+    try:
+        space = resolve_spaces(["xgboost"])["xgboost"]
+        spec = SearchSpec(
+            candidate="xgboost",
+            space=space,
+            n_trials=trials,
+            seed=seed,
+            max_rounds=max_rounds,
+            early_stopping_rounds=10,
+        )
+        result = engine.search(spec, maximize=True)
+    finally:
+        engine.close()
+    wall = time.perf_counter() - started
+    events = [(t.finished_at - epoch, t.score) for t in result.trials if t.ok]
+    return {
+        "wall_s": wall,
+        "best_auc": result.best.score if result.best else float("nan"),
+        "events": sorted(events),
+        "train_s": sum(t.train_s for t in result.trials),
+        "runs": len(result.trials),
+        "slots": engine.slots,
+        "pool_start_s": 0.0,
+        "failed": len(result.failures),
+        "stopped": sum(1 for t in result.trials if t.ok and t.rung == 0),
+    }
+
+
 def _time_to(events: list[tuple[float, float]], target: float) -> float | None:
     hits = [t for t, score in events if score >= target]
     return min(hits) if hits else None
@@ -215,8 +258,20 @@ def main() -> None:
         help="XGBoost threads of the Optuna baseline (2 = the measured anchor; 1 is faster on a "
         "machine other processes load, where 2 OpenMP threads stall)",
     )
+    parser.add_argument(
+        "--grace-rounds", type=int, default=10, help="tune: ASHA's first rung (boosting rounds)"
+    )
+    parser.add_argument(
+        "--variants",
+        default=",".join(VARIANTS),
+        help=f"comma-separated subset of {','.join(VARIANTS)} (default all)",
+    )
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()]
+    unknown = sorted(set(variants) - set(VARIANTS))
+    if unknown or not variants:
+        parser.error(f"--variants: unknown {unknown}; expected a subset of {VARIANTS}")
     if args.quick:
         train_rows, valid_rows, trials, max_rounds, seeds = 8_000, 4_000, 6, 40, 1
     else:
@@ -233,19 +288,26 @@ def main() -> None:
 
     from raypipe.engine.runtime import RayRuntime, RuntimeOptions
 
-    runs: dict[str, list[dict[str, Any]]] = {"optuna": [], "raypipe": []}
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in variants}
     with RayRuntime(RuntimeOptions(num_cpus=CORES, object_store_bytes=512 * 1024**2)):
         for seed in range(seeds):
-            runs["optuna"].append(run_optuna(data, seed, trials, max_rounds, args.optuna_threads))
-            runs["raypipe"].append(
-                run_raypipe(data, seed, trials, max_rounds, args.row_fraction, args.eta)
-            )
+            for name in variants:
+                if name == "optuna":
+                    item = run_optuna(data, seed, trials, max_rounds, args.optuna_threads)
+                elif name == "raypipe":
+                    item = run_raypipe(data, seed, trials, max_rounds, args.row_fraction, args.eta)
+                else:
+                    item = run_tune(data, seed, trials, max_rounds, args.grace_rounds)
+                runs[name].append(item)
             print(
-                f"seed {seed}: optuna {runs['optuna'][-1]['wall_s']:.1f}s "
-                f"{runs['optuna'][-1]['best_auc']:.4f}; raypipe "
-                f"{runs['raypipe'][-1]['wall_s']:.1f}s {runs['raypipe'][-1]['best_auc']:.4f}"
+                f"seed {seed}: "
+                + "; ".join(
+                    f"{name} {runs[name][-1]['wall_s']:.1f}s {runs[name][-1]['best_auc']:.4f}"
+                    for name in variants
+                )
             )
-    target = statistics.median(r["best_auc"] for r in runs["optuna"]) - 0.002
+    anchor = "optuna" if "optuna" in runs else variants[0]
+    target = statistics.median(r["best_auc"] for r in runs[anchor]) - 0.002
     summary: dict[str, dict[str, Any]] = {}
     for name, items in runs.items():
         for item in items:
@@ -265,7 +327,7 @@ def main() -> None:
             "trial_runs": _median([i["runs"] for i in items]),
             "pool_start_s": _median([i.get("pool_start_s", 0.0) for i in items]),
         }
-    print(f"\ntarget AUC (optuna median best - 0.002): {target:.4f}")
+    print(f"\ntarget AUC ({anchor} median best - 0.002): {target:.4f}")
     print(
         f"{'variant':<9} {'wall s':>8} {'best AUC':>9} {'to target s':>12} {'reached':>8} "
         f"{'overhead/trial s':>17} {'trial runs':>10} {'pool start s':>12}"
@@ -277,33 +339,46 @@ def main() -> None:
             f"{s['reached_target']:>5}/{seeds} {s['overhead_per_trial_s']:>17.3f} "
             f"{s['trial_runs']:>10.0f} {s['pool_start_s']:>12.2f}"
         )
-    ratio = summary["raypipe"]["wall_s"] / summary["optuna"]["wall_s"]
-    delta = summary["raypipe"]["best_auc"] - summary["optuna"]["best_auc"]
-    print(
-        f"\nraypipe / optuna wall: {ratio:.2f} (target <= 0.50); best AUC difference "
-        f"{delta:+.4f} (target >= -0.002); Bayes AUC {bayes:.4f}"
-    )
-    if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "raypipe_s": summary["raypipe"]["wall_s"],
-                    "optuna_s": summary["optuna"]["wall_s"],
-                    "raypipe_best_auc": summary["raypipe"]["best_auc"],
-                    "optuna_best_auc": summary["optuna"]["best_auc"],
-                    "bayes_auc": bayes,
-                    "wall_ratio": ratio,
-                    "summary": summary,
-                    "quick": args.quick,
-                    "seeds": seeds,
-                    "trials": trials,
-                    "optuna_threads": args.optuna_threads,
-                    "row_fraction": args.row_fraction,
-                    "eta": args.eta,
-                },
-                indent=2,
+    ratios: dict[str, float] = {}
+    if "optuna" in summary:
+        for name in (n for n in variants if n != "optuna"):
+            ratio = summary[name]["wall_s"] / summary["optuna"]["wall_s"]
+            delta = summary[name]["best_auc"] - summary["optuna"]["best_auc"]
+            ratios[f"{name}_wall_ratio"] = ratio
+            print(
+                f"{name} / optuna wall: {ratio:.2f}"
+                + (" (target <= 0.50)" if name == "raypipe" else "")
+                + f"; best AUC difference {delta:+.4f} (target >= -0.002)"
             )
+    if "tune" in summary and "raypipe" in summary:
+        print(
+            f"tune / raypipe wall: {summary['tune']['wall_s'] / summary['raypipe']['wall_s']:.2f}"
         )
+    if "tune" in runs:
+        stopped = _median([i["stopped"] for i in runs["tune"]])
+        print(f"tune: median {stopped} trial(s) stopped by ASHA")
+    print(f"Bayes AUC {bayes:.4f}")
+    if args.json:
+        record: dict[str, Any] = {}
+        for name in variants:
+            record[f"{name}_s"] = summary[name]["wall_s"]
+            record[f"{name}_best_auc"] = summary[name]["best_auc"]
+        if "raypipe_wall_ratio" in ratios:
+            record["wall_ratio"] = ratios["raypipe_wall_ratio"]
+        record.update(
+            ratios,
+            bayes_auc=bayes,
+            summary=summary,
+            variants=variants,
+            quick=args.quick,
+            seeds=seeds,
+            trials=trials,
+            optuna_threads=args.optuna_threads,
+            row_fraction=args.row_fraction,
+            eta=args.eta,
+            grace_rounds=args.grace_rounds,
+        )
+        args.json.write_text(json.dumps(record, indent=2))
 
 
 if __name__ == "__main__":

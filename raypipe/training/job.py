@@ -3,9 +3,10 @@
 :func:`prepare` splits the table (time or stratified), carves validation rows out of the
 training rows the same way, fits the preprocessing on the fit rows and builds the
 :class:`~raypipe.training.trial.TrialData` every trial shares. :func:`run_training` searches each
-candidate on a :class:`~raypipe.training.search.TrialRunner`, refits each candidate's best
-configuration once (returning the model), scores every finalist on the same test rows and picks
-the best by ``select_metric``.
+candidate on a :class:`~raypipe.training.search.TrialRunner` (or with a
+:class:`~raypipe.training.search.SearchEngine`, such as Ray Tune's, if one is given), refits
+each candidate's best configuration once (returning the model), scores every finalist on the
+same test rows and picks the best by ``select_metric``.
 """
 
 from __future__ import annotations
@@ -23,7 +24,13 @@ import pyarrow.compute as pc
 from raypipe.errors import DataError
 from raypipe.training.metrics import binary_metrics, regression_metrics
 from raypipe.training.preprocess import ENCODINGS, TablePreprocessor
-from raypipe.training.search import SearchResult, SearchSpec, TrialRunner, run_search
+from raypipe.training.search import (
+    SearchEngine,
+    SearchResult,
+    SearchSpec,
+    TrialRunner,
+    run_search,
+)
 from raypipe.training.spaces import SpaceSpec
 from raypipe.training.split import Split, split_rows
 from raypipe.training.trial import TrialData, TrialRequest, TrialResult, candidate_encoding
@@ -210,8 +217,18 @@ def holdout_metrics(
     return regression_metrics(y, scores)
 
 
-def run_training(prepared: Prepared, spec: TrainingSpec, runner: TrialRunner) -> TrainingReport:
-    """Search, refit and evaluate every candidate; choose the best on the test rows."""
+def run_training(
+    prepared: Prepared,
+    spec: TrainingSpec,
+    runner: TrialRunner,
+    *,
+    search: SearchEngine | None = None,
+) -> TrainingReport:
+    """Search, refit and evaluate every candidate; choose the best on the test rows.
+
+    ``search`` runs each candidate's search (default: :func:`run_search` on ``runner``);
+    ``runner`` always runs the final refits.
+    """
     started = time.perf_counter()
     maximize = prepared.data.maximize
     reports = []
@@ -231,9 +248,12 @@ def run_training(prepared: Prepared, spec: TrainingSpec, runner: TrialRunner) ->
             sampler=spec.sampler,
             row_fraction=spec.row_fraction if candidate == "xgboost" else 1.0,
         )
-        reports.append(
-            CandidateReport(candidate, run_search(search_spec, runner, maximize=maximize))
+        searched = (
+            run_search(search_spec, runner, maximize=maximize)
+            if search is None
+            else search(search_spec, maximize=maximize)
         )
+        reports.append(CandidateReport(candidate, searched))
     # Refit each candidate's best once, all rows, returning the model and its holdout scores.
     pending = [r for r in reports if r.search.best is not None]
     by_candidate = {r.candidate: r for r in pending}

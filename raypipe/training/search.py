@@ -29,7 +29,14 @@ from typing import Any, Protocol
 from raypipe.training.spaces import SpaceSpec
 from raypipe.training.trial import TrialRequest, TrialResult, TrialWorker
 
-__all__ = ["InlineRunner", "SearchResult", "SearchSpec", "TrialRunner", "run_search"]
+__all__ = [
+    "InlineRunner",
+    "SearchEngine",
+    "SearchResult",
+    "SearchSpec",
+    "TrialRunner",
+    "run_search",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -104,6 +111,13 @@ class SearchResult:
     @property
     def failures(self) -> list[TrialResult]:
         return [t for t in self.trials if not t.ok]
+
+
+class SearchEngine(Protocol):
+    """Runs a whole search of one candidate (e.g. the Ray Tune engine,
+    :mod:`raypipe.engine.tune_search`), instead of :func:`run_search` on a runner."""
+
+    def __call__(self, spec: SearchSpec, *, maximize: bool) -> SearchResult: ...
 
 
 def _better(a: float, b: float, maximize: bool) -> bool:

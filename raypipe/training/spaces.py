@@ -1,7 +1,10 @@
 """Search spaces per candidate: YAML defaults shipped with raypipe, overridable per job.
 
 A space is validated at the edge (pydantic, unknown keys are errors) and turned into Optuna
-distributions, so the driver's TPE sampler can ``ask`` for a configuration with a fixed space.
+distributions, so the driver's TPE sampler (or Tune's ``OptunaSearch``) can ``ask`` for a
+configuration with a fixed space. :meth:`ParamSpec.tune_sampler` names the equivalent Ray Tune
+sampling function, so Tune's random search draws from the same ranges without this module
+importing Ray.
 """
 
 from __future__ import annotations
@@ -58,6 +61,19 @@ class ParamSpec(BaseModel):
             return IntDistribution(int(self.low or 0), int(self.high or 0), log=self.log)
         return FloatDistribution(float(self.low or 0.0), float(self.high or 0.0), log=self.log)
 
+    def tune_sampler(self) -> tuple[str, tuple[Any, ...]]:
+        """The Ray Tune sampling function (a ``ray.tune`` attribute) and its arguments.
+
+        Tune's integer samplers exclude their upper bound, so ``high`` is passed as ``high + 1``:
+        both bounds stay inclusive, as in :meth:`distribution`.
+        """
+        if self.type == "categorical":
+            return "choice", (list(self.choices or []),)
+        low, high = self.low or 0, self.high or 0
+        if self.type == "int":
+            return ("lograndint" if self.log else "randint"), (int(low), int(high) + 1)
+        return ("loguniform" if self.log else "uniform"), (float(low), float(high))
+
 
 class SpaceSpec(BaseModel):
     """The searched and the fixed parameters of one candidate."""
@@ -68,7 +84,12 @@ class SpaceSpec(BaseModel):
     fixed: dict[str, Any] = Field(default_factory=dict)
 
     def distributions(self) -> dict[str, Any]:
+        """Optuna distributions of the searched parameters, by name."""
         return {name: spec.distribution() for name, spec in self.params.items()}
+
+    def tune_samplers(self) -> dict[str, tuple[str, tuple[Any, ...]]]:
+        """:meth:`ParamSpec.tune_sampler` of the searched parameters, by name."""
+        return {name: spec.tune_sampler() for name, spec in self.params.items()}
 
 
 @cache

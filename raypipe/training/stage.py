@@ -4,8 +4,10 @@ Input ``data``: a table with a label column (``churned`` by default) and feature
 ``truth`` (``player_id``, ``churn_probability``) gives ``bayes_auc``, the AUC of the true
 probabilities on the same test rows. Outputs: ``model`` (an artifact with the model file,
 ``preprocess.json``, ``metrics.json`` and ``report.html``) and ``holdout`` (test rows: ids, label,
-score). Trials run on a pool of Ray actors (:mod:`raypipe.engine.search`) in real runs and in
-process in unit tests; the driver is the only MLflow writer.
+score). With ``engine: pool`` (the default) trials run on a pool of Ray actors
+(:mod:`raypipe.engine.search`) in real runs and in process in unit tests; with ``engine: tune``
+each candidate's search is a Ray Tune experiment (OptunaSearch or random search, ASHA on XGBoost
+rounds; :mod:`raypipe.engine.tune_search`). The driver is the only MLflow writer.
 """
 
 from __future__ import annotations
@@ -84,7 +86,18 @@ class TrainSearchOptions(StageOptions):
     experiment: str | None = None
     tracking_uri: str | None = None
     gate: GateOptions = Field(default_factory=GateOptions)
-    actors: int | None = Field(default=None, ge=1)
+    engine: Literal["pool", "tune"] = Field(
+        default="pool",
+        description="`pool`: driver-side TPE on long-lived actors, multi-fidelity on rows; "
+        "`tune`: Ray Tune (OptunaSearch or random search, ASHA on XGBoost rounds; all rows, "
+        "`row_fraction` unused)",
+    )
+    grace_rounds: int = Field(
+        default=10, ge=1, description="engine `tune`: ASHA's first rung, in boosting rounds"
+    )
+    actors: int | None = Field(
+        default=None, ge=1, description="trials at once (default: CPUs // threads)"
+    )
     threads: int = Field(default=1, ge=1)
 
 
@@ -194,6 +207,7 @@ class TrainSearchStage(Stage):
             split=prepared.split.method,
             trials=len(report.trials),
             failed_trials=sum(1 for t in report.trials if not t.ok),
+            search_engine=options.engine,
             search_s=round(report.wall_s, 3),
             candidates={c.candidate: _short(c.test_metrics) for c in report.candidates},
             mlflow_run_id=published.run_id,
@@ -205,6 +219,9 @@ class TrainSearchStage(Stage):
             champion_version=published.champion_version,
             gate_reasons=list(published.gate.reasons),
         )
+        if options.engine == "tune":
+            # Trials that ASHA (or the time budget) stopped before their own end.
+            metrics["stopped_trials"] = sum(1 for t in report.trials if t.ok and t.rung == 0)
         files["metrics.json"] = json.dumps(_clean(metrics), sort_keys=True, default=str).encode()
         model_manifest = write_artifact(
             context.output_url("model"),
@@ -236,7 +253,9 @@ def training_spec(table: pa.Table, options: TrainSearchOptions) -> TrainingSpec:
         time_column = detect_time_column(table.schema, exclude=(options.label, *ids))
     spaces = resolve_spaces(list(options.candidates), options.spaces)
     row_fraction = options.row_fraction
-    if row_fraction == "auto":
+    if options.engine == "tune":
+        row_fraction = 1.0  # Tune's ASHA cuts boosting rounds, not rows
+    elif row_fraction == "auto":
         # Multi-fidelity pays off when a quarter of the rows is still plenty.
         row_fraction = 0.25 if table.num_rows >= 100_000 else 1.0
     return TrainingSpec(
@@ -263,6 +282,19 @@ def training_spec(table: pa.Table, options: TrainSearchOptions) -> TrainingSpec:
 
 
 def _search(prepared: Any, spec: TrainingSpec, options: TrainSearchOptions) -> TrainingReport:
+    if options.engine == "tune":
+        from raypipe.engine.tune_search import make_tune_engine
+
+        engine = make_tune_engine(
+            prepared.data,
+            threads=options.threads,
+            concurrency=options.actors,
+            grace_rounds=options.grace_rounds,
+        )
+        try:
+            return run_training(prepared, spec, engine, search=engine)
+        finally:
+            engine.close()
     from raypipe.engine.search import make_trial_runner
 
     runner = make_trial_runner(prepared.data, actors=options.actors, threads=options.threads)

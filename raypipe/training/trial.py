@@ -209,7 +209,8 @@ class TrialWorker:
             predictions=predictions,
         )
 
-    def _xgb_matrices(self, fraction: float) -> tuple[Any, Any]:
+    def xgb_matrices(self, fraction: float) -> tuple[Any, Any]:
+        """The fit (``fraction`` of its rows) and validation DMatrix, each built once."""
         import xgboost as xgb
 
         key = ("fit", fraction)
@@ -242,7 +243,7 @@ class TrialWorker:
     def _fit_xgboost(self, request: TrialRequest) -> tuple[Any, int, list[float], bytes, str]:
         import xgboost as xgb
 
-        dfit, dvalid = self._xgb_matrices(request.row_fraction)
+        dfit, dvalid = self.xgb_matrices(request.row_fraction)
         params = xgboost_params(
             dict(request.params), task=self.data.task, seed=request.seed, nthread=self.nthread
         )

@@ -1,10 +1,17 @@
 """The latent engagement process: a birth-death chain over engagement levels, one step a day.
 
 A player's engagement is a level ``0 .. MAX_LEVEL`` (0: gone quiet). On each day the player plays
-``Poisson(rate_multiplier * SESSION_RATES[level])`` sessions, then moves one level down with
-probability ``down``, one level up with probability ``up``, or stays. ``down`` rises with youth
-(new accounts leave early), level failures and crashes that day, and falls with completed levels
-and purchases; a quiet player (level 0) comes back with a small probability.
+``Poisson(rate)`` sessions (:func:`session_rates`), then moves one level down with probability
+``down``, one level up with probability ``up``, or stays.
+
+Levels are persistent and their moves are driven by what the player experiences: on an ordinary
+day ``down + up`` is a few percent, while a frustrating day (failed levels, a crash, nothing
+completed) makes a drop likely and a good day (levels completed) a rise. ``down`` also rises with
+youth (new accounts leave early) and falls with purchases. A quiet player (level 0) returns with a
+rare session, which brings them back to level 1. An engaged player plays most days (a few quiet
+days in a row are unlikely), the engaged levels also show in how social a player's sessions are
+(:mod:`raypipe.synth.simulate`), and the moves happen on days the events record: this keeps the
+level at the cutoff, which decides churn, inferable from the history.
 
 Because the day's events enter only through the day's counts, a day with no session has fixed,
 known transition probabilities: this is what makes the churn probability exact
@@ -16,32 +23,42 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
-    "COMEBACK_PROBABILITY",
     "MAX_LEVEL",
     "SESSION_RATES",
+    "session_rates",
     "step_levels",
     "transition_probabilities",
 ]
 
-#: Mean sessions a day at each engagement level.
-SESSION_RATES = np.array([0.0, 0.2, 0.5, 1.0, 1.6, 2.5])
+#: Mean sessions a day at each engagement level (level 0: the rate of a quiet player's return).
+SESSION_RATES = np.array([0.04, 1.7, 1.8, 1.9, 2.0, 2.2])
 MAX_LEVEL = len(SESSION_RATES) - 1
-#: Daily probability that a quiet player (level 0) comes back to level 1.
-COMEBACK_PROBABILITY = 0.1
 
 #: Extra logit of ``down`` for a brand-new account, decaying with age (days).
 YOUTH_EFFECT = 1.0
 YOUTH_SCALE_DAYS = 5.0
-FAIL_EFFECT = 0.3
-CRASH_EFFECT = 1.0
-COMPLETE_EFFECT = 0.2
+#: Effects on the logit of ``down`` of the day's failed levels (up to 4), crashes (up to 2),
+#: completed levels (up to 3, also raising ``up`` by half as much) and purchases.
+FAIL_EFFECT = 2.0
+CRASH_EFFECT = 5.0
+COMPLETE_EFFECT = 1.5
 PURCHASE_EFFECT = 0.6
-#: ``down + up`` never exceeds this.
-MAX_MOVE = 0.95
+#: ``down + up`` never exceeds this (reached only on days with many events).
+MAX_MOVE = 0.9
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-x))
+
+
+def session_rates(level: np.ndarray, rate_multiplier: np.ndarray) -> np.ndarray:
+    """Mean sessions a day of players at ``level`` (broadcasting).
+
+    A player's ``rate_multiplier`` scales the rates of the engaged levels; the return rate of a
+    quiet player (level 0) is the same for everyone.
+    """
+    level = np.asarray(level)
+    return SESSION_RATES[level] * np.where(level > 0, rate_multiplier, 1.0)
 
 
 def transition_probabilities(
@@ -53,6 +70,7 @@ def transition_probabilities(
     crashes: np.ndarray | int = 0,
     completes: np.ndarray | int = 0,
     purchases: np.ndarray | int = 0,
+    sessions: np.ndarray | int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Probabilities of moving one level down and one level up after a day.
 
@@ -66,11 +84,14 @@ def transition_probabilities(
         Days since install.
     fails, crashes, completes, purchases
         The day's counts per player (0 on a day without session).
+    sessions
+        The day's sessions per player: a quiet player (level 0) who plays comes back to level 1.
 
     Returns
     -------
     (down, up)
-        Arrays of probabilities, ``down + up <= MAX_MOVE``.
+        Arrays of probabilities, ``down + up <= MAX_MOVE`` (but ``up`` is 1 for a quiet player
+        who played that day).
     """
     down_x = (
         down_logit
@@ -89,7 +110,7 @@ def transition_probabilities(
     up = up * scale
     quiet = level == 0
     down = np.where(quiet, 0.0, down)
-    up = np.where(quiet, COMEBACK_PROBABILITY, np.where(level >= MAX_LEVEL, 0.0, up))
+    up = np.where(quiet, (np.asarray(sessions) > 0) * 1.0, np.where(level >= MAX_LEVEL, 0.0, up))
     return down, up
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from raypipe.synth.config import CHURN_HORIZON_DAYS, TelemetryConfig
-from raypipe.synth.engagement import MAX_LEVEL, SESSION_RATES, transition_probabilities
+from raypipe.synth.engagement import MAX_LEVEL, session_rates, transition_probabilities
 from raypipe.synth.players import Players
 
 __all__ = [
@@ -51,7 +51,7 @@ def churn_probability(
     n = len(players)
     levels = np.arange(MAX_LEVEL + 1)
     # stay_quiet[i, s]: probability of no session on a day spent at level s.
-    stay_quiet = np.exp(-np.outer(players.rate_multiplier, SESSION_RATES))
+    stay_quiet = np.exp(-session_rates(levels[None, :], players.rate_multiplier[:, None]))
     value = np.ones((n, MAX_LEVEL + 1))
     for offset in reversed(range(CHURN_HORIZON_DAYS)):
         age = (config.days + offset - players.install_day)[:, None]

@@ -44,17 +44,19 @@ FRAUDSTER_RATE_BY_CHANNEL = np.array([0.002, 0.008, 0.005, 0.002, 0.015])
 NEW_PLATFORM_SHARE = 0.4
 
 # Hidden traits: logit of the daily probability of losing one engagement level, and of gaining one.
-DOWN_BASE = -1.4
+DOWN_BASE = -4.0
 DOWN_SKILL = -0.35
 DOWN_CHANNEL = np.array([0.0, 0.3, 0.2, -0.3, 0.5])
 DOWN_SEGMENT = np.array([0.2, -0.2, -0.5, -0.8])
 DOWN_NOISE = 0.6
 DOWN_FRAUDSTER = 1.5
-UP_BASE = -1.6
+UP_BASE = -3.0
 UP_SKILL = 0.2
 UP_NOISE = 0.4
+#: Spread (log scale) of how often a player plays at a given engagement level.
+RATE_NOISE = 0.25
 #: Engagement level at install: probabilities of levels 0..5.
-INITIAL_LEVEL_WEIGHTS = (0.0, 0.05, 0.2, 0.4, 0.25, 0.1)
+INITIAL_LEVEL_WEIGHTS = (0.0, 0.3, 0.3, 0.2, 0.15, 0.05)
 
 PLAYERS_SCHEMA = pa.schema(
     [
@@ -119,7 +121,7 @@ def draw_players(config: TelemetryConfig, shard_index: int, rng: np.random.Gener
         + DOWN_FRAUDSTER * fraudster
     )
     up_logit = UP_BASE + UP_SKILL * skill + UP_NOISE * rng.standard_normal(n)
-    rate_multiplier = np.exp(0.25 * rng.standard_normal(n))
+    rate_multiplier = np.exp(RATE_NOISE * rng.standard_normal(n))
     initial_level = _choice(rng, INITIAL_LEVEL_WEIGHTS, n)
     # Always drawn, used only under drift, so drift never shifts the other draws.
     new_platform_draw = rng.random(n)

@@ -13,19 +13,21 @@ from dataclasses import dataclass
 import numpy as np
 
 from raypipe.synth.config import CHURN_HORIZON_DAYS, TelemetryConfig
-from raypipe.synth.engagement import SESSION_RATES, step_levels, transition_probabilities
+from raypipe.synth.engagement import session_rates, step_levels, transition_probabilities
 from raypipe.synth.events import DayRows, SessionDraws, build_day_rows
 from raypipe.synth.players import PLATFORMS, Players
 
 __all__ = ["Simulation", "expand", "simulate_players"]
 
-ATTEMPTS_MEAN = 2.0
+ATTEMPTS_MEAN = 1.5
 FAIL_BASE = -1.2
 FAIL_PER_LEVEL = 0.04
 FAIL_SKILL = -0.8
 AD_RATE_BY_SEGMENT = np.array([1.2, 0.6, 0.3, 0.1])
 SOCIAL_RATE = 0.3
 SOCIAL_SKILL = 0.1
+#: Social events scale with engagement: the more engaged a player, the more they interact.
+SOCIAL_BY_LEVEL = np.array([0.3, 0.3, 1.0, 2.0, 3.0, 4.0])
 BUY_PROBABILITY_BY_SEGMENT = np.array([0.0, 0.04, 0.1, 0.25])
 #: Purchase probability scales with ``price_multiplier ** -PRICE_ELASTICITY``.
 PRICE_ELASTICITY = 0.7
@@ -93,7 +95,7 @@ def simulate_players(
             level_at_cutoff = level.copy()
         level = np.where(players.install_day == day, players.initial_level, level)
         installed = players.install_day <= day
-        rates = SESSION_RATES[level] * players.rate_multiplier * installed
+        rates = session_rates(level, players.rate_multiplier) * installed
         sessions = dynamics.poisson(rates)
         owner, rank = expand(sessions)
         total = len(owner)
@@ -110,6 +112,7 @@ def simulate_players(
         ads = dynamics.poisson(AD_RATE_BY_SEGMENT[players.segment][owner])
         social = dynamics.poisson(
             np.maximum(SOCIAL_RATE + SOCIAL_SKILL * players.skill, 0.0)[owner]
+            * SOCIAL_BY_LEVEL[level[owner]]
         )
         crashed = dynamics.random(total) < crash_rate[owner]
         buy_probability = BUY_PROBABILITY_BY_SEGMENT[players.segment][owner]
@@ -131,7 +134,15 @@ def simulate_players(
         crashes = np.bincount(owner, weights=crashed, minlength=n)
         purchases = np.bincount(owner, weights=bought.astype(np.int64) + burst_size, minlength=n)
         down, up = transition_probabilities(
-            level, players.down_logit, players.up_logit, age, fails, crashes, completes, purchases
+            level,
+            players.down_logit,
+            players.up_logit,
+            age,
+            fails,
+            crashes,
+            completes,
+            purchases,
+            sessions,
         )
         step = step_levels(level, down, up, dynamics.random(n))
         level = np.where(installed, step, level)

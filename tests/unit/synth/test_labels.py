@@ -15,7 +15,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import cross_val_predict
 
 from raypipe.synth import CHURN_HORIZON_DAYS, TelemetryConfig
-from raypipe.synth.engagement import MAX_LEVEL, SESSION_RATES, transition_probabilities
+from raypipe.synth.engagement import MAX_LEVEL, session_rates, transition_probabilities
 from raypipe.synth.labels import churn_probability
 from raypipe.synth.players import Players
 from raypipe.synth.simulate import simulate_players
@@ -126,7 +126,7 @@ def _brute_force(rate: float, down_logit: float, up_logit: float, age: int, leve
             if s < MAX_LEVEL:
                 matrix[s, s + 1] += up[s]
             matrix[s, s] += 1.0 - down[s] - up[s]
-        survive = np.diag(np.exp(-rate * SESSION_RATES)) @ matrix @ survive
+        survive = np.diag(np.exp(-session_rates(levels, rate))) @ matrix @ survive
     return float(survive[level])
 
 

@@ -15,8 +15,9 @@ from rich.table import Table
 __all__ = ["register"]
 
 console = Console()
-group = typer.Typer(help="Feature views, discovery and selection, suggestions.",
-                    no_args_is_help=True)
+group = typer.Typer(
+    help="Feature views, discovery and selection, suggestions.", no_args_is_help=True
+)
 
 
 def _split(value: str | None) -> tuple[str, ...]:
@@ -55,8 +56,11 @@ def check(
 
         check_views(views, scan_dataset(events).collect_schema())
     count = sum(len(view.features) for view in views)
-    console.print(f"[green]ok[/]: {len(views)} view(s), {count} feature(s)"
-                  + (f", checked against `{events}`" if events else ""), highlight=False)
+    console.print(
+        f"[green]ok[/]: {len(views)} view(s), {count} feature(s)"
+        + (f", checked against `{events}`" if events else ""),
+        highlight=False,
+    )
 
 
 @group.command("discover")
@@ -70,14 +74,14 @@ def discover(
     ] = None,
     label: Annotated[str, typer.Option("--label", help="Label column.")] = "churned",
     keys: Annotated[str, typer.Option("--keys", help="Entity key column(s).")] = "player_id",
-    windows: Annotated[str, typer.Option("--windows", help="Windows, comma separated.")
-                       ] = "1d,7d,30d",
+    windows: Annotated[
+        str, typer.Option("--windows", help="Windows, comma separated.")
+    ] = "1d,7d,30d",
     k: Annotated[
         Optional[int],  # noqa: UP045
         typer.Option("--k", help="Features to select (default: half the survivors, <= 30)."),
     ] = None,
-    inline: Annotated[bool, typer.Option("--inline", help="Run in this process, no Ray.")
-                      ] = False,
+    inline: Annotated[bool, typer.Option("--inline", help="Run in this process, no Ray.")] = False,
     address: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option("--address", help="Ray cluster (`auto`, `ray://host:10001`)."),
@@ -89,9 +93,15 @@ def discover(
 
     options = DiscoveryOptions(keys=_split(keys), label=label, windows=_split(windows), k=k)
     with _executor(inline, address) as executor:
-        result = run_discovery(events, labels, join_url(out, "candidates"),
-                               join_url(out, "report"), executor, players_url=players,
-                               options=options)
+        result = run_discovery(
+            events,
+            labels,
+            join_url(out, "candidates"),
+            join_url(out, "report"),
+            executor,
+            players_url=players,
+            options=options,
+        )
     table = Table(title=f"selected {len(result.selected)} of {result.candidate_count}")
     table.add_column("rank")
     table.add_column("feature")
@@ -100,15 +110,16 @@ def discover(
     console.print(table)
     if result.leaky:
         console.print(f"[yellow]likely leakage[/]: {', '.join(result.leaky)}", highlight=False)
-    console.print(f"report: `{join_url(out, 'report')}` (report.html, selection.json, "
-                  "selected_views.yaml)", highlight=False)
+    console.print(
+        f"report: `{join_url(out, 'report')}` (report.html, selection.json, selected_views.yaml)",
+        highlight=False,
+    )
 
 
 @group.command("suggest")
 def suggest(
     events: Annotated[str, typer.Option("--events", help="Dataset to propose features for.")],
-    context: Annotated[str, typer.Option("--context", help="What is predicted, for whom.")
-                       ] = "",
+    context: Annotated[str, typer.Option("--context", help="What is predicted, for whom.")] = "",
     entity: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option("--entity", help="Entity key column (default: detected)."),
@@ -119,13 +130,17 @@ def suggest(
     ] = None,
     llm_url: Annotated[
         Optional[str],  # noqa: UP045
-        typer.Option("--llm-url", help="OpenAI-compatible base URL (optional, sends the "
-                     "schema and context there)."),
+        typer.Option(
+            "--llm-url",
+            help="OpenAI-compatible base URL (optional, sends the schema and context there).",
+        ),
     ] = None,
-    model: Annotated[str, typer.Option("--model", help="Model name for --llm-url.")
-                     ] = "gpt-4o-mini",
-    api_key_env: Annotated[str, typer.Option("--api-key-env", help="Env var with the API key.")
-                           ] = "OPENAI_API_KEY",
+    model: Annotated[
+        str, typer.Option("--model", help="Model name for --llm-url.")
+    ] = "gpt-4o-mini",
+    api_key_env: Annotated[
+        str, typer.Option("--api-key-env", help="Env var with the API key.")
+    ] = "OPENAI_API_KEY",
     output: Annotated[
         Optional[Path],  # noqa: UP045
         typer.Option("--output", help="Write the YAML here instead of printing it."),
@@ -145,11 +160,13 @@ def suggest(
             values[column] = top_values(frame.select(column), column, 8)
             break
     if llm_url:
-        views = suggest_views_llm(schema, context, url=llm_url, model=model,
-                                  api_key=os.environ.get(api_key_env))
+        views = suggest_views_llm(
+            schema, context, url=llm_url, model=model, api_key=os.environ.get(api_key_env)
+        )
     else:
-        views = suggest_views(schema, context, category_values=values, entity=entity,
-                              timestamp=timestamp)
+        views = suggest_views(
+            schema, context, category_values=values, entity=entity, timestamp=timestamp
+        )
     text = views_to_yaml(views)
     if output:
         output.write_text(text)

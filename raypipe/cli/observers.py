@@ -42,7 +42,10 @@ class LogObserver:
     def stage_finished(self, record: StageRecord) -> None:
         logger.info(
             "stage %s %s in %.1f s (%d rows out)",
-            record.name, record.status, record.seconds, record.rows_out,
+            record.name,
+            record.status,
+            record.seconds,
+            record.rows_out,
         )
 
 
@@ -88,9 +91,7 @@ class RichObserver:
                     record.kind, stage=record.name, total=1
                 )
             total = self.progress.tasks[task_id].total or 1
-            self.progress.update(
-                task_id, description=record.status, completed=total, total=total
-            )
+            self.progress.update(task_id, description=record.status, completed=total, total=total)
 
 
 def make_observer(console: Console) -> LogObserver | RichObserver:

@@ -186,6 +186,10 @@ def read_auth_token() -> str | None:
             hint="set RAY_AUTH_TOKEN, or RAY_AUTH_TOKEN_PATH to a readable file, or copy the "
             "cluster's token (`ray get-auth-token` on the head node) to ~/.ray/auth_token",
         ) from exc
+    finally:
+        # The loader is process-wide: leave no token cached from this call's environment, or a
+        # later local `ray.init` in this process would present it to its own cluster.
+        loader.reset_cache()
     return str(token).strip() or None
 
 

@@ -165,17 +165,7 @@ def run_raypipe(
     try:
         runner.wait_ready()
         pool_start_s = time.perf_counter() - started
-        space = resolve_spaces(["xgboost"])["xgboost"]
-        spec = SearchSpec(
-            candidate="xgboost",
-            space=space,
-            n_trials=trials,
-            seed=seed,
-            max_rounds=max_rounds,
-            early_stopping_rounds=10,
-            row_fraction=row_fraction,
-            eta=eta,
-        )
+        spec = xgboost_search(seed, trials, max_rounds, row_fraction=row_fraction, eta=eta)
 
         def on_result(result: Any) -> None:
             if result.ok and result.row_fraction >= 1.0:
@@ -198,6 +188,19 @@ def run_raypipe(
     }
 
 
+def xgboost_search(seed: int, trials: int, max_rounds: int, **extra: Any) -> SearchSpec:
+    """The XGBoost search both raypipe engines run: the default space, early stop after 10."""
+    return SearchSpec(
+        candidate="xgboost",
+        space=resolve_spaces(["xgboost"])["xgboost"],
+        n_trials=trials,
+        seed=seed,
+        max_rounds=max_rounds,
+        early_stopping_rounds=10,
+        **extra,
+    )
+
+
 def run_tune(
     data: TrialData, seed: int, trials: int, max_rounds: int, grace: int
 ) -> dict[str, Any]:
@@ -207,15 +210,7 @@ def run_tune(
     epoch = time.time()
     engine = TuneSearchEngine(data, threads=1, concurrency=CORES, grace_rounds=grace)
     try:
-        space = resolve_spaces(["xgboost"])["xgboost"]
-        spec = SearchSpec(
-            candidate="xgboost",
-            space=space,
-            n_trials=trials,
-            seed=seed,
-            max_rounds=max_rounds,
-            early_stopping_rounds=10,
-        )
+        spec = xgboost_search(seed, trials, max_rounds)
         result = engine.search(spec, maximize=True)
     finally:
         engine.close()

@@ -263,16 +263,7 @@ def _estimator_name(model: Any) -> str:
 
 
 def _load_sklearn(model: ModelBlob) -> Any:
-    """The seam to raypipe.tracking for scikit-learn models saved (and checksummed) by raypipe."""
-    import importlib
+    """A scikit-learn model saved by raypipe (its checksum was verified when it was read)."""
+    from raypipe.tracking.models import load_sklearn_model
 
-    try:
-        module = importlib.import_module("raypipe.tracking.models")
-        loader = module.load_sklearn_model
-    except (ImportError, AttributeError) as exc:
-        raise ModelError(
-            f"Model `{model.uri}` is a scikit-learn model, which needs "
-            "`raypipe.tracking.models.load_sklearn_model`; it is not available",
-            hint="score an XGBoost `.json`/`.ubj` model instead",
-        ) from exc
-    return loader(model.data)
+    return load_sklearn_model(model.data)

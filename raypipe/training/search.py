@@ -5,16 +5,20 @@ The loop is engine-agnostic: it talks to a :class:`TrialRunner` (``submit`` a re
 ``ActorPoolRunner`` (:mod:`raypipe.engine.search`) runs them on long-lived actors that hold the
 data, so a trial's overhead is a method call, not a process start.
 
-Multi-fidelity on rows (asynchronous successive halving): every configuration is first trained on
-``row_fraction`` of the fit rows, with XGBoost's early stopping on the full validation rows; its
-validation score is what TPE learns from. A configuration whose score is in the best
-``1 / eta`` of the rung-0 scores so far is promoted and trained on all rows; promotions run before
-new configurations. Unlike ASHA on boosting rounds, a slow-learning configuration is never cut
-mid-training: each trial runs to its own early stop, so low learning rates compete fairly.
+Multi-fidelity on rows (successive halving): every configuration is first trained on
+``row_fraction`` of the fit rows, with XGBoost's early stopping on the same fraction of the
+validation rows (at least 10,000; see :class:`~raypipe.training.trial.TrialWorker`); that score
+is what TPE learns from. When every configuration has its rung-0 score, the best ``1 / eta`` of
+them are trained on all rows, best first. Waiting for the whole rung costs at most one short
+rung-0 trial per slot, and it picks the true top of the rung: promoting asynchronously (ASHA)
+spends full-size trials on configurations that ranked well only among the few scored so far.
+Unlike ASHA on boosting rounds, no configuration is cut mid-training: each trial runs to its own
+early stop, so slow learners (low learning rates) compete fairly.
 
 Budgets: ``n_trials`` configurations and/or ``time_budget_s`` seconds (no new work is started
-after it; running trials finish). A failed trial is recorded and told to Optuna as failed; the
-search goes on.
+after it; running trials finish). With multi-fidelity, rung 0 gets the first
+:data:`RUNG0_BUDGET_SHARE` of the time budget, and the promotions the rest. A failed trial is
+recorded and told to Optuna as failed; the search goes on.
 """
 
 from __future__ import annotations
@@ -39,6 +43,12 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+#: Rung-0 row fraction for large tables (the training stage's ``row_fraction: auto`` on 100k+
+#: rows): rung-0 trials then cost about a fifth of a full one, mostly fixed per-round work.
+LARGE_TABLE_ROW_FRACTION = 0.1
+#: Share of a time budget in which new configurations are started when there are promotions.
+RUNG0_BUDGET_SHARE = 0.5
 
 
 class TrialRunner(Protocol):
@@ -81,7 +91,9 @@ class SearchSpec:
     row_fraction
         Rows of the first rung; 1.0 disables the multi-fidelity scheme.
     eta
-        Promotion rate: the best ``1/eta`` of rung-0 configurations are trained on all rows.
+        Promotion rate: the best ``1/eta`` of rung-0 configurations (rounded up) are trained on
+        all rows. With rung 0 on a tenth of the rows its ranking is noisy (in a measured 50-trial
+        search the best full-row model ranked 8th at rung 0), so the default keeps a sixth.
     """
 
     candidate: str
@@ -94,7 +106,7 @@ class SearchSpec:
     stopping_metric: str | None = None
     sampler: str = "tpe"
     row_fraction: float = 1.0
-    eta: float = 3.0
+    eta: float = 6.0
     n_startup_trials: int = 10
 
 
@@ -137,13 +149,12 @@ def run_search(
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    startup = min(spec.n_startup_trials, max(1, spec.n_trials // 3))
     if spec.sampler == "random":
         sampler: Any = optuna.samplers.RandomSampler(seed=spec.seed)
     else:
         sampler = optuna.samplers.TPESampler(
-            seed=spec.seed,
-            n_startup_trials=min(spec.n_startup_trials, max(1, spec.n_trials // 3)),
-            constant_liar=True,
+            seed=spec.seed, n_startup_trials=startup, constant_liar=True
         )
     study = optuna.create_study(direction="maximize" if maximize else "minimize", sampler=sampler)
     distributions = spec.space.distributions()
@@ -153,25 +164,27 @@ def run_search(
     pending: dict[int, Any] = {}  # trial id -> optuna trial (rung 0 only)
     rung0: dict[int, float] = {}  # trial id -> rung-0 score
     params_of: dict[int, dict[str, Any]] = {}
-    promoted: set[int] = set()
+    promotions: list[int] | None = None  # decided once rung 0 is over, best first
+    promoted = 0
     asked = 0
     running = 0
 
-    def out_of_time() -> bool:
-        return (
-            spec.time_budget_s is not None and time.perf_counter() - started >= spec.time_budget_s
-        )
+    def elapsed() -> float:
+        return time.perf_counter() - started
 
-    def promotion() -> int | None:
-        if not multi:
-            return None
-        done = sorted(rung0.items(), key=lambda kv: kv[1], reverse=maximize)
-        done = [(tid, s) for tid, s in done if not math.isnan(s)]
-        top = max(1, math.floor(len(done) / spec.eta)) if len(done) >= spec.eta else 0
-        for tid, _ in done[:top]:
-            if tid not in promoted:
-                return tid
-        return None
+    def out_of_time() -> bool:
+        return spec.time_budget_s is not None and elapsed() >= spec.time_budget_s
+
+    def rung0_open() -> bool:
+        if asked >= spec.n_trials:
+            return False
+        share = RUNG0_BUDGET_SHARE if multi else 1.0
+        return spec.time_budget_s is None or elapsed() < share * spec.time_budget_s
+
+    def best_of_rung0() -> list[int]:
+        scored = [(tid, s) for tid, s in rung0.items() if not math.isnan(s)]
+        scored.sort(key=lambda kv: kv[1], reverse=maximize)
+        return [tid for tid, _ in scored[: math.ceil(len(scored) / spec.eta)]]
 
     def request(tid: int, params: dict[str, Any], rung: int) -> TrialRequest:
         return TrialRequest(
@@ -187,19 +200,25 @@ def run_search(
         )
 
     def fill() -> None:
-        nonlocal asked, running
+        nonlocal asked, running, promotions, promoted
         while running < runner.slots and not out_of_time():
-            tid = promotion()
-            if tid is not None:
-                promoted.add(tid)
-                runner.submit(request(tid, params_of[tid], rung=1))
-            elif asked < spec.n_trials:
+            if rung0_open():
                 trial = study.ask(distributions)
                 tid = trial.number
                 pending[tid] = trial
                 params_of[tid] = dict(trial.params)
                 asked += 1
                 runner.submit(request(tid, params_of[tid], rung=0))
+            elif multi:
+                if promotions is None:
+                    if running:
+                        return  # rung 0's last trials are still running
+                    promotions = best_of_rung0()
+                if not promotions:
+                    return
+                promoted += 1
+                tid = promotions.pop(0)
+                runner.submit(request(tid, params_of[tid], rung=1))
             else:
                 return
             running += 1
@@ -237,7 +256,7 @@ def run_search(
         spec.candidate,
         len(result.trials),
         asked,
-        len(promoted),
+        promoted,
         len(result.failures),
         result.wall_s,
         None if result.best is None else round(result.best.score, 5),

@@ -31,6 +31,7 @@ from raypipe.training.job import (
     run_training,
 )
 from raypipe.training.metrics import reliability_bins, reliability_svg
+from raypipe.training.search import LARGE_TABLE_ROW_FRACTION
 from raypipe.training.spaces import CANDIDATES, resolve_spaces
 from raypipe.training.split import detect_time_column
 
@@ -256,8 +257,8 @@ def training_spec(table: pa.Table, options: TrainSearchOptions) -> TrainingSpec:
     if options.engine == "tune":
         row_fraction = 1.0  # Tune's ASHA cuts boosting rounds, not rows
     elif row_fraction == "auto":
-        # Multi-fidelity pays off when a quarter of the rows is still plenty.
-        row_fraction = 0.25 if table.num_rows >= 100_000 else 1.0
+        # Multi-fidelity pays off when a tenth of the rows still ranks configurations.
+        row_fraction = LARGE_TABLE_ROW_FRACTION if table.num_rows >= 100_000 else 1.0
     return TrainingSpec(
         label=options.label,
         spaces=spaces,

@@ -83,7 +83,11 @@ class TrialRequest:
 
 @dataclass(frozen=True)
 class TrialResult:
-    """A trial's outcome: ``score`` is the validation AUC or RMSE; ``error`` is set if it failed."""
+    """A trial's outcome; ``error`` is set if it failed.
+
+    ``score`` is the validation AUC or RMSE, on the validation rows of the trial's fidelity (all
+    of them at ``row_fraction`` 1).
+    """
 
     trial_id: int
     candidate: str
@@ -123,8 +127,18 @@ class TrialResult:
         )
 
 
+#: Validation rows a reduced-fidelity trial is scored on, at least (when there are that many).
+#: Enough to rank configurations: they are compared on the same rows, so their AUCs move together.
+MIN_RANKING_VALID_ROWS = 10_000
+
+
 class TrialWorker:
     """Runs trials against data it holds; builds each DMatrix once.
+
+    A trial at ``row_fraction < 1`` trains on that fraction of the fit rows and, for XGBoost,
+    evaluates every boosting round on the same fraction of the validation rows (at least
+    :data:`MIN_RANKING_VALID_ROWS`): per-round evaluation costs as much as training on small
+    data, and a reduced-fidelity score only has to rank configurations.
 
     Parameters
     ----------
@@ -138,7 +152,7 @@ class TrialWorker:
         self.data = data
         self.nthread = max(1, int(nthread))
         self._dmatrix: dict[tuple[str, float], Any] = {}
-        self._rows: dict[float, np.ndarray] = {}
+        self._rows: dict[tuple[str, float], np.ndarray] = {}
 
     def __call__(self, request: TrialRequest) -> TrialResult:
         """Run one trial; an exception becomes a failed result so the search continues."""
@@ -156,14 +170,23 @@ class TrialWorker:
                 error=f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=3)}",
             )
 
-    def rows(self, fraction: float) -> np.ndarray:
-        """The first ``fraction`` of a fixed permutation of the fit rows (nested fractions)."""
-        if fraction not in self._rows:
-            n = len(self.data.y["fit"])
-            order = np.random.default_rng(12345).permutation(n)
+    def rows(self, fraction: float, part: str = "fit") -> np.ndarray:
+        """The first ``fraction`` of a fixed permutation of ``part``'s rows (nested fractions).
+
+        Validation rows keep at least :data:`MIN_RANKING_VALID_ROWS`.
+        """
+        key = (part, fraction)
+        if key not in self._rows:
+            n = len(self.data.y[part])
             keep = max(2, round(n * fraction)) if fraction < 1.0 else n
-            self._rows[fraction] = np.sort(order[:keep]) if fraction < 1.0 else np.arange(n)
-        return self._rows[fraction]
+            if part == "valid":
+                keep = max(keep, min(n, MIN_RANKING_VALID_ROWS))
+            if keep >= n:
+                self._rows[key] = np.arange(n)
+            else:
+                order = np.random.default_rng(12345).permutation(n)
+                self._rows[key] = np.sort(order[:keep])
+        return self._rows[key]
 
     def _run(self, request: TrialRequest, started: float) -> TrialResult:
         fitted: tuple[Any, int | None, list[float], bytes, str]
@@ -210,7 +233,7 @@ class TrialWorker:
         )
 
     def xgb_matrices(self, fraction: float) -> tuple[Any, Any]:
-        """The fit (``fraction`` of its rows) and validation DMatrix, each built once."""
+        """The fit and validation DMatrix of ``fraction`` (see :meth:`rows`), each built once."""
         import xgboost as xgb
 
         key = ("fit", fraction)
@@ -219,18 +242,19 @@ class TrialWorker:
             types = list(self.data.feature_types["native"])
             names = list(self.data.feature_names)
             rows = self.rows(fraction)
-            fit_x = x["fit"] if fraction >= 1.0 else x["fit"][rows]
+            valid_rows = self.rows(fraction, "valid")
             dfit = xgb.QuantileDMatrix(
-                fit_x,
+                x["fit"] if fraction >= 1.0 else x["fit"][rows],
                 label=self.data.y["fit"][rows],
                 feature_names=names,
                 feature_types=types,
                 enable_categorical=True,
                 nthread=self.nthread,
             )
+            full_valid = len(valid_rows) == len(self.data.y["valid"])
             dvalid = xgb.QuantileDMatrix(
-                x["valid"],
-                label=self.data.y["valid"],
+                x["valid"] if full_valid else x["valid"][valid_rows],
+                label=self.data.y["valid"][valid_rows],
                 feature_names=names,
                 feature_types=types,
                 enable_categorical=True,

@@ -117,3 +117,35 @@ def test_spaces_defaults_and_overrides() -> None:
         resolve_spaces(["xgboost", "svm"], {"xgboost": {"params": {"eta": {"type": "float"}}}})
     text = str(info.value)
     assert "`svm`" in text and "spaces.xgboost" in text
+
+
+def test_promotions_wait_for_the_whole_rung_and_go_best_first() -> None:
+    runner = FakeRunner()
+    spec = SearchSpec(candidate="fake", space=SPACE, n_trials=24, seed=5, row_fraction=0.1, eta=4)
+    result = run_search(spec, runner, maximize=True)
+    rungs = [r.rung for r in runner.seen]
+    assert rungs == sorted(rungs)  # no full-row trial before every rung-0 trial was submitted
+    rung0 = {t.trial_id: t.score for t in result.trials if t.rung == 0 and t.ok}
+    ranked = sorted(rung0, key=lambda tid: -rung0[tid])
+    promoted = [r.trial_id for r in runner.seen if r.rung == 1]
+    assert promoted == ranked[: math.ceil(len(ranked) / 4)]  # the rung's top quarter, in order
+
+
+def test_a_time_budget_leaves_half_for_the_promotions(monkeypatch: pytest.MonkeyPatch) -> None:
+    clock = {"now": 0.0}
+    monkeypatch.setattr("raypipe.training.search.time.perf_counter", lambda: clock["now"])
+
+    class TickingRunner(FakeRunner):
+        def next_result(self) -> TrialResult:
+            clock["now"] += 1.0  # every trial takes one second of the budget
+            return super().next_result()
+
+    runner = TickingRunner()
+    spec = SearchSpec(
+        candidate="fake", space=SPACE, n_trials=1000, time_budget_s=20.0, row_fraction=0.1
+    )
+    run_search(spec, runner, maximize=True)
+    started_rung0 = [r for r in runner.seen if r.rung == 0]
+    assert 10 <= len(started_rung0) <= 12  # new configurations stop at half the budget
+    assert any(r.rung == 1 for r in runner.seen)
+    assert clock["now"] <= 20.0 + runner.slots

@@ -30,15 +30,10 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
 from raypipe.engine.inline import InlineExecutor
-from raypipe.features.build import FeatureBuild, run_feature_build
-from raypipe.features.defaults import default_views
-from raypipe.io.dataset import DatasetWriter, read_dataset
-from raypipe.io.fs import join_url
+from raypipe.features.generated import LABEL_COLUMNS, generated_training_set
 from raypipe.synth.config import TelemetryConfig
 from raypipe.synth.generate import run_generate
 
-#: Columns of the training set that are not model inputs.
-NOT_FEATURES = ("player_id", "cutoff", "churned")
 PLAYER_COLUMNS = ("country", "platform")
 
 
@@ -64,30 +59,15 @@ def build_training_set(config: TelemetryConfig, base: str) -> tuple[pl.DataFrame
     started = time.perf_counter()
     run_generate(config, base, executor)
     generated = time.perf_counter()
-    out = join_url(base, "training_set")
-    build = FeatureBuild(
-        events_url=join_url(base, "events"),
-        views=tuple(default_views()),
-        entities_url=join_url(base, "churn_labels"),
-        keys=("player_id",),
-        out=DatasetWriter(out),
-        entity_columns=NOT_FEATURES,
-        players_url=join_url(base, "players"),
-        player_columns=PLAYER_COLUMNS,
-    )
-    run_feature_build(build, executor, name="features.training_set")
-    built = time.perf_counter()
-    frame = pl.from_arrow(read_dataset(out))
-    truth = pl.from_arrow(read_dataset(join_url(base, "churn_truth")))
-    frame = frame.join(truth, on="player_id", how="left")
-    return frame, generated - started, built - generated
+    frame = generated_training_set(base, executor, player_columns=PLAYER_COLUMNS)
+    return frame, generated - started, time.perf_counter() - generated
 
 
 def model_matrix(frame: pl.DataFrame) -> np.ndarray:
     """Numeric model inputs: features as floats, player columns as category codes."""
     columns = []
     for name in frame.columns:
-        if name in NOT_FEATURES or name == "churn_probability":
+        if name in LABEL_COLUMNS or name == "churn_probability":
             continue
         column = frame[name]
         if column.dtype == pl.String:

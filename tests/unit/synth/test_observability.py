@@ -17,15 +17,12 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from xgboost import XGBClassifier
 
 from raypipe.engine.inline import InlineExecutor
-from raypipe.features.build import FeatureBuild, run_feature_build
 from raypipe.features.defaults import default_views
-from raypipe.io.dataset import DatasetWriter, read_dataset
-from raypipe.io.fs import join_url
+from raypipe.features.generated import LABEL_COLUMNS, generated_training_set
 from raypipe.synth import TelemetryConfig
 from raypipe.synth.generate import run_generate
 
 CONFIG = TelemetryConfig(players=4_000, days=45, seed=3, shard_players=2_000)
-LABEL_COLUMNS = ("player_id", "cutoff", "churned")
 
 
 @pytest.fixture(scope="module")
@@ -34,19 +31,7 @@ def training_set(tmp_path_factory: pytest.TempPathFactory) -> pl.DataFrame:
     base = str(tmp_path_factory.mktemp("observability"))
     executor = InlineExecutor()
     run_generate(CONFIG, base, executor)
-    out = join_url(base, "training_set")
-    build = FeatureBuild(
-        events_url=join_url(base, "events"),
-        views=tuple(default_views()),
-        entities_url=join_url(base, "churn_labels"),
-        keys=("player_id",),
-        out=DatasetWriter(out),
-        entity_columns=LABEL_COLUMNS,
-        players_url=join_url(base, "players"),
-    )
-    run_feature_build(build, executor)
-    truth = pl.from_arrow(read_dataset(join_url(base, "churn_truth")))
-    return pl.from_arrow(read_dataset(out)).join(truth, on="player_id", how="left")
+    return generated_training_set(base, executor)
 
 
 def test_default_features_reach_095_of_the_bayes_auc(training_set: pl.DataFrame) -> None:

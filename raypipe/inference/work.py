@@ -2,8 +2,9 @@
 
 :class:`UnitWorker` is the stateful piece a Ray actor (or a task, or a unit test) holds: it
 builds the :class:`~raypipe.inference.predictor.Predictor` once, then scores unit after unit.
-Memory per worker is bounded by ``batch_rows`` input rows plus one output file's worth of scores,
-whatever the size of the file or the dataset.
+Memory per worker is bounded by two batches of ``batch_rows`` input rows (one is read ahead while
+the other is predicted) plus one output file's worth of scores, whatever the size of the file or
+the dataset.
 
 A unit whose marker already exists is not scored again (a retried task after its unit finished,
 or a resumed run). A bad file raises :class:`~raypipe.errors.DataError` naming the file (and the
@@ -13,12 +14,13 @@ staged are never listed in a marker, so they are never committed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -29,7 +31,9 @@ from raypipe.inference.planning import ScoringJob, ScoringUnit
 from raypipe.inference.predictor import Predictor, check_feature_types
 from raypipe.io.hive import restore_value
 
-__all__ = ["UnitWorker", "score_unit_group"]
+__all__ = ["UnitWorker", "read_ahead", "score_unit_group"]
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +99,7 @@ class UnitWorker:
         pending: list[pa.Table] = []
         pending_bytes = 0
         part = 0
-        for batch in self._read_batches(unit, timings):
+        for batch in read_ahead(self._read_batches(unit, timings)):
             started = time.perf_counter()
             scored = self.predictor(batch)
             timings["predict"] += time.perf_counter() - started
@@ -206,6 +210,36 @@ class UnitWorker:
                     hint="files of one input must share the types of their id and partition "
                     "columns",
                 )
+
+
+_END = object()
+
+
+def read_ahead(items: Iterator[T]) -> Iterator[T]:
+    """Yield ``items``, producing the next one in a thread while the caller works on this one.
+
+    Parquet decoding and XGBoost both release the GIL, so reading batch ``k + 1`` overlaps
+    predicting batch ``k`` (one batch ahead: memory grows by one batch). Exceptions surface in
+    the caller at the item that raised them; ``items`` is closed however the caller stops.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    def pull() -> Any:
+        return next(items, _END)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="raypipe-read-ahead") as pool:
+        upcoming = pool.submit(pull)
+        try:
+            while (item := upcoming.result()) is not _END:
+                upcoming = pool.submit(pull)
+                yield item
+        finally:
+            upcoming.cancel()
+            with contextlib.suppress(Exception):
+                upcoming.result()
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
 
 
 def _open(url: str, storage_options: Any) -> Any:

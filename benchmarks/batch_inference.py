@@ -192,10 +192,8 @@ def run_raydata(model_path: Path, inputs: Path, output: Path) -> None:
     ).write_parquet(str(output))
 
 
-def run_raypipe(
-    model_path: Path, inputs: Path, output: Path, actors: int | None, runner: str
-) -> object:
-    from raypipe.engine.scoring import ActorPoolRunner, TaskPoolRunner, pool_shape
+def run_raypipe(model_path: Path, inputs: Path, output: Path, actors: int | None) -> object:
+    from raypipe.engine.scoring import ActorPoolRunner, pool_shape
     from raypipe.inference import InferenceSpec, read_model, run_batch_inference
 
     shape = pool_shape(actors)
@@ -203,7 +201,7 @@ def run_raypipe(
     return run_batch_inference(
         read_model(str(model_path)),
         spec,
-        (TaskPoolRunner if runner == "tasks" else ActorPoolRunner)(shape),
+        ActorPoolRunner(shape),
         workers=shape.actors,
         threads_per_worker=shape.threads,
         cluster_cpus=os.cpu_count() or 1,
@@ -236,7 +234,6 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--actors", type=int, default=None, help="raypipe actors (default 1/node)")
-    parser.add_argument("--runner", choices=("tasks", "actors"), default="tasks")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
     files, rows, trees = (4, 50_000, 200) if args.quick else (16, 250_000, 200)
@@ -271,9 +268,7 @@ def main() -> None:
         # before (b) starts, so Ray Data's idle worker processes do not count in (c)'s memory.
         cold = {
             "raypipe": timed(
-                lambda: run_raypipe(
-                    model_path, workdir / "in-1x", out("c-cold"), args.actors, args.runner
-                )
+                lambda: run_raypipe(model_path, workdir / "in-1x", out("c-cold"), args.actors)
             )[0]
         }
         for scale in scales:
@@ -290,7 +285,6 @@ def main() -> None:
                     workdir / f"in-{scale}",
                     out(f"c-{scale}"),
                     args.actors,
-                    args.runner,
                 )
                 seconds = timed(lambda run=run, holder=holder: holder.append(run()))
                 results[scale].setdefault("raypipe", []).append(seconds)

@@ -56,7 +56,7 @@ def infer(
 ) -> None:
     """Score every row of INPUT with MODEL into OUTPUT, exactly once, on Ray."""
     from raypipe.engine.runtime import RayRuntime, RuntimeOptions
-    from raypipe.engine.scoring import TaskPoolRunner, pool_shape
+    from raypipe.engine.scoring import ActorPoolRunner, pool_shape
     from raypipe.inference.batch import run_batch_inference
     from raypipe.inference.model import read_model
     from raypipe.inference.planning import InferenceSpec
@@ -77,7 +77,7 @@ def infer(
         report = run_batch_inference(
             blob,
             spec,
-            TaskPoolRunner(shape),
+            ActorPoolRunner(shape),
             resume=resume,
             workers=shape.actors,
             threads_per_worker=shape.threads,

@@ -85,16 +85,14 @@ def _run_and_kill_one_worker(
     return result["report"], victim
 
 
-@pytest.mark.parametrize("runner", ["actors", "tasks"])
-def test_ray_runners_survive_a_sigkilled_worker(
-    ray_runtime: object, tmp_path: Path, model_path: Path, runner: str
+def test_the_actor_pool_survives_a_sigkilled_actor(
+    ray_runtime: object, tmp_path: Path, model_path: Path
 ) -> None:
-    from raypipe.engine.scoring import ActorPoolRunner, TaskPoolRunner, pool_shape
+    from raypipe.engine.scoring import ActorPoolRunner, pool_shape
 
     shape = pool_shape(actors=2)
     assert (shape.actors, shape.threads, shape.num_cpus) == (2, 1, 0.5)
-    runner_class = ActorPoolRunner if runner == "actors" else TaskPoolRunner
-    report, victim = _run_and_kill_one_worker(lambda: runner_class(shape), tmp_path, model_path)
+    report, victim = _run_and_kill_one_worker(lambda: ActorPoolRunner(shape), tmp_path, model_path)
     started = {int(path.name) for path in (tmp_path / "pids").iterdir()}
     assert victim in started and len(started) >= 2, "work went on in another worker process"
     assert report.rows_out == 16 * 20_000  # type: ignore[attr-defined]

@@ -11,14 +11,18 @@ Variants, on the same files, in one run:
 (b) raydata ``read_parquet().select_columns().map_batches(<class holding the booster>,
             compute=ActorPoolStrategy(size=2), num_cpus=0.5, batch_format="pyarrow",
             batch_size=65536).write_parquet()`` (``num_cpus=0.5``: the 2-CPU hang fix).
-(c) raypipe ``run_batch_inference`` with the actor pool, on the already running Ray.
+(c) raypipe ``run_batch_inference`` with the actor pool, on the already running Ray. One
+            :class:`~raypipe.engine.scoring.ActorPoolRunner` serves all of (c)'s runs, as in a
+            driver that scores several inputs: its actor starts in the first run; every run
+            loads the model again (its load is timed).
 
-(a) runs once before Ray starts (its peak memory). Then Ray starts once (not timed); (c) runs
-once on 1x to warm its worker processes (reported apart as the cold start), then timed rounds
-alternate (a) and (c) (the machine is shared: alternation spreads other users' load over both);
-then (b) warms and runs its rounds. Outputs are checked equal. Peak memory is the peak of the
-summed PSS of this process and all its descendants (Ray's processes included), sampled every
-0.25 s. Data runs at 1x and 4x (``--quick`` runs (b) on 1x only: it is slow).
+(a) runs once before Ray starts (its peak memory). Then Ray starts once (not timed); (c) runs once
+on 1x to start its actor (reported apart as the cold start: process start, imports, model load),
+then timed rounds alternate (a) and (c) (the machine is shared: alternation spreads other users'
+load over both); then (c)'s actor ends, and (b) warms and runs its rounds. Outputs are checked
+equal. Peak memory is the peak of the summed PSS of this process and all its descendants (Ray's
+processes included), sampled every 0.25 s. Data runs at 1x and 4x (``--quick`` runs (b) on 1x only:
+it is slow).
 
 Usage::
 
@@ -37,6 +41,7 @@ import threading
 import time
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -192,16 +197,15 @@ def run_raydata(model_path: Path, inputs: Path, output: Path) -> None:
     ).write_parquet(str(output))
 
 
-def run_raypipe(model_path: Path, inputs: Path, output: Path, actors: int | None) -> object:
-    from raypipe.engine.scoring import ActorPoolRunner, pool_shape
+def run_raypipe(model_path: Path, inputs: Path, output: Path, runner: Any) -> object:
     from raypipe.inference import InferenceSpec, read_model, run_batch_inference
 
-    shape = pool_shape(actors)
+    shape = runner.shape
     spec = InferenceSpec(input_url=str(inputs), output_url=str(output), id_columns=("player_id",))
     return run_batch_inference(
         read_model(str(model_path)),
         spec,
-        ActorPoolRunner(shape),
+        runner,
         workers=shape.actors,
         threads_per_worker=shape.threads,
         cluster_cpus=os.cpu_count() or 1,
@@ -259,16 +263,18 @@ def main() -> None:
         )[1]
 
     from raypipe.engine.runtime import RayRuntime, RuntimeOptions
+    from raypipe.engine.scoring import ActorPoolRunner, pool_shape
 
     with RayRuntime(RuntimeOptions(num_cpus=os.cpu_count() or 2)):
         idle = tree_pss_bytes(os.getpid())
         advice: list[str] = []
+        runner = ActorPoolRunner(pool_shape(args.actors))
         # The first run of each on 1x is reported apart as its cold start: worker processes
         # import xgboost and pyarrow once (seconds on this machine). (c) runs all its rounds
         # before (b) starts, so Ray Data's idle worker processes do not count in (c)'s memory.
         cold = {
             "raypipe": timed(
-                lambda: run_raypipe(model_path, workdir / "in-1x", out("c-cold"), args.actors)
+                lambda: run_raypipe(model_path, workdir / "in-1x", out("c-cold"), runner)
             )[0]
         }
         for scale in scales:
@@ -284,11 +290,12 @@ def main() -> None:
                     model_path,
                     workdir / f"in-{scale}",
                     out(f"c-{scale}"),
-                    args.actors,
+                    runner,
                 )
                 seconds = timed(lambda run=run, holder=holder: holder.append(run()))
                 results[scale].setdefault("raypipe", []).append(seconds)
                 advice = list(holder[0].advice)  # type: ignore[attr-defined]
+        runner.close()  # its actor reserves a CPU that Ray Data's actors need
         cold["raydata"] = timed(lambda: run_raydata(model_path, workdir / "in-1x", out("b-cold")))[
             0
         ]

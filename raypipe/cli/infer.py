@@ -74,15 +74,16 @@ def infer(
     blob = read_model(model)
     with RayRuntime(RuntimeOptions(address=address)) as runtime:
         shape = pool_shape(actors)
-        report = run_batch_inference(
-            blob,
-            spec,
-            ActorPoolRunner(shape),
-            resume=resume,
-            workers=shape.actors,
-            threads_per_worker=shape.threads,
-            cluster_cpus=runtime.cpus,
-        )
+        with ActorPoolRunner(shape) as runner:
+            report = run_batch_inference(
+                blob,
+                spec,
+                runner,
+                resume=resume,
+                workers=shape.actors,
+                threads_per_worker=shape.threads,
+                cluster_cpus=runtime.cpus,
+            )
     if report.already_done:
         console.print(
             f"[green]nothing to do[/]: `{output_url}` already holds this run "

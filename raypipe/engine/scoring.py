@@ -7,10 +7,10 @@ XGBoost threads, reads its files straight from storage and writes its output str
 the only things that cross the object store are the model bytes (put once) and small outcome
 records.
 
-The actors live for one run and are killed after it, so a run's memory is one process per actor
+The pool's actors are the only processes that load the model, so memory is one process per actor
 whatever the dataset's size. (Plain tasks were measured to grow it: each Ray worker process a task
 ever lands on keeps the scoring libraries and model loaded, and a 4x run landed on a second one,
-1.22 GiB -> 1.58 GiB for all processes; the actor pool stays at 1.10-1.13 GiB, as fast.)
+1.22 GiB -> 1.58 GiB for all processes; the actor pool stays at 1.10-1.13 GiB.)
 
 Fault tolerance: an actor whose process dies is restarted by Ray (``max_restarts``) and the call
 it was running is resubmitted (``max_task_retries``). A unit's output names are deterministic and
@@ -70,19 +70,30 @@ def pool_shape(actors: int | None = None) -> PoolShape:
 
 
 class _ScoringActor:
-    """The Ray actor: a :class:`UnitWorker` that turns exceptions into data."""
+    """The Ray actor: the :class:`UnitWorker` of the run it serves; exceptions become data.
 
-    def __init__(self, job: ScoringJob, nthread: int) -> None:
-        self.worker = UnitWorker(job, nthread=nthread)
+    The job comes with every call as a reference inside a list, which Ray passes through
+    unresolved; the actor fetches it and loads the model when it first sees a run's token. So an
+    actor kept warm for the next run, or restarted after its process died, loads the right model,
+    and no constructor argument lives in the object store.
+    """
 
-    def score(self, unit: ScoringUnit) -> tuple[UnitOutcome | None, BaseException | None, str]:
+    def __init__(self, nthread: int) -> None:
+        self.nthread = nthread
+        self.token: str | None = None
+        self.worker: UnitWorker | None = None
+
+    def score(
+        self, token: str, job: list[Any], unit: ScoringUnit
+    ) -> tuple[UnitOutcome | None, BaseException | None, str]:
         try:
+            if token != self.token or self.worker is None:
+                self.worker = None  # the previous run's model goes before the next one loads
+                self.worker = UnitWorker(ray.get(job[0]), nthread=self.nthread)
+                self.token = token
             return self.worker(unit), None, ""
         except Exception as exc:
             return None, _picklable(exc), traceback.format_exc()
-
-    def pid(self) -> int:
-        return self.worker.pid
 
 
 def _picklable(exc: BaseException) -> BaseException | None:
@@ -98,6 +109,11 @@ def _picklable(exc: BaseException) -> BaseException | None:
 class ActorPoolRunner:
     """A :data:`~raypipe.inference.batch.UnitRunner` backed by a pool of scoring actors.
 
+    The actors start with the first run and stay for this runner's next runs (a driver that
+    scores several inputs pays their start-up once: about 5 s of process start, imports and model
+    load on the measured 2-CPU machine); :meth:`close`, the end of a ``with`` block, or dropping
+    the runner ends them. Memory is one process per actor, whatever the rows or the runs.
+
     Parameters
     ----------
     shape
@@ -106,41 +122,67 @@ class ActorPoolRunner:
 
     def __init__(self, shape: PoolShape) -> None:
         self.shape = shape
+        self._actors: list[Any] = []
+
+    def __enter__(self) -> ActorPoolRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """End the pool's actors."""
+        for actor in self._actors:
+            ray.kill(actor, no_restart=True)
+        self._actors = []
+
+    def _pool(self, count: int) -> list[Any]:
+        if len(self._actors) < count:
+            actor_class = ray.remote(_ScoringActor).options(
+                num_cpus=self.shape.num_cpus,
+                max_restarts=ACTOR_MAX_RESTARTS,
+                max_task_retries=ACTOR_MAX_RESTARTS,
+                scheduling_strategy="SPREAD",
+            )
+            self._actors += [
+                actor_class.remote(self.shape.threads) for _ in range(count - len(self._actors))
+            ]
+        return self._actors[:count]
 
     def __call__(self, job: ScoringJob, units: Sequence[ScoringUnit]) -> Iterator[UnitOutcome]:
+        import uuid
+
         if not units:
             return
-        shape = self.shape
-        actor_class = ray.remote(_ScoringActor).options(
-            num_cpus=shape.num_cpus,
-            max_restarts=ACTOR_MAX_RESTARTS,
-            max_task_retries=ACTOR_MAX_RESTARTS,
-            scheduling_strategy="SPREAD",
-        )
-        job_ref = ray.put(job)
-        count = max(1, min(shape.actors, len(units)))
-        actors: list[Any] = [actor_class.remote(job_ref, shape.threads) for _ in range(count)]
+        token = uuid.uuid4().hex
+        job_box = [ray.put(job)]  # held until the run ends: a restarted actor fetches it again
+        actors = self._pool(max(1, min(self.shape.actors, len(units))))
         queue = list(reversed(units))
         in_flight: dict[Any, tuple[Any, ScoringUnit]] = {}
+
+        def submit(actor: Any) -> None:
+            unit = queue.pop()
+            in_flight[actor.score.remote(token, job_box, unit)] = (actor, unit)
+
+        finished = False
         try:
             for actor in actors:
                 for _ in range(CALLS_IN_FLIGHT):
                     if queue:
-                        unit = queue.pop()
-                        in_flight[actor.score.remote(unit)] = (actor, unit)
+                        submit(actor)
             while in_flight:
                 ready, _ = ray.wait(list(in_flight), num_returns=1)
                 actor, unit = in_flight.pop(ready[0])
                 outcome = self._get(ready[0], unit)
                 if queue:
-                    next_unit = queue.pop()
-                    in_flight[actor.score.remote(next_unit)] = (actor, next_unit)
+                    submit(actor)
                 yield outcome
+            finished = True
         finally:
             for ref in in_flight:
                 ray.cancel(ref, force=False)
-            for actor in actors:
-                ray.kill(actor, no_restart=True)
+            if not finished:
+                self.close()  # a failed or abandoned run keeps no actor (dead, or still busy)
 
     @staticmethod
     def _get(ref: Any, unit: ScoringUnit) -> UnitOutcome:

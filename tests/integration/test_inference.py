@@ -107,6 +107,39 @@ def test_executor_tasks_survive_a_sigkilled_worker(
     assert report.rows_out == 16 * 20_000  # type: ignore[attr-defined]
 
 
+def test_one_runner_keeps_its_actor_warm_across_runs_and_models(
+    ray_runtime: object, tmp_path: Path, model_path: Path
+) -> None:
+    from raypipe.engine.scoring import ActorPoolRunner, pool_shape
+
+    other_model = train_model(tmp_path / "other.ubj", trees=20)
+    inputs = tmp_path / "in"
+    write_files(inputs, files=3, rows=2_000)
+    pids = tmp_path / "pids"  # each model load writes its process id here
+    with ActorPoolRunner(pool_shape(1)) as runner:
+        for index, model in enumerate((model_path, other_model, model_path)):
+            output = tmp_path / f"out-{index}"
+            spec = InferenceSpec(
+                input_url=str(inputs),
+                output_url=str(output),
+                id_columns=("player_id",),
+                worker_pid_dir=str(pids),
+            )
+            report = run_batch_inference(read_model(str(model)), spec, runner)
+            assert report.scored_units == 3
+            _assert_exactly_once(output, model, inputs)  # each run scored with its own model
+        loaded_in = [int(path.name) for path in pids.iterdir()]
+        assert len(loaded_in) == 1, "every run used the same actor process"
+    _wait_for(lambda: _ended(loaded_in[0]), timeout=30)  # closing the runner ended it
+
+
+def _ended(pid: int) -> bool:
+    try:
+        return not Path(f"/proc/{pid}/cmdline").read_bytes()  # empty once a zombie
+    except OSError:
+        return True
+
+
 DRIVER = """
 import sys
 from raypipe.engine.runtime import RayRuntime, RuntimeOptions

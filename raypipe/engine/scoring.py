@@ -7,9 +7,8 @@ to the model's limit. So each actor owns a share of a node's CPUs and scores tha
 10-15 % faster on 2 CPUs (no OpenMP fork and join per batch, and one unit's reading and writing
 overlap the other's predicting), while the units share the process's model and libraries. With
 fewer units than CPUs a unit gets the spare threads. Actors read their files straight from
-storage and write their output straight to storage:
-the only things that cross the object store are the model bytes (put once) and small outcome
-records.
+storage and write their output straight to storage: the only things that cross the object store
+are the model bytes (put once per run) and small outcome records.
 
 The pool's actors are the only processes that load the model, so memory is one process per actor
 whatever the dataset's size. (Plain tasks were measured to grow it: each Ray worker process a task

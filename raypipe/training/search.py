@@ -165,7 +165,6 @@ def run_search(
     rung0: dict[int, float] = {}  # trial id -> rung-0 score
     params_of: dict[int, dict[str, Any]] = {}
     promotions: list[int] | None = None  # decided once rung 0 is over, best first
-    promoted = 0
     asked = 0
     running = 0
 
@@ -200,7 +199,7 @@ def run_search(
         )
 
     def fill() -> None:
-        nonlocal asked, running, promotions, promoted
+        nonlocal asked, running, promotions
         while running < runner.slots and not out_of_time():
             if rung0_open():
                 trial = study.ask(distributions)
@@ -216,7 +215,6 @@ def run_search(
                     promotions = best_of_rung0()
                 if not promotions:
                     return
-                promoted += 1
                 tid = promotions.pop(0)
                 runner.submit(request(tid, params_of[tid], rung=1))
             else:
@@ -256,7 +254,7 @@ def run_search(
         spec.candidate,
         len(result.trials),
         asked,
-        promoted,
+        sum(1 for t in result.trials if t.rung == 1),
         len(result.failures),
         result.wall_s,
         None if result.best is None else round(result.best.score, 5),

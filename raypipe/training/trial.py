@@ -244,17 +244,16 @@ class TrialWorker:
             rows = self.rows(fraction)
             valid_rows = self.rows(fraction, "valid")
             dfit = xgb.QuantileDMatrix(
-                x["fit"] if fraction >= 1.0 else x["fit"][rows],
-                label=self.data.y["fit"][rows],
+                _take(x["fit"], rows),
+                label=_take(self.data.y["fit"], rows),
                 feature_names=names,
                 feature_types=types,
                 enable_categorical=True,
                 nthread=self.nthread,
             )
-            full_valid = len(valid_rows) == len(self.data.y["valid"])
             dvalid = xgb.QuantileDMatrix(
-                x["valid"] if full_valid else x["valid"][valid_rows],
-                label=self.data.y["valid"][valid_rows],
+                _take(x["valid"], valid_rows),
+                label=_take(self.data.y["valid"], valid_rows),
                 feature_names=names,
                 feature_types=types,
                 enable_categorical=True,
@@ -315,10 +314,17 @@ class TrialWorker:
         from threadpoolctl import threadpool_limits
 
         with threadpool_limits(limits=self.nthread):
+            # A copy even at all rows: in an actor the shared matrices are read-only object-store
+            # buffers, and a scikit-learn candidate fails on them (an integration test shows it).
             estimator.fit(x["fit"][rows], self.data.y["fit"][rows])
         model = NamedModel(estimator, self.data.feature_names, self.data.task)
         raw = model.to_bytes() if request.return_model else b""
         return model, None, [], raw, "sklearn"
+
+
+def _take(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``values[rows]``, without a copy when ``rows`` are all of them (in order)."""
+    return values if len(rows) == len(values) else values[rows]
 
 
 def _score(y_true: np.ndarray, y_pred: np.ndarray, task: str) -> float:

@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 from typing import Protocol
 
 import raypipe
-from raypipe.driver.fingerprint import stage_fingerprint
+from raypipe.driver.fingerprint import stage_code_version, stage_fingerprint
 from raypipe.driver.record import OutputRecord, RunRecord, StageRecord, StageStatus
 from raypipe.driver.state import DriverState, new_run_id
 from raypipe.errors import DataError, RaypipeError, StageError
@@ -246,6 +246,7 @@ class _StageRunner:
             options=stage.options_dict(),
             raypipe_version=raypipe.__version__,
             input_versions={name: item.version for name, item in inputs.items()},
+            code_version=stage_code_version(stage.stage_class),
         )
         input_records = {
             name: OutputRecord(url=item.url, version=item.version, rows=item.rows)

@@ -18,7 +18,7 @@ from raypipe.errors import SpecError
 from raypipe.spec.job import InputRef, Job, JobStage
 from raypipe.spec.models import JobSpec, StageSpec
 from raypipe.spec.source import YamlSource, apply_overrides, expand_env, read_yaml_source
-from raypipe.stages.registry import STAGE_KINDS, known_kinds, load_stage
+from raypipe.stages.registry import StageKindError, load_stage
 
 __all__ = ["load_job", "resolve_job"]
 
@@ -124,13 +124,11 @@ def _resolve_stage(
     problems: list[str],
 ) -> JobStage | None:
     path: tuple[str | int, ...] = ("stages", name)
-    if stage_spec.uses not in STAGE_KINDS:
-        problems.append(
-            f"{source.where((*path, 'uses'))}: unknown stage kind `{stage_spec.uses}`; "
-            f"expected one of: {', '.join(known_kinds())}"
-        )
+    try:
+        stage_class = load_stage(stage_spec.uses)
+    except StageKindError as exc:
+        problems.append(f"{source.where((*path, 'uses'))}: {exc.message}; hint: {exc.hint}")
         return None
-    stage_class = load_stage(stage_spec.uses)
     options = None
     try:
         options = stage_class.options.model_validate(stage_spec.with_)
@@ -193,14 +191,16 @@ def _resolve_inputs(
         if upstream not in stage_specs:
             continue
         upstream_kind = stage_specs[upstream].uses
-        if upstream_kind in STAGE_KINDS:
+        try:
             outputs = load_stage(upstream_kind).outputs
-            if output not in outputs:
-                problems.append(
-                    f"{where}: stage `{upstream}` ({upstream_kind}) has no output `{output}`; "
-                    f"outputs: {', '.join(outputs)}"
-                )
-                continue
+        except StageKindError:
+            continue  # reported at the upstream stage's `uses`
+        if output not in outputs:
+            problems.append(
+                f"{where}: stage `{upstream}` ({upstream_kind}) has no output `{output}`; "
+                f"outputs: {', '.join(outputs)}"
+            )
+            continue
         inputs[input_name] = InputRef(stage=upstream, output=output)
     return inputs if len(problems) == before else None
 

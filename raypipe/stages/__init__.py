@@ -10,16 +10,26 @@ from raypipe.stages.base import (
     StageOptions,
     StageResult,
 )
-from raypipe.stages.registry import STAGE_KINDS, known_kinds, load_stage
+from raypipe.stages.registry import (
+    ENTRY_POINT_GROUP,
+    STAGE_KINDS,
+    StageKindError,
+    installed_kinds,
+    known_kinds,
+    load_stage,
+)
 
 __all__ = [
+    "ENTRY_POINT_GROUP",
     "STAGE_KINDS",
     "DatasetInput",
     "Executor",
     "Stage",
     "StageContext",
     "StageOptions",
+    "StageKindError",
     "StageResult",
+    "installed_kinds",
     "known_kinds",
     "load_stage",
 ]

@@ -87,7 +87,4 @@ def fake_kinds(monkeypatch: pytest.MonkeyPatch) -> None:
     from raypipe.stages import registry
 
     monkeypatch.setattr(registry, "STAGE_KINDS", {**registry.STAGE_KINDS, **FAKE_KINDS})
-    import raypipe.spec.loading as loading
-
-    monkeypatch.setattr(loading, "STAGE_KINDS", registry.STAGE_KINDS)
     RUN_LOG.clear()

@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-unit lint install system-deps clean
+.PHONY: demo test test-unit lint install system-deps clean bench bench-quick
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,14 @@ test: $(STAMP) system-deps lint
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit -q
+
+# Every benchmark at full size, one after another (hours); rewrites benchmarks/README.md's figures.
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+# Every benchmark at smoke size (CI); prints the table, leaves the README as it is.
+bench-quick: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py --quick
 
 clean:
 	rm -rf $(VENV) raypipe-data

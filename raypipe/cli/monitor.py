@@ -152,7 +152,12 @@ def drift(
         from raypipe.monitoring.report import MonitoringReport, render_html
 
         html_path.parent.mkdir(parents=True, exist_ok=True)
-        html_path.write_text(render_html(MonitoringReport(title="Drift", drift=report)))
+        datasets = {
+            "reference": f"{reference} (version {ref_manifest.version[:12]})",
+            "current": f"{current} (version {cur_manifest.version[:12]})",
+        }
+        page = MonitoringReport(title="Drift", drift=report, datasets=datasets)
+        html_path.write_text(render_html(page))
     _print_drift(report)
     console.print(f"wrote `{json_path}`" + (f" and `{html_path}`" if html_path else ""))
     if fail_on_drift and report.dataset_drifted:
@@ -227,7 +232,8 @@ def report(
     html_path.write_text(render_html(built))
     json_path = html_path.with_suffix(".json")
     json_path.write_text(json.dumps(report_json(built), indent=1))
-    status = "[red]ALERT[/]" if built.alert else "[green]OK[/]"
+    level = built.verdict.level
+    status = {"ALERT": "[red]ALERT[/]", "WARN": "[yellow]WARN[/]"}.get(level, "[green]OK[/]")
     console.print(f"{status}: wrote `{html_path}` and `{json_path}`")
     for cause in built.causes[:5]:
         console.print(f"  - {cause.kind}: {cause.subject} ({cause.evidence})", highlight=False)

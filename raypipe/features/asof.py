@@ -2,7 +2,9 @@
 
 Windows are left-closed and end before the cutoff: a ``7d`` feature as of ``c`` sees the rows with
 ``c - 7d <= ts < c``; ``lifetime`` sees every row with ``ts < c``. Rows with a null key or a null
-timestamp are never counted. Two shapes:
+timestamp are never counted. Times are compared exactly, at the finer unit of the event time and
+the cutoff (see :mod:`raypipe.features.timestamps`: aware converted to UTC, naive is UTC, a naive
+column never compared with an aware one). Two shapes:
 
 * one cutoff (scoring): ``compute_features(events, views, entities, cutoff=dt.datetime(...))``;
 * a cutoff per entity row (training): ``entities`` carries a ``cutoff`` column; every row, even a
@@ -27,6 +29,14 @@ from raypipe.features.expressions import (
     compile_expression,
     kind_of_dtype,
 )
+from raypipe.features.timestamps import (
+    check_time_zones,
+    duration_literal,
+    finest_unit,
+    time_literal,
+    unit_of,
+    utc_time,
+)
 from raypipe.features.views import TIME_UNITS, Aggregate, FeatureView
 
 __all__ = [
@@ -39,8 +49,8 @@ __all__ = [
     "normalize_time",
 ]
 
-AGE = "__age_us"
-US = 1_000_000
+#: ``cutoff - ts`` as a duration in the comparison's unit (never truncated).
+AGE = "__age"
 #: Aggregations whose value over no rows is 0, not null.
 ZERO_WHEN_EMPTY = ("count", "count_distinct", "sum")
 #: The mask name of aggregates that keep every row of the view (lifetime, no ``where``).
@@ -62,16 +72,8 @@ class CompiledView:
 
 
 def normalize_time(expr: pl.Expr, dtype: pl.DataType) -> pl.Expr:
-    """A datetime column as naive UTC microseconds (tz-aware values converted, naive as UTC)."""
-    if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
-        expr = expr.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
-    return expr.cast(pl.Datetime("us"))
-
-
-def _utc_naive(value: dt.datetime) -> dt.datetime:
-    if value.tzinfo is not None:
-        value = value.astimezone(dt.UTC).replace(tzinfo=None)
-    return value
+    """A datetime column as naive UTC in its own unit (at least microseconds; never truncated)."""
+    return utc_time(expr, dtype, finest_unit(dtype, pl.Datetime("us")))
 
 
 def compile_view(view: FeatureView, schema: Mapping[str, pl.DataType]) -> CompiledView:
@@ -184,7 +186,9 @@ def _mask(aggregate: Aggregate, masks: dict, mask_exprs: list, check, kinds) -> 
     if key in masks:
         return masks[key]
     window = aggregate.window_delta
-    mask = None if window is None else pl.col(AGE) <= int(window.total_seconds() * US)
+    # A nanosecond literal: polars compares mixed units at the coarser one, i.e. AGE's unit, and
+    # windows are whole seconds, so the cast down is exact while AGE is never truncated.
+    mask = None if window is None else pl.col(AGE) <= duration_literal(window, "ns")
     if aggregate.where:
         compiled = check(aggregate.where, aggregate.name, "bool", kinds, "`where`")
         if compiled is None:
@@ -210,7 +214,8 @@ def _aggregation(aggregate: Aggregate, mask: str, value: tuple | None) -> pl.Exp
     if function == "count" and value is None:
         return pl.len().cast(pl.Int64) if every_row else pl.col(mask).sum().cast(pl.Int64)
     if function == "time_since_last":
-        return selected(pl.col(AGE)).min() / (TIME_UNITS[aggregate.unit] * US)
+        return (selected(pl.col(AGE)).min().dt.total_seconds(fractional=True)
+                / TIME_UNITS[aggregate.unit])
     assert value is not None
     column = selected(pl.col(value[0]))
     if function == "count":
@@ -302,10 +307,10 @@ def attach_features(
         view = compiled.view
         keys = list(view.entities) + ([] if cutoff is not None else [cutoff_column])
         joined_keys = entities.select(keys)
-        if cutoff is None:
-            joined_keys = joined_keys.with_columns(
-                normalize_time(pl.col(cutoff_column), entities.schema[cutoff_column])
-            )
+        if cutoff is None:  # in the unit and zone the aggregates were computed in
+            joined_keys = joined_keys.with_columns(utc_time(
+                pl.col(cutoff_column), entities.schema[cutoff_column],
+                unit_of(features.schema[cutoff_column])))
         block = joined_keys.join(features, on=keys, how="left", nulls_equal=False,
                                  maintain_order="left")
         fills = [pl.col(a.name).fill_null(0) for a in view.aggregates
@@ -327,30 +332,33 @@ def _view_features(
 ) -> pl.DataFrame:
     view = compiled.view
     keys = list(view.entities)
-    ts = normalize_time(pl.col(view.timestamp), schema[view.timestamp])
+    ts_type = schema[view.timestamp]
     rows = lazy.filter(pl.all_horizontal(pl.col(k).is_not_null() for k in keys))
     if compiled.where is not None:
         rows = rows.filter(compiled.where.fill_null(False))
-    window = view.max_window
     if cutoff is not None:
-        at = pl.lit(_utc_naive(cutoff), dtype=pl.Datetime("us"))
+        unit = finest_unit(ts_type, pl.Datetime("us"))  # a Python datetime holds microseconds
+        at = time_literal(cutoff, unit)
         group = keys
-        rows = rows.filter(ts < at)
-        if window is not None:
-            rows = rows.filter(ts >= at - window)
     else:
         assert entities is not None
-        cutoffs = (entities.lazy().select(*keys, normalize_time(
-            pl.col(cutoff_column), entities.schema[cutoff_column]).alias(cutoff_column))
+        cutoff_type = entities.schema[cutoff_column]
+        check_time_zones({f"view `{view.name}` timestamp `{view.timestamp}`": ts_type,
+                          f"entity rows `{cutoff_column}`": cutoff_type}, "as-of features")
+        unit = finest_unit(ts_type, cutoff_type)
+        cutoffs = (entities.lazy().select(*keys, utc_time(
+            pl.col(cutoff_column), cutoff_type, unit).alias(cutoff_column))
             .drop_nulls().unique())
         rows = rows.join(cutoffs, on=keys, how="inner")
         at = pl.col(cutoff_column)
         group = [*keys, cutoff_column]
-        rows = rows.filter(ts < at)
-        if window is not None:
-            rows = rows.filter(ts >= at - window)
+    ts = utc_time(pl.col(view.timestamp), ts_type, unit)
+    rows = rows.filter(ts < at)
+    window = view.max_window
+    if window is not None:
+        rows = rows.filter(ts >= at - duration_literal(window, unit))
     rows = rows.filter(ts.is_not_null()).with_columns(
-        (at - ts).dt.total_microseconds().alias(AGE),
+        (at - ts).alias(AGE),
         *(expr.alias(name) for name, expr in compiled.values),
     ).with_columns(*(expr.alias(name) for name, expr in compiled.masks))
     return rows.group_by(group).agg(*compiled.aggregations).collect()

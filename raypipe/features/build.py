@@ -36,6 +36,7 @@ from raypipe.features.partition import (
     remove_scratch,
     write_pieces,
 )
+from raypipe.features.timestamps import finest_unit, time_literal, utc_time
 from raypipe.features.views import FeatureView
 from raypipe.io.clustering import CLUSTERED_BY, balance, clustered_groups
 from raypipe.io.commit import verify_files
@@ -130,11 +131,13 @@ def _prune(build: FeatureBuild, events: pl.LazyFrame) -> pl.LazyFrame:
     if build.time_range is None or len(stamps) != 1:
         return events
     stamp = stamps.pop()
-    ts = normalize_time(pl.col(stamp), events.collect_schema()[stamp])
+    dtype = events.collect_schema()[stamp]
+    unit = finest_unit(dtype, pl.Datetime("us"))  # never truncate the events' time
+    ts = utc_time(pl.col(stamp), dtype, unit)
     lower, upper = build.time_range
-    keep = ts < pl.lit(upper, dtype=pl.Datetime("us"))
+    keep = ts < time_literal(upper, unit)
     if lower is not None:
-        keep = keep & (ts >= pl.lit(lower, dtype=pl.Datetime("us")))
+        keep = keep & (ts >= time_literal(lower, unit))
     return events.filter(keep)
 
 
@@ -154,7 +157,9 @@ def _time_range(build: FeatureBuild) -> tuple[dt.datetime | None, dt.datetime] |
             return None
     windows = [view.max_window for view in build.views]
     lower = None if any(w is None for w in windows) else low - max(w for w in windows if w)
-    return lower, high
+    # A Python datetime drops nanoseconds (rounds down): widen the open upper end by 1 us so a
+    # nanosecond cutoff still sees the events just before it.
+    return lower, (high + dt.timedelta(microseconds=1) if build.cutoff is None else high)
 
 
 def _entity_rows(build: FeatureBuild, selector: pl.Expr | pl.DataFrame | None) -> pl.DataFrame:

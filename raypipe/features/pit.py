@@ -24,8 +24,14 @@ from typing import Any
 import polars as pl
 
 from raypipe.errors import SchemaError
-from raypipe.features.asof import normalize_time
 from raypipe.features.partition import hash_partition
+from raypipe.features.timestamps import (
+    check_time_zones,
+    duration_literal,
+    finest_unit,
+    unit_of,
+    utc_time,
+)
 
 __all__ = ["FeatureTable", "pit_join", "pit_join_partitioned"]
 
@@ -71,19 +77,22 @@ def _check(table: FeatureTable, entity: pl.DataFrame, entity_ts: str) -> None:
                           hint="entity rows need every join key and the entity timestamp")
 
 
-def _latest_per_time(table: FeatureTable) -> pl.DataFrame:
-    """One feature row per (keys, ts): the latest created (nulls lose), then the later row."""
+def _latest_per_time(table: FeatureTable, unit: str) -> pl.DataFrame:
+    """One feature row per (keys, ts): the latest created (nulls lose), then the later row.
+
+    The event time comes out as naive UTC ``datetime[unit]``.
+    """
     keys = list(table.keys)
     columns = [*keys, table.timestamp, *table.feature_columns]
     data = table.data.with_row_index(ROW)
-    data = data.with_columns(normalize_time(pl.col(table.timestamp),
-                                            table.data.schema[table.timestamp]))
+    data = data.with_columns(utc_time(pl.col(table.timestamp),
+                                      table.data.schema[table.timestamp], unit))
     data = data.filter(pl.all_horizontal(pl.col(c).is_not_null()
                                          for c in (*keys, table.timestamp)))
     order = [table.timestamp, ROW]
     if table.created:
-        data = data.with_columns(normalize_time(pl.col(table.created),
-                                                table.data.schema[table.created]))
+        created = table.data.schema[table.created]
+        data = data.with_columns(utc_time(pl.col(table.created), created, unit_of(created)))
         order = [table.timestamp, table.created, ROW]
     data = data.sort(order, nulls_last=False)
     return data.unique(subset=[*keys, table.timestamp], keep="last", maintain_order=True
@@ -105,7 +114,6 @@ def pit_join(
         A column is missing, or two tables produce the same feature name.
     """
     out = entity.with_row_index(ROW)
-    time = normalize_time(pl.col(entity_ts), entity.schema[entity_ts]).alias(MATCHED_TS + "_l")
     names: dict[str, str] = {}
     for table in tables:
         _check(table, entity, entity_ts)
@@ -118,14 +126,21 @@ def pit_join(
                                   hint="set `full_feature_names=True` or rename the feature")
             names[new] = table.name
         keys = list(table.keys)
-        right = _latest_per_time(table).rename({table.timestamp: MATCHED_TS, **renames})
+        entity_type, feature_type = entity.schema[entity_ts], table.data.schema[table.timestamp]
+        check_time_zones({f"entity rows `{entity_ts}`": entity_type,
+                          f"feature table `{table.name}` `{table.timestamp}`": feature_type},
+                         "point-in-time join")
+        unit = finest_unit(entity_type, feature_type)
+        time = utc_time(pl.col(entity_ts), entity_type, unit).alias(MATCHED_TS + "_l")
+        right = _latest_per_time(table, unit).rename({table.timestamp: MATCHED_TS, **renames})
         left = out.select(ROW, *keys, time)
         valid = pl.all_horizontal(pl.col(c).is_not_null() for c in (*keys, MATCHED_TS + "_l"))
         matched = left.filter(valid).sort(MATCHED_TS + "_l").join_asof(
             right.sort(MATCHED_TS), left_on=MATCHED_TS + "_l", right_on=MATCHED_TS, by=keys,
             strategy="backward", allow_exact_matches=True, check_sortedness=False)
         if table.ttl:
-            stale = pl.col(MATCHED_TS) < pl.col(MATCHED_TS + "_l") - table.ttl
+            stale = pl.col(MATCHED_TS) < (pl.col(MATCHED_TS + "_l")
+                                          - duration_literal(table.ttl, unit))
             matched = matched.with_columns(
                 pl.when(stale).then(None).otherwise(pl.col(c)).alias(c)
                 for c in renames.values())

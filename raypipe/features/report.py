@@ -1,5 +1,6 @@
-"""The selection report: one self-contained HTML page with the importance table and an inline SVG
-correlation heatmap (no plotting library, no external assets)."""
+"""The selection report: one self-contained HTML page with bar charts of the selection scores,
+the importance table and an inline SVG correlation heatmap (no plotting library, no external
+assets)."""
 
 from __future__ import annotations
 
@@ -9,9 +10,12 @@ from collections.abc import Sequence
 import numpy as np
 
 from raypipe.features.selection import FeatureScore
+from raypipe.monitoring import svg
 
-__all__ = ["correlation_svg", "render_selection_html"]
+__all__ = ["correlation_svg", "render_selection_html", "score_charts"]
 
+#: Features per bar chart (the best by that score).
+CHART_FEATURES = 20
 CELL = 14
 LABEL_WIDTH = 220
 
@@ -21,7 +25,32 @@ table{border-collapse:collapse;font-size:13px}th,td{padding:3px 8px;border-botto
 text-align:right}th{background:#f3f3f3}td.n{text-align:left;font-family:monospace}
 tr.sel td{background:#eef7ee}tr.leak td{background:#fde8e8}tr.drop td{color:#999}
 .note{color:#555;font-size:13px}
+.charts{display:flex;flex-wrap:wrap;gap:12px}svg.plot{border:1px solid #eee;max-width:100%;
+height:auto}svg .t{font-size:13px;font-weight:600}svg .a{font-size:10px;fill:#555}
+svg .l{font-size:11px}
 """
+
+
+def score_charts(scores: Sequence[FeatureScore], limit: int = CHART_FEATURES) -> str:
+    """Horizontal bar charts of the best ``limit`` features by each selection score."""
+    charts = []
+    for title, value, axis in (
+        ("mutual information with the label", lambda s: s.mutual_information,
+         "mutual information (nats)"),
+        ("score of the feature alone", lambda s: s.single_feature_score,
+         "ROC AUC (or |Spearman r|) of the feature alone"),
+        ("|L1 coefficient|", lambda s: s.l1_coefficient, "|coefficient| (standardised)"),
+    ):
+        ranked = sorted((s for s in scores if value(s) is not None), key=lambda s: -abs(value(s)))
+        top = ranked[:limit]
+        if not top:
+            continue
+        shown = f"top {len(top)} of {len(ranked)}" if len(ranked) > len(top) else "all"
+        charts.append(svg.hbar_chart(
+            f"{title} ({shown} features)", [s.name + (" *" if s.selected else "") for s in top],
+            [float(abs(value(s))) for s in top], kind="feature-score", x_label=axis,
+            y_label="feature (* selected)"))
+    return f"<div class='charts'>{''.join(charts)}</div>" if charts else ""
 
 
 def _color(r: float) -> str:
@@ -108,6 +137,8 @@ def render_selection_html(
 <style>{_STYLE}</style></head><body>
 <h1>{html.escape(title)}</h1>
 <ul>{summary_html}</ul>{warning}
+<h2>Selection scores</h2>
+{score_charts(scores)}
 <h2>Importance</h2>
 <p class="note">Ranks: mutual information, recursive feature elimination, L1 coefficient; the
 consensus is their mean rank. Single = AUC (or |Spearman r|) of the feature alone.</p>

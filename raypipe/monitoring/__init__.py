@@ -21,6 +21,7 @@ from raypipe.monitoring.performance import (
     performance_by_window,
 )
 from raypipe.monitoring.report import MonitoringReport, render_html, report_json, write_report
+from raypipe.monitoring.verdict import Finding, Verdict, judge
 
 __all__ = [
     "CBPE",
@@ -28,9 +29,11 @@ __all__ = [
     "ColumnDrift",
     "DriftReport",
     "FairnessReport",
+    "Finding",
     "MonitorSpec",
     "MonitoringReport",
     "SegmentDrop",
+    "Verdict",
     "ask_model",
     "calibration_points",
     "choose_method",
@@ -40,6 +43,7 @@ __all__ = [
     "detect_drift",
     "explain_alert",
     "fairness_by_group",
+    "judge",
     "performance_by_window",
     "render_html",
     "report_json",

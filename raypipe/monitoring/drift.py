@@ -28,9 +28,11 @@ __all__ = [
     "DriftReport",
     "choose_method",
     "column_drift",
+    "column_role",
     "detect_drift",
     "drift_columns",
     "sample_of",
+    "skipped_columns",
     "summarize",
 ]
 
@@ -40,6 +42,12 @@ DEFAULT_DRIFT_SHARE = 0.5
 SMALL_REFERENCE_ROWS = 1000
 #: Histograms with more bins than this are not kept for the report (e.g. id-like columns).
 MAX_BINS_KEPT = 60
+#: Column names whose role is not "feature": not tested for drift unless asked for by name.
+#: ``churned`` is the label that raypipe's stages default to.
+LABEL_NAMES = frozenset({"label", "target", "y", "class", "outcome", "churned"})
+PREDICTION_NAMES = frozenset({"score", "prediction", "predicted", "probability", "proba"})
+ID_SUFFIXES = ("_id", "_uuid", "_key")
+PREDICTION_SUFFIXES = ("_score", "_prediction", "_probability", "_proba")
 
 
 @dataclass(frozen=True)
@@ -112,6 +120,8 @@ class DriftReport:
     drift_share: float
     reference_rows: int = 0
     current_rows: int = 0
+    #: Columns not tested, each with its role (id, label, timestamp, prediction).
+    skipped: tuple[tuple[str, str], ...] = ()
 
     @property
     def number_drifted(self) -> int:
@@ -140,6 +150,7 @@ class DriftReport:
             "dataset_drifted": self.dataset_drifted,
             "reference_rows": self.reference_rows,
             "current_rows": self.current_rows,
+            "not_tested": {name: role for name, role in self.skipped},
             "columns": {column.column: column.to_dict() for column in self.columns},
         }
 
@@ -255,11 +266,58 @@ def sample_of(column: pa.ChunkedArray | pa.Array) -> tuple[Sample, bool]:
     return Sample(values=np.asarray(series.cast(pl.String).to_list(), dtype=object)), False
 
 
-def drift_columns(schema: pa.Schema, columns: Sequence[str] | None = None) -> list[str]:
-    """Columns a drift check covers: given ones, or every numeric, boolean and string column."""
+def column_role(
+    name: str, dtype: pa.DataType, roles: Mapping[str, str] | None = None
+) -> str | None:
+    """``id``, ``label``, ``timestamp`` or ``prediction`` for a column that is not a feature.
+
+    ``roles`` (column -> role, e.g. the stage's keys, label and score) wins; otherwise the name
+    decides (``id``/``*_id``, ``label``/``target``/..., ``score``/``*_probability``/``shap_*``)
+    and a temporal type is a timestamp.
+    """
+    if roles and name in roles:
+        return roles[name]
+    lower = name.lower()
+    if column_kind(dtype) == "temporal":
+        return "timestamp"
+    if lower == "id" or lower.endswith(ID_SUFFIXES):
+        return "id"
+    if lower in LABEL_NAMES:
+        return "label"
+    if lower in PREDICTION_NAMES or lower.endswith(PREDICTION_SUFFIXES) or lower[:5] == "shap_":
+        return "prediction"
+    return None
+
+
+def drift_columns(
+    schema: pa.Schema,
+    columns: Sequence[str] | None = None,
+    *,
+    roles: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Columns a drift check covers: the ``columns`` asked for, else every numeric, boolean and
+    string column that is a feature (not an id, label, timestamp or prediction, see
+    :func:`column_role`)."""
     if columns is not None:
         return list(columns)
-    return [f.name for f in schema if column_kind(f.type) in ("numeric", "boolean", "categorical")]
+    return [
+        f.name
+        for f in schema
+        if column_kind(f.type) in ("numeric", "boolean", "categorical")
+        and column_role(f.name, f.type, roles) is None
+    ]
+
+
+def skipped_columns(
+    schema: pa.Schema, tested: Sequence[str], roles: Mapping[str, str] | None = None
+) -> tuple[tuple[str, str], ...]:
+    """The columns of ``schema`` left out of ``tested`` because of their role, with the role."""
+    chosen = set(tested)
+    return tuple(
+        (f.name, role)
+        for f in schema
+        if f.name not in chosen and (role := column_role(f.name, f.type, roles)) is not None
+    )
 
 
 def detect_drift(
@@ -273,7 +331,8 @@ def detect_drift(
 ) -> DriftReport:
     """Single-process drift of two in-memory tables (the oracle of the distributed run)."""
     results = []
-    for name in drift_columns(reference.schema, columns):
+    names = drift_columns(reference.schema, columns)
+    for name in names:
         ref, numerical = sample_of(reference.column(name))
         cur, _ = sample_of(current.column(name))
         results.append(
@@ -286,13 +345,18 @@ def detect_drift(
                 threshold=(thresholds or {}).get(name),
             )
         )
-    return summarize(results, drift_share, reference.num_rows, current.num_rows)
+    skipped = skipped_columns(reference.schema, names)
+    return summarize(results, drift_share, reference.num_rows, current.num_rows, skipped)
 
 
 def summarize(
-    results: Sequence[ColumnDrift], drift_share: float, reference_rows: int, current_rows: int
+    results: Sequence[ColumnDrift],
+    drift_share: float,
+    reference_rows: int,
+    current_rows: int,
+    skipped: Sequence[tuple[str, str]] = (),
 ) -> DriftReport:
-    return DriftReport(tuple(results), drift_share, reference_rows, current_rows)
+    return DriftReport(tuple(results), drift_share, reference_rows, current_rows, tuple(skipped))
 
 
 def _finite_or_none(value: float) -> float | None:

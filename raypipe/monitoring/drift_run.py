@@ -25,6 +25,7 @@ from raypipe.monitoring.drift import (
     column_drift,
     drift_columns,
     sample_of,
+    skipped_columns,
     summarize,
 )
 from raypipe.monitoring.stattests import Sample
@@ -149,15 +150,17 @@ def run_drift(
     extra_scores: bool = True,
     reference_profile: DatasetProfile | None = None,
     storage_options: Mapping[str, Any] | None = None,
+    roles: Mapping[str, str] | None = None,
 ) -> DriftReport:
     """Drift of ``current`` against ``reference`` (both committed), per column and overall.
 
     With ``reference_profile`` (the stored profile of the reference version, from
     ``data.profile``), columns whose profile kept exact value counts are tested without reading
     the reference; only columns with many distinct values read it (exact KS/Wasserstein need
-    every value).
+    every value). Without ``columns``, ids, labels, timestamps and predictions are not tested
+    (see :func:`~raypipe.monitoring.drift.column_role`; ``roles`` names them explicitly).
     """
-    names = tuple(drift_columns(reference.schema, columns))
+    names = tuple(drift_columns(reference.schema, columns, roles=roles))
     missing = [name for name in names if name not in current.schema.names]
     if missing:
         from raypipe.errors import SchemaError
@@ -232,7 +235,13 @@ def run_drift(
         len(names) - len(heavy),
         len(heavy),
     )
-    return summarize([results[name] for name in names], drift_share, reference.rows, current.rows)
+    return summarize(
+        [results[name] for name in names],
+        drift_share,
+        reference.rows,
+        current.rows,
+        skipped_columns(reference.schema, names, roles),
+    )
 
 
 def _batches(names: Sequence[str], parallelism: int) -> list[tuple[str, ...]]:

@@ -8,7 +8,7 @@ holdout), ``current`` holds scores and, once they arrive, labels.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +27,7 @@ from raypipe.monitoring.performance import (
     performance_by_window,
 )
 from raypipe.monitoring.report import MonitoringReport
+from raypipe.monitoring.verdict import judge
 
 __all__ = ["MonitorSpec", "SHAP_PREFIX", "run_model_monitoring"]
 
@@ -73,6 +74,7 @@ def run_model_monitoring(
     *,
     drift: Any | None = None,
     quality: Sequence[Any] = (),
+    datasets: Mapping[str, str] | None = None,
 ) -> MonitoringReport:
     """Compare ``current`` with ``reference`` and assemble the report's content."""
     ref = _labels(reference, spec)
@@ -136,12 +138,10 @@ def run_model_monitoring(
             segments += _segment_drops(labelled, ref, group, spec)
     importance, rows = _shap(current, spec)
     causes = []
-    alert = (
-        (drift is not None and drift.dataset_drifted)
-        or prediction_drift.drifted
-        or any(d.degraded for d in degradations)
+    verdict = judge(
+        drift=drift, prediction_drift=prediction_drift, degradations=degradations, quality=quality
     )
-    if alert or any(not q.passed for q in quality):
+    if verdict.level != "OK":
         causes = explain_alert(
             drift=drift,
             importance=dict(importance) or None,
@@ -171,6 +171,7 @@ def run_model_monitoring(
         summary=summary,
         quality=quality,
         metadata=dict(spec.metadata),
+        datasets=dict(datasets or {}),
     )
 
 

@@ -147,6 +147,10 @@ def build_report(
         )
     wanted_groups = [g for g in options.groups if g not in current.columns]
     drift = None
+    datasets = {
+        role: f"{inputs[role].url} (version {inputs[role].version[:12]})"
+        for role in ("reference", "current")
+    }
     if "reference_features" in inputs and "current_features" in inputs:
         ref_in, cur_in = inputs["reference_features"], inputs["current_features"]
         skip = {*keys, options.label, options.score, *options.exclude_columns}
@@ -155,6 +159,12 @@ def build_report(
             for c in drift_columns(ref_in.manifest.schema)
             if c in cur_in.manifest.schema.names and c not in skip and not c.startswith("shap_")
         ]
+        roles = {
+            **dict.fromkeys(keys, "id"),
+            options.label: "label",
+            options.score: "prediction",
+            **dict.fromkeys(options.exclude_columns, "excluded"),
+        }
         drift = run_drift(
             ref_in.url,
             ref_in.manifest,
@@ -164,7 +174,12 @@ def build_report(
             columns=names,
             drift_share=options.drift_share,
             storage_options=storage,
+            roles=roles,
         )
+        datasets = {
+            "reference": f"{ref_in.url} (version {ref_in.version[:12]})",
+            "current": f"{cur_in.url} (version {cur_in.version[:12]})",
+        }
         if wanted_groups:
             cur_cols = [c for c in (*keys, *wanted_groups) if c in cur_in.manifest.schema.names]
             ref_cols = [c for c in (*keys, *options.groups) if c in ref_in.manifest.schema.names]
@@ -213,7 +228,9 @@ def build_report(
             **{f"{name} version": source.version[:12] for name, source in inputs.items()},
         },
     )
-    report = run_model_monitoring(reference, current, spec, drift=drift, quality=quality)
+    report = run_model_monitoring(
+        reference, current, spec, drift=drift, quality=quality, datasets=datasets
+    )
     return report, drift
 
 
@@ -252,6 +269,7 @@ class MonitorReportStage(Stage):
             context.output_url("drift"), drift_table(drift_report), storage_options=storage
         )
         metrics: dict[str, Any] = {
+            "level": report.verdict.level,
             "alert": report.alert,
             "report": report_path(context.output_url("report"), report_manifest),
             "prediction_drift": report.prediction_drift.drifted,

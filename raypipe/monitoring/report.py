@@ -17,10 +17,12 @@ from html import escape
 from typing import Any
 
 from raypipe.monitoring import svg
+from raypipe.monitoring.verdict import Verdict, judge
 
 __all__ = ["MonitoringReport", "render_html", "report_json", "write_report"]
 
 MAX_HISTOGRAMS = 12
+LEVEL_CSS = {"OK": "ok", "WARN": "warn", "ALERT": "bad"}
 
 
 @dataclass(frozen=True)
@@ -45,12 +47,22 @@ class MonitoringReport:
     summary: str | None = None
     quality: Sequence[Any] = ()
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    #: The compared datasets by role (``reference``, ``current``): "url (version v)".
+    datasets: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> Verdict:
+        """OK / WARN / ALERT from drift, new categories, quality rules and performance."""
+        return judge(
+            drift=self.drift,
+            prediction_drift=self.prediction_drift,
+            degradations=self.degradations,
+            quality=self.quality,
+        )
 
     @property
     def alert(self) -> bool:
-        drifted = self.drift is not None and self.drift.dataset_drifted
-        predictions = self.prediction_drift is not None and self.prediction_drift.drifted
-        return drifted or predictions or any(d.degraded for d in self.degradations)
+        return self.verdict.level == "ALERT"
 
 
 def report_json(report: MonitoringReport) -> dict[str, Any]:
@@ -58,7 +70,10 @@ def report_json(report: MonitoringReport) -> dict[str, Any]:
     return _clean(
         {
             "title": report.title,
+            "level": report.verdict.level,
             "alert": report.alert,
+            "verdict": report.verdict.to_dict(),
+            "datasets": dict(report.datasets),
             "metadata": dict(report.metadata),
             "drift": report.drift.to_dict() if report.drift is not None else None,
             "prediction_drift": report.prediction_drift.to_dict()
@@ -201,8 +216,21 @@ def _summary(report: MonitoringReport) -> str:
             f'<div class="card">{escape(d.metric)} vs baseline<b class="{css}">'
             f"{d.relative_change:+.1%}</b>{'degraded' if d.degraded else 'within tolerance'}</div>"
         )
-    status = '<b class="bad">ALERT</b>' if report.alert else '<b class="ok">OK</b>'
+    verdict = report.verdict
+    status = f'<b class="{LEVEL_CSS[verdict.level]}" id="verdict">{verdict.level}</b>'
     out = [f"<section><h2>Summary: {status}</h2><div class='cards'>{''.join(cards)}</div>"]
+    if verdict.findings:
+        items = "".join(
+            f'<li><b class="{LEVEL_CSS[f.severity]}">{f.severity}</b> '
+            f"{escape(f.kind.replace('_', ' '))}: <b>{escape(f.subject)}</b> - "
+            f"{escape(f.evidence)}</li>"
+            for f in verdict.findings[:20]
+        )
+        more = len(verdict.findings) - 20
+        tail = f"<p>... and {more} more in report.json</p>" if more > 0 else ""
+        out.append(f"<h2>Why {verdict.level}</h2><ul class='findings'>{items}</ul>{tail}")
+    else:
+        out.append("<p>No drift, new category, failing rule or degradation was found.</p>")
     if report.causes:
         items = "".join(
             f"<li><b>{escape(c.kind.replace('_', ' '))}: {escape(c.subject)}</b> "
@@ -256,16 +284,20 @@ def _drift_section(report: MonitoringReport) -> str:
         rows,
     )
     charts = []
-    shown = [c for c in sorted(drift.columns, key=lambda c: (not c.drifted, c.column)) if c.bins]
-    for column in shown[:MAX_HISTOGRAMS]:
+    with_bins = sorted((c for c in drift.columns if c.bins), key=_drift_strength)
+    shown = with_bins[:MAX_HISTOGRAMS]
+    for column in shown:
         charts.append(
             svg.bar_chart(
-                f"{column.column}: share of rows",
+                f"{column.column}: share of rows ({'drift' if column.drifted else 'no drift'})",
                 column.bins,
                 {"reference": column.reference_shares, "current": column.current_shares},
                 kind="histogram",
+                x_label=f"{column.column} ({'bin' if column.type == 'num' else 'value'})",
+                y_label="share of rows",
             )
         )
+    note = _histogram_note(drift, shown, with_bins)
     if report.prediction_drift is not None and report.prediction_drift.bins:
         p = report.prediction_drift
         charts.insert(
@@ -275,12 +307,57 @@ def _drift_section(report: MonitoringReport) -> str:
                 p.bins,
                 {"reference": p.reference_shares, "current": p.current_shares},
                 kind="histogram",
+                x_label=f"{p.column} (bin)",
+                y_label="share of rows",
             ),
+        )
+    compared = ""
+    if report.datasets:
+        compared = (
+            "<p class='datasets'>"
+            + "; ".join(
+                f"{escape(role)}: <code>{escape(name)}</code>"
+                for role, name in report.datasets.items()
+            )
+            + "</p>"
+        )
+    skipped = ""
+    if getattr(drift, "skipped", ()):
+        listed = ", ".join(f"<code>{escape(n)}</code> ({escape(r)})" for n, r in drift.skipped)
+        skipped = (
+            f"<p>Not tested (not features): {listed}. Name them in the columns to test to "
+            "include them.</p>"
         )
     return (
         f"<section><h2>Data drift (dataset drifts at {drift.drift_share:.0%} of columns)</h2>"
-        f"{table}<h2>Reference vs current</h2><div class='grid'>{''.join(charts)}</div></section>"
+        f"{compared}{skipped}{table}<h2>Reference vs current</h2>{note}"
+        f"<div class='grid'>{''.join(charts)}</div></section>"
     )
+
+
+def _drift_strength(column: Any) -> tuple[bool, float, str]:
+    """Sort key, most drifted first: drifted columns, then by PSI (then by name)."""
+    psi = column.scores.get("psi", math.nan)
+    return (not column.drifted, -psi if math.isfinite(psi) else 0.0, column.column)
+
+
+def _histogram_note(drift: Any, shown: Sequence[Any], with_bins: Sequence[Any]) -> str:
+    """Which histograms are shown, and why the others are not."""
+    total = len(drift.columns)
+    without = total - len(with_bins)
+    parts = [
+        f"{len(shown)} of {total} column histograms shown, most drifted first (drifted columns, "
+        "then by PSI)"
+    ]
+    if len(with_bins) > len(shown):
+        hidden = [c.column for c in with_bins[len(shown) :]]
+        listed = ", ".join(hidden[:10]) + (" ..." if len(hidden) > 10 else "")
+        parts.append(f"not drawn, less drifted: {escape(listed)}")
+    if without:
+        parts.append(
+            f"{without} column(s) have too many distinct values for a histogram (see the table)"
+        )
+    return f"<p class='histogram-note'>{'; '.join(parts)}.</p>"
 
 
 def _performance_section(report: MonitoringReport) -> str:
@@ -297,7 +374,13 @@ def _performance_section(report: MonitoringReport) -> str:
             ]
         parts.append(
             svg.line_chart(
-                "ROC AUC over time", labels, series, kind="performance", band=report.estimated_band
+                "ROC AUC over time",
+                labels,
+                series,
+                kind="performance",
+                band=report.estimated_band,
+                x_label="time window",
+                y_label="ROC AUC",
             )
         )
         acc = {
@@ -310,7 +393,16 @@ def _performance_section(report: MonitoringReport) -> str:
             acc["estimated accuracy (CBPE)"] = [
                 estimated.get(x, {}).get("accuracy") for x in labels
             ]
-        parts.append(svg.line_chart("accuracy over time", labels, acc, kind="performance"))
+        parts.append(
+            svg.line_chart(
+                "accuracy over time",
+                labels,
+                acc,
+                kind="performance",
+                x_label="time window",
+                y_label="accuracy",
+            )
+        )
     if report.calibration:
         parts.append(
             svg.scatter_line_chart(
@@ -354,6 +446,8 @@ def _fairness_section(report: MonitoringReport) -> str:
                     "FPR": [g.fpr for g in f.groups],
                 },
                 kind="fairness",
+                x_label=f"{f.feature} (group)",
+                y_label="rate",
             )
         )
         rows.append(
@@ -387,7 +481,12 @@ def _shap_section(report: MonitoringReport) -> str:
         return ""
     top = list(report.importance)[:20]
     chart = svg.hbar_chart(
-        "mean |SHAP| (margin units)", [n for n, _ in top], [v for _, v in top], kind="shap"
+        f"top {len(top)} features by mean |SHAP|",
+        [n for n, _ in top],
+        [v for _, v in top],
+        kind="shap",
+        x_label="mean |SHAP value| (margin units)",
+        y_label="feature",
     )
     rows = [
         [r.get("id", ""), ", ".join(f"{n} {v:+.3f}" for n, v in r.get("top", []))]
@@ -443,10 +542,23 @@ def render_html(report: MonitoringReport) -> str:
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         "<meta name='viewport' content='width=device-width,initial-scale=1'>"
         f"<title>{escape(report.title)}</title><style>{CSS}</style></head><body>"
-        f"<header><h1>{escape(report.title)}</h1><div class='meta'>generated {generated}"
+        f"<header><h1>{escape(report.title)}</h1>{_datasets_line(report)}"
+        f"<div class='meta'>generated {generated}"
         f"{' | ' + meta if meta else ''}</div></header><main>{body}</main>"
         f"<script type='application/json' id='report-data'>{data}</script>"
         f"<script>{SCRIPT}</script></body></html>"
+    )
+
+
+def _datasets_line(report: MonitoringReport) -> str:
+    if not report.datasets:
+        return ""
+    return (
+        "<div class='meta datasets'>"
+        + " vs ".join(
+            f"{escape(role)} <b>{escape(name)}</b>" for role, name in report.datasets.items()
+        )
+        + "</div>"
     )
 
 
@@ -459,5 +571,8 @@ def write_report(url: str, report: MonitoringReport, *, storage_options: Any = N
         "report.json": json.dumps(report_json(report), indent=1).encode(),
     }
     return write_artifact(
-        url, files, metadata={"alert": report.alert}, storage_options=storage_options
+        url,
+        files,
+        metadata={"alert": report.alert, "level": report.verdict.level},
+        storage_options=storage_options,
     )

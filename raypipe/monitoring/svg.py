@@ -2,6 +2,8 @@
 
 Each function returns one ``<svg class="plot">`` element as text. Values are escaped; the
 charts are deliberately plain (bars, lines, a reliability diagram) and readable when printed.
+Every chart says what it shows: a title and both axis labels are required arguments. The legend
+sits under the title, so rotated x labels at the bottom never run into it.
 """
 
 from __future__ import annotations
@@ -12,24 +14,40 @@ from html import escape
 
 __all__ = ["bar_chart", "hbar_chart", "line_chart", "scatter_line_chart"]
 
-WIDTH, HEIGHT = 560, 240
-PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 52, 12, 24, 56
+WIDTH, HEIGHT = 560, 270
+#: Top: title (y 15) and legend (y 22-32); bottom: rotated tick labels, then the x-axis label.
+PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 62, 12, 42, 74
+LEGEND_Y = 23
 COLORS = ("#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2")
 
 
-def _open(title: str, kind: str, height: int = HEIGHT) -> list[str]:
-    return [
+def _open(
+    title: str, kind: str, height: int = HEIGHT, *, x_label: str = "", y_label: str = ""
+) -> list[str]:
+    out = [
         f'<svg class="plot" data-plot="{escape(kind)}" '
         f'viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}" role="img">',
         f"<title>{escape(title)}</title>",
         f'<text x="{WIDTH / 2}" y="15" text-anchor="middle" class="t">{escape(title)}</text>',
     ]
+    if x_label:
+        out.append(
+            f'<text x="{PAD_LEFT + (WIDTH - PAD_LEFT - PAD_RIGHT) / 2:.1f}" y="{height - 6}" '
+            f'text-anchor="middle" class="l x-label">{escape(x_label)}</text>'
+        )
+    if y_label:
+        middle = PAD_TOP + (height - PAD_TOP - PAD_BOTTOM) / 2
+        out.append(
+            f'<text x="12" y="{middle:.1f}" text-anchor="middle" class="l y-label" '
+            f'transform="rotate(-90 12 {middle:.1f})">{escape(y_label)}</text>'
+        )
+    return out
 
 
-def _legend(names: Sequence[str], y: float) -> list[str]:
+def _legend(names: Sequence[str], y: float = LEGEND_Y) -> list[str]:
     out = []
     for i, name in enumerate(names):
-        x = PAD_LEFT + i * 150
+        x = PAD_LEFT + i * 170
         out.append(f'<rect x="{x}" y="{y}" width="10" height="10" fill="{COLORS[i % 6]}"/>')
         out.append(f'<text x="{x + 14}" y="{y + 9}" class="l">{escape(name)}</text>')
     return out
@@ -52,12 +70,18 @@ def _y_axis(low: float, high: float, height: int) -> list[str]:
 
 
 def bar_chart(
-    title: str, labels: Sequence[str], series: Mapping[str, Sequence[float]], kind: str = "bars"
+    title: str,
+    labels: Sequence[str],
+    series: Mapping[str, Sequence[float]],
+    kind: str = "bars",
+    *,
+    x_label: str,
+    y_label: str,
 ) -> str:
     """Grouped vertical bars: one group per label, one bar per series (e.g. reference, current)."""
     values = [v for vs in series.values() for v in vs if math.isfinite(v)]
     high = max(values, default=1.0) or 1.0
-    out = _open(title, kind)
+    out = _open(title, kind, x_label=x_label, y_label=y_label)
     out += _y_axis(0.0, high, HEIGHT)
     plot_w = WIDTH - PAD_LEFT - PAD_RIGHT
     plot_h = HEIGHT - PAD_TOP - PAD_BOTTOM
@@ -80,21 +104,39 @@ def bar_chart(
         out.append(
             f'<text x="{x:.1f}" y="{HEIGHT - PAD_BOTTOM + 12}" text-anchor="end" class="a" '
             f'transform="rotate(-30 {x:.1f} {HEIGHT - PAD_BOTTOM + 12})">'
-            f"{escape(str(labels[i])[:18])}</text>"
+            f"{escape(str(labels[i])[:16])}</text>"
         )
-    out += _legend(list(series), HEIGHT - 14)
+    out += _legend(list(series))
     out.append("</svg>")
     return "".join(out)
 
 
-def hbar_chart(title: str, labels: Sequence[str], values: Sequence[float], kind: str) -> str:
-    """Horizontal bars, largest first (SHAP summary, ranked causes)."""
-    height = PAD_TOP + 20 * max(1, len(labels)) + 16
+def hbar_chart(
+    title: str,
+    labels: Sequence[str],
+    values: Sequence[float],
+    kind: str,
+    *,
+    x_label: str,
+    y_label: str,
+) -> str:
+    """Horizontal bars, largest first (SHAP summary, ranked causes, feature scores)."""
+    top = 26
+    height = top + 20 * max(1, len(labels)) + 34
     high = max((abs(v) for v in values), default=1.0) or 1.0
-    out = _open(title, kind, height)
     left = 170
+    out = [
+        f'<svg class="plot" data-plot="{escape(kind)}" '
+        f'viewBox="0 0 {WIDTH} {height}" width="{WIDTH}" height="{height}" role="img">',
+        f"<title>{escape(title)}</title>",
+        f'<text x="{WIDTH / 2}" y="15" text-anchor="middle" class="t">{escape(title)}</text>',
+        f'<text x="{left + (WIDTH - left - 70) / 2:.1f}" y="{height - 8}" text-anchor="middle" '
+        f'class="l x-label">{escape(x_label)}</text>',
+        f'<text x="{left - 6}" y="{top - 4}" text-anchor="end" class="l y-label">'
+        f"{escape(y_label)}</text>",
+    ]
     for i, (label, value) in enumerate(zip(labels, values, strict=True)):
-        y = PAD_TOP + 4 + 20 * i
+        y = top + 4 + 20 * i
         w = (WIDTH - left - 70) * abs(value) / high
         out.append(
             f'<text x="{left - 6}" y="{y + 12}" text-anchor="end" class="a">'
@@ -115,6 +157,9 @@ def line_chart(
     series: Mapping[str, Sequence[float | None]],
     kind: str = "lines",
     band: tuple[float, float] | None = None,
+    *,
+    x_label: str,
+    y_label: str,
 ) -> str:
     """Lines over ordered x labels (time windows); an optional horizontal band (alert range)."""
     values = [v for vs in series.values() for v in vs if v is not None and math.isfinite(v)]
@@ -125,7 +170,7 @@ def line_chart(
         low, high = low - 0.5, high + 0.5
     pad = (high - low) * 0.05
     low, high = low - pad, high + pad
-    out = _open(title, kind)
+    out = _open(title, kind, x_label=x_label, y_label=y_label)
     out += _y_axis(low, high, HEIGHT)
     plot_w = WIDTH - PAD_LEFT - PAD_RIGHT
     plot_h = HEIGHT - PAD_TOP - PAD_BOTTOM
@@ -158,7 +203,7 @@ def line_chart(
             f'<text x="{x:.1f}" y="{HEIGHT - PAD_BOTTOM + 14}" text-anchor="middle" '
             f'class="a">{escape(str(x_labels[i])[:12])}</text>'
         )
-    out += _legend(list(series), HEIGHT - 14)
+    out += _legend(list(series))
     out.append("</svg>")
     return "".join(out)
 
@@ -167,7 +212,7 @@ def scatter_line_chart(
     title: str, points: Sequence[tuple[float, float]], kind: str = "calibration"
 ) -> str:
     """A reliability diagram: predicted vs observed on [0, 1], with the diagonal."""
-    out = _open(title, kind)
+    out = _open(title, kind, x_label="mean predicted probability", y_label="observed positive rate")
     plot_w = WIDTH - PAD_LEFT - PAD_RIGHT
     plot_h = HEIGHT - PAD_TOP - PAD_BOTTOM
     out += _y_axis(0.0, 1.0, HEIGHT)
@@ -197,6 +242,6 @@ def scatter_line_chart(
             f'<text x="{x:.1f}" y="{HEIGHT - PAD_BOTTOM + 14}" text-anchor="middle" '
             f'class="a">{i / 5:.1f}</text>'
         )
-    out += _legend(["observed rate by predicted bin"], HEIGHT - 14)
+    out += _legend(["observed rate by predicted bin"])
     out.append("</svg>")
     return "".join(out)

@@ -19,6 +19,13 @@ Budgets: ``n_trials`` configurations and/or ``time_budget_s`` seconds (no new wo
 after it; running trials finish). With multi-fidelity, rung 0 gets the first
 :data:`RUNG0_BUDGET_SHARE` of the time budget, and the promotions the rest. A failed trial is
 recorded and told to Optuna as failed; the search goes on.
+
+Determinism: with several slots, trials finish in an order that depends on timing. So that the
+same seed gives the same configurations (and the same winner), results are told to Optuna in
+trial order, and configuration ``k`` is asked only after trials ``0 .. k - slots`` are told: what
+TPE knows at each ask never depends on which trial happened to finish first. Ties are broken by
+trial number, and :attr:`SearchResult.trials` is sorted by (rung, trial). A ``time_budget_s``
+is the one budget that is not reproducible (how many trials fit depends on the machine).
 """
 
 from __future__ import annotations
@@ -112,7 +119,7 @@ class SearchSpec:
 
 @dataclass
 class SearchResult:
-    """Every trial result in completion order, and the best full-fidelity one."""
+    """Every trial result, by (rung, trial number), and the best full-fidelity one."""
 
     candidate: str
     trials: list[TrialResult] = field(default_factory=list)
@@ -167,6 +174,8 @@ def run_search(
     promotions: list[int] | None = None  # decided once rung 0 is over, best first
     asked = 0
     running = 0
+    told = 0  # rung-0 trials 0 .. told - 1 are told to Optuna
+    finished: dict[int, TrialResult] = {}  # rung-0 results waiting for their turn
 
     def elapsed() -> float:
         return time.perf_counter() - started
@@ -182,7 +191,8 @@ def run_search(
 
     def best_of_rung0() -> list[int]:
         scored = [(tid, s) for tid, s in rung0.items() if not math.isnan(s)]
-        scored.sort(key=lambda kv: kv[1], reverse=maximize)
+        # Best first; equal scores in trial order, whatever order they finished in.
+        scored.sort(key=lambda kv: (-kv[1] if maximize else kv[1], kv[0]))
         return [tid for tid, _ in scored[: math.ceil(len(scored) / spec.eta)]]
 
     def request(tid: int, params: dict[str, Any], rung: int) -> TrialRequest:
@@ -202,6 +212,10 @@ def run_search(
         nonlocal asked, running, promotions
         while running < runner.slots and not out_of_time():
             if rung0_open():
+                # Exactly trials 0 .. asked - slots are told at this ask, never more or fewer.
+                tell_in_order(asked - runner.slots + 1)
+                if told < asked - runner.slots + 1:
+                    return  # wait for them
                 trial = study.ask(distributions)
                 tid = trial.number
                 pending[tid] = trial
@@ -212,6 +226,7 @@ def run_search(
                 if promotions is None:
                     if running:
                         return  # rung 0's last trials are still running
+                    tell_in_order(None)
                     promotions = best_of_rung0()
                 if not promotions:
                     return
@@ -221,6 +236,19 @@ def run_search(
                 return
             running += 1
 
+    def tell_in_order(limit: int | None) -> None:
+        """Tell the finished rung-0 results in trial order, up to trial ``limit - 1``."""
+        nonlocal told
+        while told in finished and (limit is None or told < limit):
+            outcome = finished.pop(told)
+            trial = pending.pop(told)
+            if outcome.ok and not math.isnan(outcome.score):
+                study.tell(trial, outcome.score)
+                rung0[told] = outcome.score
+            else:
+                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            told += 1
+
     fill()
     while running:
         outcome = runner.next_result()
@@ -229,12 +257,11 @@ def run_search(
         if on_result is not None:
             on_result(outcome)
         if outcome.rung == 0 and outcome.trial_id in pending:
-            trial = pending.pop(outcome.trial_id)
-            if outcome.ok and not math.isnan(outcome.score):
-                study.tell(trial, outcome.score)
-                rung0[outcome.trial_id] = outcome.score
-            else:
-                study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            finished[outcome.trial_id] = outcome
+        fill()
+    tell_in_order(None)
+    result.trials.sort(key=lambda t: (t.rung, t.trial_id))
+    for outcome in result.trials:  # in trial order: ties go to the earlier trial
         full = outcome.rung == 1 or not multi
         if (
             outcome.ok
@@ -242,7 +269,6 @@ def run_search(
             and (result.best is None or _better(outcome.score, result.best.score, maximize))
         ):
             result.best = outcome
-        fill()
     if result.best is None:
         # Every full-fidelity trial failed (or none ran): fall back to the best rung-0 result.
         ok = [t for t in result.trials if t.ok and not math.isnan(t.score)]

@@ -138,7 +138,8 @@ class TrainSearchStage(Stage):
         final = best.final
         assert final is not None and final.model is not None and final.model_format
         test_table = table.take(pa.array(prepared.split.test))
-        scores = final.predictions["test"]
+        scores = report.test_scores
+        assert scores is not None and report.selection is not None
         metrics: dict[str, Any] = {f"test_{k}": v for k, v in best.test_metrics.items()}
         if prepared.task == "binary":
             metrics["test_auc"] = best.test_metrics["roc_auc"]
@@ -184,11 +185,11 @@ class TrainSearchStage(Stage):
             run_name=f"{context.stage_name}-{context.run_id}",
             lineage=lineage,
             trials=report.trials,
-            candidate_metrics={c.candidate: c.test_metrics for c in report.candidates},
+            candidate_metrics={best.candidate: best.test_metrics},  # test rows: chosen only
             chosen=final,
             chosen_metrics=best.test_metrics,
             model_files=files,
-            input_example=prepared.data.x[_encoding(best.candidate)]["test"][:5],
+            input_example=prepared.x_test[_encoding(best.candidate)][:5],
             feature_names=list(prepared.data.feature_names),
             report_html=html,
             audit_log=AuditLog(audit_path(context.data_dir)),
@@ -210,7 +211,8 @@ class TrainSearchStage(Stage):
             failed_trials=sum(1 for t in report.trials if not t.ok),
             search_engine=options.engine,
             search_s=round(report.wall_s, 3),
-            candidates={c.candidate: _short(c.test_metrics) for c in report.candidates},
+            candidates={c.candidate: _short(c.valid_metrics) for c in report.candidates},
+            selection=report.selection.to_dict(),
             mlflow_run_id=published.run_id,
             tracking_uri=tracking_uri,
             model_name=model_name,
@@ -341,7 +343,7 @@ def report_html(report: TrainingReport, prepared: Any, scores: np.ndarray, title
         else ["rmse", "mae", "r2"]
     )
     for c in report.candidates:
-        cells = "".join(f"<td>{_num(c.test_metrics.get(k))}</td>" for k in keys)
+        cells = "".join(f"<td>{_num(c.valid_metrics.get(k))}</td>" for k in keys)
         mark = " (chosen)" if report.best is c else ""
         rows.append(f"<tr><td>{c.candidate}{mark}</td><td>{len(c.search.trials)}</td>{cells}</tr>")
     head = "".join(f"<th>{k}</th>" for k in keys)
@@ -351,9 +353,27 @@ def report_html(report: TrainingReport, prepared: Any, scores: np.ndarray, title
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title></head><body>"
         f"<h1>{title}: training report</h1><p>split: {prepared.split.method}; "
-        f"test rows: {len(prepared.y_test)}</p>"
+        f"test rows: {len(prepared.y_test)}</p>{_selection_html(report)}"
         f"<table border='1'><tr><th>candidate</th><th>trials</th>{head}</tr>{''.join(rows)}"
         f"</table>{svg}</body></html>"
+    )
+
+
+def _selection_html(report: TrainingReport) -> str:
+    """How the winner was chosen; the table below shows the candidates' selection metrics."""
+    chosen = report.selection
+    if chosen is None or report.best is None:
+        return ""
+    where = (
+        f"{chosen.cv_folds}-fold cross-validation over {chosen.n_rows} fit + validation rows"
+        if chosen.rows == "cross-validation"
+        else f"{chosen.n_rows} validation rows"
+    )
+    test = ", ".join(f"{k} {_num(v)}" for k, v in report.best.test_metrics.items()
+                     if isinstance(v, float) and not k.startswith("threshold_"))
+    return (
+        f"<p>chosen: <b>{chosen.chosen}</b> by {chosen.metric} on {where} (the table); the test "
+        f"rows were scored once, by the chosen model: {test}</p>"
     )
 
 

@@ -81,11 +81,24 @@ def test_two_views_full_feature_names_and_clash() -> None:
         pit_join(entity([(1, at(2))]), [a, b])
 
 
-def test_tz_aware_entity_times_are_converted_to_utc() -> None:
+def test_tz_aware_times_in_different_zones_are_compared_in_utc() -> None:
+    utc = dt.UTC
     features = table([(1, at(0), None, 1), (1, at(2), None, 2)])
+    features = FeatureTable("fv", features.data.with_columns(
+        pl.col("ts").dt.replace_time_zone("UTC").dt.convert_time_zone("Asia/Tokyo")),
+        ("k",), "ts", "created", None, ("x",))
     tz = dt.timezone(dt.timedelta(hours=2))
-    rows = pl.DataFrame({"k": [1], "event_timestamp": [dt.datetime(2026, 1, 1, 3, tzinfo=tz)]})
-    assert pit_join(rows, [features])["x"].to_list() == [1]  # 03:00+02 is 01:00 UTC
+    rows = pl.DataFrame({"k": [1, 1], "event_timestamp": [dt.datetime(2026, 1, 1, 3, tzinfo=tz),
+                                                          at(2).replace(tzinfo=utc)]})
+    assert pit_join(rows, [features])["x"].to_list() == [1, 2]  # 03:00+02 is 01:00 UTC
+
+
+def test_naive_and_aware_times_are_refused_with_both_named() -> None:
+    features = table([(1, at(0), None, 1)])
+    rows = pl.DataFrame({"k": [1], "event_timestamp": [at(1).replace(tzinfo=dt.UTC)]})
+    with pytest.raises(SchemaError, match=r"tz-aware.*`event_timestamp`.*naive.*`ts`") as err:
+        pit_join(rows, [features])
+    assert "Hint:" in str(err.value)
 
 
 def oracle(rows: list, feats: list, ttl: dt.timedelta | None) -> list:

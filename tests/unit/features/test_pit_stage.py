@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 import pytest
 from polars.testing import assert_frame_equal
 
@@ -65,3 +66,32 @@ def test_missing_column_fails_before_tasks(tmp_path: Path) -> None:
     with pytest.raises(SchemaError, match="lacks column"):
         PitJoinStage().run(context, inputs, PitJoinOptions(keys=["k"], features=["nope"]))
     assert context.executor.calls == []
+
+
+def test_stage_with_pandas_written_nanosecond_times_does_not_leak(tmp_path: Path) -> None:
+    """pandas writes datetime64[ns]; a row 1-999 ns after the entity time must not be joined."""
+    pd = pytest.importorskip("pandas")
+    base = pd.Timestamp("2026-01-01 00:00:00")
+    entity = pd.DataFrame({"k": [1, 2, 3], "event_timestamp": [base, base, base]})
+    features = pd.DataFrame({
+        "k": [1, 1, 2, 2, 3],
+        "event_timestamp": [base - pd.Timedelta(1, "ns"), base + pd.Timedelta(1, "ns"),
+                            base, base + pd.Timedelta(999, "ns"), base + pd.Timedelta(500, "ns")],
+        "x": [10, 11, 20, 21, 30],
+    })
+    for frame in (entity, features):  # pandas' classic default (recent pandas may infer us)
+        frame["event_timestamp"] = frame["event_timestamp"].astype("datetime64[ns]")
+
+    def write(url: str, frame) -> DatasetInput:
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        assert table.schema.field("event_timestamp").type == pa.timestamp("ns")
+        writer = DatasetWriter(url)
+        return DatasetInput(url, writer.commit(writer.write(table, part=0), schema=table.schema))
+
+    inputs = {"entities": write(str(tmp_path / "e"), entity),
+              "features": write(str(tmp_path / "f"), features)}
+    context = StageContext("pit", str(tmp_path / "out"), "run", InlineExecutor())
+    PitJoinStage().run(context, inputs, PitJoinOptions(keys=["k"], partitions=2))
+    got = pl.from_arrow(read_dataset(context.output_url("joined")))
+    assert got["x"].to_list() == [10, 20, None]
+    assert got.schema["event_timestamp"] == pl.Datetime("ns")

@@ -210,3 +210,38 @@ def test_pruned_time_range_gives_same_features(tmp_path: Path, clustered: str) -
     want = compute_features(events_frame, options.feature_views(), labels)
     key = ["player_id", "cutoff"]
     assert_frame_equal(got.sort(key).select(want.columns), want.sort(key))
+
+
+@pytest.mark.parametrize("clustered", ["yes", "no"])
+def test_nanosecond_events_and_cutoffs_are_exact_through_the_stage(
+    tmp_path: Path, clustered: str
+) -> None:
+    """datetime[ns] events and cutoffs (pandas' default): no event after its cutoff counts, and
+    the 1d window keeps its left edge to the nanosecond, also where the time range is pruned."""
+    base = 1_767_225_600 * 10**9  # 2026-01-01 in ns
+    day = 86_400 * 10**9
+    offsets = [-day - 1, -day, -500, -1, 0, 1, 999]  # around a cutoff at base
+    events_frame = pl.DataFrame({
+        "player_id": [1] * len(offsets),
+        "ts": pl.Series([base + o for o in offsets]).cast(pl.Datetime("ns")),
+        "amount": [float(i) for i in range(len(offsets))],
+    })
+    writer = DatasetWriter(str(tmp_path / "events"))
+    events = DatasetInput(str(tmp_path / "events"), writer.commit(
+        writer.write(events_frame.to_arrow(), part=0), metadata={"clustered_by": ["player_id"]}))
+    labels = pl.DataFrame({"player_id": [1, 1], "churned": [True, False]}).with_columns(
+        pl.Series("cutoff", [base, base + 1]).cast(pl.Datetime("ns")))
+    url = str(tmp_path / "labels")
+    label_input = DatasetInput(url, write_dataset(url, labels.to_arrow()))
+    view = {"name": "v", "entities": ["player_id"], "features": [
+        {"name": "n_1d", "agg": "count", "window": "1d"},
+        {"name": "n_all", "agg": "count"}]}
+    options = TrainingSetOptions.model_validate({"views": [view], "clustered": clustered})
+    ctx = context(tmp_path / clustered, "train")
+    TrainingSetStage().run(ctx, {"events": events, "labels": label_input}, options)
+    got = pl.from_arrow(read_dataset(ctx.output_url("training_set"))).sort("cutoff")
+    assert got.schema["cutoff"] == pl.Datetime("ns")
+    # at base: -day, -500, -1 in the 1d window; all four before it in total
+    # at base + 1 ns: the event at 0 joins; -day is now 1 ns too old for the window
+    assert got["n_1d"].to_list() == [3, 3]
+    assert got["n_all"].to_list() == [4, 5]

@@ -89,8 +89,12 @@ def test_drift_cli_writes_json_and_html(tmp_path: Path) -> None:
     x = doc["columns"]["x"]
     assert x["method"] == "wasserstein" and x["drifted"] and x["threshold"] == 0.1
     assert doc["columns"]["platform"]["method"] == "jensenshannon"
-    assert "player_id" in doc["columns"]
-    assert html.read_text().count('class="plot"') >= 3
+    assert "player_id" not in doc["columns"]  # an id is not a feature: not tested unless asked
+    assert doc["not_tested"]["player_id"] == "id"
+    page = html.read_text()
+    assert page.count('class="plot"') >= 3
+    for source in (data["reference_features"], data["current_features"]):
+        assert f"{source.url} (version {source.version[:12]})" in page
 
 
 def test_report_cli_and_stage(tmp_path: Path) -> None:

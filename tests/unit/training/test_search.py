@@ -149,3 +149,50 @@ def test_a_time_budget_leaves_half_for_the_promotions(monkeypatch: pytest.Monkey
     assert 10 <= len(started_rung0) <= 12  # new configurations stop at half the budget
     assert any(r.rung == 1 for r in runner.seen)
     assert clock["now"] <= 20.0 + runner.slots
+
+
+class ShuffledRunner(FakeRunner):
+    """Three slots; trials finish in an order drawn from ``order_seed`` (like actors would)."""
+
+    slots = 3
+
+    def __init__(self, order_seed: int) -> None:
+        super().__init__()
+        self.rng = np.random.default_rng(order_seed)
+        self.finished: list[tuple[int, int]] = []
+
+    def next_result(self) -> TrialResult:
+        pick = int(self.rng.integers(len(self.queue)))
+        self.queue.insert(0, self.queue.pop(pick))
+        self.finished.append((self.queue[0].rung, self.queue[0].trial_id))
+        return super().next_result()
+
+
+@pytest.mark.parametrize("row_fraction", [1.0, 0.25])
+def test_completion_order_does_not_change_the_search(row_fraction: float) -> None:
+    """The same seed gives the same configurations and winner whatever order trials finish in."""
+    spec = SearchSpec(
+        candidate="fake",
+        space=SPACE,
+        n_trials=24,
+        seed=5,
+        row_fraction=row_fraction,
+        eta=3.0,
+        n_startup_trials=4,
+    )
+    runs, finish_orders = [], set()
+    for order_seed in range(4):
+        runner = ShuffledRunner(order_seed)
+        result = run_search(spec, runner, maximize=True)
+        asked = sorted((r.rung, r.trial_id, r.params["x"]) for r in runner.seen)
+        finish_orders.add(tuple(runner.finished))
+        runs.append(
+            (
+                asked,
+                [(t.rung, t.trial_id, t.score) for t in result.trials],
+                result.best.trial_id,
+                result.best.rung,
+            )
+        )
+    assert len(finish_orders) > 1  # the runs did finish their trials in different orders
+    assert all(run == runs[0] for run in runs[1:])

@@ -35,6 +35,12 @@ def test_train_search_trains_registers_promotes_and_gates(tmp_path: Path) -> Non
 
     assert metrics["split"] == "stratified"  # `cutoff` has one value
     assert set(metrics["candidates"]) == set(TRIALS)
+    selection = metrics["selection"]  # how the winner was chosen: never on the test rows
+    assert selection["metric"] == "roc_auc" and selection["chosen"] == metrics["best_candidate"]
+    assert selection["rows"] == "cross-validation" and selection["cv_folds"] == 5  # 2,400 rows
+    assert set(selection["scores"]) == set(TRIALS)
+    best_valid = max(selection["scores"], key=selection["scores"].__getitem__)
+    assert best_valid == metrics["best_candidate"]
     assert 0.6 < metrics["test_auc"] <= metrics["bayes_auc"] + 0.03
     assert metrics["auc_ratio"] > 0.9
     for key in ("test_pr_auc", "test_log_loss", "test_brier", "test_ece", "test_threshold_cost"):

@@ -116,6 +116,7 @@ class TrainSearchStage(Stage):
     ) -> StageResult:
         from raypipe.io.artifacts import write_artifact
         from raypipe.io.dataset import read_dataset, write_dataset
+        from raypipe.redaction import redact_url
         from raypipe.tracking.audit import AuditLog
         from raypipe.tracking.publish import GateSpec, publish_training
         from raypipe.tracking.store import audit_path, resolve_tracking_uri
@@ -212,7 +213,7 @@ class TrainSearchStage(Stage):
             search_s=round(report.wall_s, 3),
             candidates={c.candidate: _short(c.test_metrics) for c in report.candidates},
             mlflow_run_id=published.run_id,
-            tracking_uri=tracking_uri,
+            tracking_uri=redact_url(tracking_uri),  # a record: no password (issue 13.8)
             model_name=model_name,
             model_version=published.version,
             model_sha256=published.sha256,

@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from raypipe.tracking.audit import AuditLog
+from raypipe.tracking.audit import AuditLog, ConcurrentChangeError
 from raypipe.tracking.registry import CHALLENGER, CHAMPION, GateDecision, Registry, bless
 from raypipe.tracking.runs import (
     TrackingSession,
@@ -153,11 +153,10 @@ def _publish(
             **{f"raypipe.{k}": v for k, v in lineage.items()},
         },
     )
-    registry.set_alias(
+    _set_challenger(
+        registry,
         model_name,
-        CHALLENGER,
         version,
-        action="register",
         reason=f"trained by run {lineage.get('run_id', parent)}: {gate.metric}={metric_value:.4f}",
     )
     champion = registry.alias_version(model_name, CHAMPION)
@@ -181,14 +180,21 @@ def _publish(
     )
     promoted = False
     if decision.passed and gate.promote:
-        registry.promote(
-            model_name,
-            version,
-            reason=f"blessed: {gate.metric}={metric_value:.4f} (threshold {gate.threshold}, "
-            f"champion {_fmt(champion_value)}, margin {gate.margin})",
-        )
-        promoted = True
-        champion = version
+        try:
+            # Only over the champion the gate compared with: if it moved meanwhile, the
+            # comparison no longer holds and the new version stays challenger.
+            registry.promote(
+                model_name,
+                version,
+                reason=f"blessed: {gate.metric}={metric_value:.4f} (threshold {gate.threshold}, "
+                f"champion {_fmt(champion_value)}, margin {gate.margin})",
+                expected_previous=champion,
+            )
+            promoted = True
+            champion = version
+        except ConcurrentChangeError as exc:
+            logger.warning("version %s of `%s` not promoted: %s", version, model_name, exc.message)
+            champion = registry.alias_version(model_name, CHAMPION)
     elif not decision.passed:
         registry.record_refusal(model_name, version, "; ".join(decision.reasons))
     session.log(
@@ -210,6 +216,17 @@ def _publish(
         promoted=promoted,
         champion_version=champion,
     )
+
+
+def _set_challenger(registry: Registry, name: str, version: str, *, reason: str) -> None:
+    """Make ``version`` the challenger: the newest trained wins, so a lost race is retried."""
+    for attempt in range(5):
+        try:
+            registry.set_alias(name, CHALLENGER, version, action="register", reason=reason)
+            return
+        except ConcurrentChangeError:
+            if attempt == 4:
+                raise
 
 
 def _model_file(model_format: str) -> str:

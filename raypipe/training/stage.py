@@ -192,7 +192,7 @@ class TrainSearchStage(Stage):
             input_example=prepared.data.x[_encoding(best.candidate)]["test"][:5],
             feature_names=list(prepared.data.feature_names),
             report_html=html,
-            audit_log=AuditLog(audit_path(context.data_dir)),
+            audit_log=AuditLog(audit_path(context.data_dir), storage),
             gate=GateSpec(
                 metric=gate_metric,
                 threshold=options.gate.threshold,

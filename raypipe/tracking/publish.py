@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from raypipe.tracking.audit import AuditLog, ConcurrentChangeError
+from raypipe.tracking.models import model_file_name
 from raypipe.tracking.registry import CHALLENGER, CHAMPION, GateDecision, Registry, bless
 from raypipe.tracking.runs import (
     TrackingSession,
@@ -125,7 +126,7 @@ def _publish(
     )
     session.log_text(parent, report_html, "report.html")
     session.log_text(parent, json.dumps(_jsonable(chosen_metrics), indent=2), "metrics.json")
-    model_bytes = model_files[_model_file(chosen.model_format)]
+    model_bytes = model_files[model_file_name(chosen.model_format)]
     logged = session.log_model(
         parent,
         model_bytes=model_bytes,
@@ -227,10 +228,6 @@ def _set_challenger(registry: Registry, name: str, version: str, *, reason: str)
         except ConcurrentChangeError:
             if attempt == 4:
                 raise
-
-
-def _model_file(model_format: str) -> str:
-    return "model.ubj" if model_format.startswith("xgboost") else "model.pkl"
 
 
 def _fmt(value: float | None) -> str:

@@ -118,6 +118,7 @@ class TrainSearchStage(Stage):
         from raypipe.io.dataset import read_dataset, write_dataset
         from raypipe.redaction import redact_url
         from raypipe.tracking.audit import AuditLog
+        from raypipe.tracking.models import model_file_name
         from raypipe.tracking.publish import GateSpec, publish_training
         from raypipe.tracking.store import audit_path, resolve_tracking_uri
 
@@ -154,7 +155,7 @@ class TrainSearchStage(Stage):
                 metrics["auc_ratio"] = metrics["test_auc"] / bayes if bayes else float("nan")
         html = report_html(report, prepared, scores, context.stage_name)
         preprocess = prepared.preprocessor.to_dict(_encoding(best.candidate))
-        model_file = "model.ubj" if final.model_format.startswith("xgboost") else "model.pkl"
+        model_file = model_file_name(final.model_format)
         files = {
             model_file: final.model,
             "preprocess.json": json.dumps(preprocess, sort_keys=True).encode(),

@@ -164,3 +164,28 @@ def test_audit_log_on_memory_lets_one_of_many_threads_create_an_entry() -> None:
         thread.join()
     assert sorted(outcomes) == ["lost"] * (WRITERS - 1) + ["won"]
     assert len(log.read("m")) == 1
+
+
+@pytest.mark.slow
+def test_cli_promote_with_expect_current(tmp_path: Path) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from raypipe.cli.models import register
+    from raypipe.tracking.store import audit_path
+
+    data_dir = str(tmp_path / "store")
+    registry = _registry_with_versions(tmp_path, audit_path(data_dir), 3)
+    app = typer.Typer()
+    register(app)
+    runner = CliRunner()
+    args = ["--data-dir", data_dir, "--reason", "r"]
+    stale = runner.invoke(app, ["models", "promote", "cas", "2", "--expect-current", "1", *args])
+    assert stale.exit_code != 0 and isinstance(stale.exception, ConcurrentChangeError)
+    assert "not the expected `1`" in str(stale.exception)
+    assert registry.alias_version("cas", CHAMPION) is None
+    first = runner.invoke(app, ["models", "promote", "cas", "1", "--expect-current", "-", *args])
+    assert first.exit_code == 0 and "- -> 1" in first.output
+    second = runner.invoke(app, ["models", "promote", "cas", "2", "--expect-current", "1", *args])
+    assert second.exit_code == 0 and "1 -> 2" in second.output
+    assert _chain(registry) == [(None, "1"), ("1", "2")]

@@ -7,8 +7,8 @@ huge integer literal slips through to places that turn it into null. This module
 order, each step bounded by the one before:
 
 1. the text size (:data:`MAX_SPEC_BYTES`);
-2. the event stream (an iterative parser, so no recursion): nesting depth, alias count and
-   scalar length;
+2. the event stream (an iterative parser, libyaml's when installed, so no recursion and no
+   quadratic scan): nesting depth, alias count and scalar length;
 3. the composed node graph: the number of nodes it stands for once aliases are expanded
    (memoised per node, so the bomb is counted in linear time), and no alias refers to itself;
 4. the constructed values (:func:`literal_problems`, also run on ``--set`` values): integers
@@ -71,6 +71,8 @@ def load_bounded_yaml(text: str, name: str) -> tuple[Any, yaml.Node | None]:
         mark = getattr(exc, "problem_mark", None)
         where = f"{name}:{mark.line + 1}" if mark is not None else name
         problem = getattr(exc, "problem", None) or str(exc)
+        if "nesting depth" in problem:  # libyaml's own bound (1,000 levels) was hit first
+            _fail(f"{where}: nesting is deeper than {MAX_DEPTH} levels", name)
         raise SpecError([f"{where}: invalid YAML: {problem}"], source=name) from exc
     return data, root
 
@@ -105,7 +107,9 @@ def literal_problems(
 
 def _check_events(text: str, name: str) -> None:
     depth = aliases = 0
-    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+    # libyaml when present: PyYAML's pure-Python scanner is quadratic in flow nesting depth.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    for event in yaml.parse(text, Loader=loader):
         line = event.start_mark.line + 1 if event.start_mark is not None else 1
         if isinstance(event, yaml.CollectionStartEvent):
             depth += 1

@@ -101,7 +101,8 @@ def declared_env(data: Any) -> tuple[frozenset[str], list[tuple[tuple[str | int,
         return frozenset(), []
     if not isinstance(declared, list):
         return frozenset(), [(("env",), "expected a list of environment variable names")]
-    names, problems = set(), []
+    names: set[str] = set()
+    problems: list[tuple[tuple[str | int, ...], str]] = []
     for index, entry in enumerate(declared):
         if isinstance(entry, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", entry):
             names.add(entry)

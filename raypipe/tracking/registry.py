@@ -223,17 +223,15 @@ class Registry:
             if sequence == seen:
                 return head.to_version
             if self.alias_version(name, alias) != head.to_version:
-                target = head.to_version
-                retrying(
-                    lambda target=target: self.client.set_registered_model_alias(
-                        name, alias, target
-                    )
-                )
+                self._set_mlflow_alias(name, alias, head.to_version)
             seen = sequence
         raise ConcurrentChangeError(
             f"`{name}@{alias}` kept changing while its MLflow alias was updated",
             hint=f"retry; check `raypipe models show {name}`",
         )
+
+    def _set_mlflow_alias(self, name: str, alias: str, version: str) -> None:
+        retrying(lambda: self.client.set_registered_model_alias(name, alias, version))
 
     def record_refusal(self, name: str, version: str, reason: str) -> AuditEntry:
         """Audit a gate refusal (no alias moves; its own stream, so it never races a promote)."""

@@ -18,7 +18,10 @@ def _split(value: str | None) -> tuple[str, ...]:
 
 def infer(
     model: Annotated[
-        str, typer.Option("--model", help="XGBoost .json/.ubj, or models:/name@alias.")
+        str,
+        typer.Option(
+            "--model", help="XGBoost .json/.ubj, scikit-learn .skops, or models:/name@alias."
+        ),
     ],
     input_url: Annotated[str, typer.Option("--input", help="Dataset, folder, glob or file.")],
     output_url: Annotated[str, typer.Option("--output", help="Where the scores are committed.")],

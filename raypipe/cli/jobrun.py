@@ -146,5 +146,8 @@ def _print_where(record: RunRecord) -> None:
 
 def mlflow_ui_command(tracking_uri: str) -> str:
     """The command that serves MLflow's UI on ``tracking_uri``, on 127.0.0.1 only."""
+    from raypipe.redaction import redact_url
+
     mlflow = Path(sys.executable).with_name("mlflow")
-    return f"{mlflow} ui --backend-store-uri {tracking_uri} --host 127.0.0.1 --port 5000"
+    store = redact_url(tracking_uri)  # printed: never the password
+    return f"{mlflow} ui --backend-store-uri {store} --host 127.0.0.1 --port 5000"

@@ -96,6 +96,9 @@ def _configure_logging(debug: bool) -> None:
     else:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    from raypipe.redaction import RedactingFilter
+
+    handler.addFilter(RedactingFilter())  # no password or URL signature in any log line
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
@@ -113,9 +116,13 @@ def render_error(exc: RaypipeError, *, debug: bool) -> None:
             error_console.print(f"  [dim]{line}[/]", markup=False, highlight=False)
     if debug and isinstance(cause, TaskError) and cause.remote_traceback:
         error_console.print(cause.remote_traceback, markup=False, highlight=False)
-    error_console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+    from raypipe.redaction import redact_text
+
+    message = redact_text(exc.message)  # an error names URLs; never their secrets
+    error_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     if exc.hint:
-        error_console.print(f"[yellow]Hint:[/] {exc.hint}", highlight=False, soft_wrap=True)
+        hint = redact_text(exc.hint)
+        error_console.print(f"[yellow]Hint:[/] {hint}", highlight=False, soft_wrap=True)
 
 
 def _interrupt_on_sigterm() -> None:

@@ -107,11 +107,30 @@ def promote(
     ] = None,
     reason: Reason = ...,  # type: ignore[assignment]
     alias: Annotated[str, typer.Option("--alias", help="Alias to move.")] = "champion",
+    expect_current: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--expect-current",
+            help="Only if ALIAS is at this version now (`-` for unset); else nothing changes.",
+        ),
+    ] = None,
     data_dir: DataDir = None,
     tracking_uri: TrackingUri = None,
 ) -> None:
-    """Point ALIAS (`champion`) of NAME at VERSION, with a reason (audited)."""
-    entry = _registry(data_dir, tracking_uri).promote(name, version, reason=reason, alias=alias)
+    """Point ALIAS (`champion`) of NAME at VERSION, with a reason (audited, compare-and-set).
+
+    A promote that races another change of ALIAS fails and changes nothing.
+    """
+    from raypipe.tracking.registry import ANY_PREVIOUS
+
+    expected = (
+        ANY_PREVIOUS
+        if expect_current is None
+        else (None if expect_current == "-" else expect_current)
+    )
+    entry = _registry(data_dir, tracking_uri).promote(
+        name, version, reason=reason, alias=alias, expected_previous=expected
+    )
     typer.echo(f"{name}@{alias}: {entry.from_version or '-'} -> {entry.to_version} ({entry.who})")
 
 
@@ -127,7 +146,10 @@ def rollback(
     data_dir: DataDir = None,
     tracking_uri: TrackingUri = None,
 ) -> None:
-    """Point ALIAS (`champion`) of NAME back at the version it held before (audited)."""
+    """Point ALIAS (`champion`) of NAME back at the version it held before (audited).
+
+    Fails, changing nothing, if ALIAS moves while the rollback runs.
+    """
     entry = _registry(data_dir, tracking_uri).rollback(
         name, reason=reason, to_version=to, alias=alias
     )

@@ -84,7 +84,10 @@ class RunRecord:
         return [stage for stage in self.stages.values() if stage.status == StageStatus.FAILED]
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, sort_keys=False, default=str)
+        """The record as JSON, with credentials and query strings of URLs redacted."""
+        from raypipe.redaction import redact_record
+
+        return json.dumps(redact_record(asdict(self)), indent=2, sort_keys=False, default=str)
 
     @classmethod
     def from_json(cls, text: str) -> RunRecord:

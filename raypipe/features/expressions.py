@@ -111,13 +111,45 @@ def compile_expression(text: str, schema: Mapping[str, Kind]) -> CompiledExpress
     """
     if not text or not text.strip():
         raise ExpressionError("the expression is empty")
+    if len(text) > MAX_EXPRESSION_CHARS:
+        raise ExpressionError(
+            f"the expression is {len(text):,} characters long, more than {MAX_EXPRESSION_CHARS:,}"
+        )
     try:
         tree = ast.parse(text.strip(), mode="eval")
     except SyntaxError as exc:
-        raise ExpressionError(f"`{text}` is not a valid expression: {exc.msg}") from exc
+        raise ExpressionError(f"`{_short(text)}` is not a valid expression: {exc.msg}") from exc
+    except (RecursionError, MemoryError) as exc:  # CPython's parser gives up on deep nesting
+        raise ExpressionError(
+            f"`{_short(text)}` is nested more deeply than {MAX_EXPRESSION_DEPTH} levels"
+        ) from exc
+    _check_depth(tree.body, text)
     compiler = _Compiler(text, schema)
     expr, kind = compiler.visit(tree.body)
     return CompiledExpression(text, expr, kind, frozenset(compiler.names))
+
+
+#: Bounds that keep a hostile expression from exhausting the stack or memory.
+MAX_EXPRESSION_CHARS = 10_000
+MAX_EXPRESSION_DEPTH = 100
+INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+
+def _short(text: str) -> str:
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _check_depth(root: ast.AST, text: str) -> None:
+    """Iteratively (no recursion) refuse trees deeper than :data:`MAX_EXPRESSION_DEPTH`."""
+    stack = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_EXPRESSION_DEPTH:
+            raise ExpressionError(
+                f"in `{_short(text)}`: the expression is nested more deeply than "
+                f"{MAX_EXPRESSION_DEPTH} levels; split it into several features"
+            )
+        stack.extend((child, depth + 1) for child in ast.iter_child_nodes(node))
 
 
 class _Compiler:
@@ -152,6 +184,11 @@ class _Compiler:
             return pl.lit(None), "null"
         if isinstance(value, bool):
             return pl.lit(value), "bool"
+        if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+            raise self.fail(
+                f"integer literal {_short(str(value))} is outside the 64-bit range "
+                f"[{INT64_MIN}, {INT64_MAX}]; write it as a float (`{float(value):.6g}`) if meant"
+            )
         if isinstance(value, int | float):
             return pl.lit(value), "num"
         if isinstance(value, str):

@@ -7,7 +7,6 @@ that :func:`raypipe.tracking.models.load_model` reads.
 from __future__ import annotations
 
 import json
-import pickle
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,11 +64,11 @@ class ExportedModel:
     Attributes
     ----------
     data
-        The model file's bytes (scikit-learn pickle or XGBoost UBJ).
+        The model file's bytes (scikit-learn skops file or XGBoost UBJ).
     format
-        ``"sklearn"`` or ``"xgboost-ubj"`` (see :mod:`raypipe.tracking.models`).
+        ``"sklearn-skops"`` or ``"xgboost-ubj"`` (see :mod:`raypipe.tracking.models`).
     file_name
-        ``model.pkl`` or ``model.ubj``.
+        ``model.skops`` or ``model.ubj``.
     """
 
     data: bytes
@@ -81,7 +80,9 @@ class ExportedModel:
         if self.format.startswith("xgboost"):
             booster = load_booster(self.data)
             return np.asarray(booster.inplace_predict(x, validate_features=False), np.float64)
-        return np.asarray(pickle.loads(self.data).predict(x))
+        from raypipe.tracking.models import load_sklearn_model
+
+        return np.asarray(load_sklearn_model(self.data, self.format).predict(x))
 
 
 def export_model(
@@ -97,7 +98,7 @@ def export_model(
         booster.feature_names = list(feature_names)
         return ExportedModel(bytes(booster.save_raw("ubj")), "xgboost-ubj", "model.ubj")
     named = to_named_model(spec, weights, mean, scale, feature_names)
-    return ExportedModel(pickle.dumps(named), "sklearn", "model.pkl")
+    return ExportedModel(named.to_bytes(), "sklearn-skops", "model.skops")
 
 
 def preprocess_state(feature_names: list[str]) -> bytes:

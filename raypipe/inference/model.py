@@ -4,8 +4,9 @@ Three kinds of ``MODEL`` are accepted:
 
 - an XGBoost model file (``.json`` or ``.ubj``) at any fsspec URL or local path;
 - ``models:/name@alias`` or ``models:/name/version``, resolved by ``raypipe.tracking``;
-- a scikit-learn model saved by raypipe, also through ``raypipe.tracking`` (raypipe never unpickles
-  a file it did not save and checksum itself).
+- a scikit-learn model saved with skops (``.skops``), through ``raypipe.tracking``, which loads it
+  with a type allow-list; a pickle file is refused whatever checksum comes with it (legacy pickles
+  load only from the registry, and only when explicitly allowed).
 
 The model travels to workers as a :class:`ModelBlob` (bytes plus format), never as a live object,
 so every worker builds its own booster once, from bytes that were read and hashed once.
@@ -41,7 +42,8 @@ class ModelBlob:
     Attributes
     ----------
     format
-        ``xgboost-json``, ``xgboost-ubj`` or ``sklearn`` (a raypipe-saved, checksummed model).
+        ``xgboost-json``, ``xgboost-ubj``, ``sklearn-skops`` or ``sklearn`` (a legacy pickle from
+        the registry, let through only by an explicit opt-in).
     data
         The serialised model.
     uri
@@ -88,8 +90,9 @@ def read_model(
 
     ``tracking_uri`` is the registry of ``models:/`` URIs (default: the tracking package's).
     ``raypipe.tracking.models.load_model`` does the reading when it is installed (registry URIs,
-    committed artifacts and sidecar ``.sha256`` files verified, scikit-learn pickles only after
-    their checksum matched); without it, XGBoost ``.json``/``.ubj`` files are read directly.
+    committed artifacts and sidecar ``.sha256`` files verified, ``.skops`` files checked against
+    the type allow-list, pickle files refused); without it, XGBoost ``.json``/``.ubj`` files are
+    read directly.
 
     Raises
     ------

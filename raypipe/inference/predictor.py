@@ -133,7 +133,7 @@ class Predictor:
             booster.set_param({"nthread": self.nthread})
             self._booster = booster
             names = booster.feature_names
-        elif self.model.format == "sklearn":
+        elif self.model.format in ("sklearn-skops", "sklearn"):
             self._sklearn = _load_sklearn(self.model)
             if self.shap and not self.explainable:
                 raise ModelError(
@@ -263,7 +263,8 @@ def _estimator_name(model: Any) -> str:
 
 
 def _load_sklearn(model: ModelBlob) -> Any:
-    """A scikit-learn model saved by raypipe (its checksum was verified when it was read)."""
+    """A scikit-learn model read by ``read_model``: skops with the type allow-list, or a legacy
+    pickle that ``load_model`` already let through (registry checksum and explicit opt-in)."""
     from raypipe.tracking.models import load_sklearn_model
 
-    return load_sklearn_model(model.data)
+    return load_sklearn_model(model.data, model.format, allow_pickle=model.format == "sklearn")

@@ -29,7 +29,7 @@ __all__ = ["ScoreOptions", "ScoreStage", "read_model_artifact"]
 
 #: Suffixes of the ``model.*`` file inside a training stage's model artifact (beside it lie
 #: ``metrics.json``, ``preprocess.json`` and the report, which are not models).
-MODEL_SUFFIXES = ("ubj", "json", "pkl")
+MODEL_SUFFIXES = ("ubj", "json", "skops", "pkl")  # a pickle is found, then refused clearly
 
 logger = logging.getLogger(__name__)
 
@@ -181,6 +181,6 @@ def read_model_artifact(model_input: DatasetInput) -> ModelBlob:
             return read_model(join_url(model_input.url, name))
     raise ModelError(
         f"Model artifact `{model_input.url}` holds no model file (`model.ubj`, `model.json` or "
-        f"`model.pkl`; it has {', '.join(f'`{name}`' for name in names) or 'no files'})",
+        f"`model.skops`; it has {', '.join(f'`{name}`' for name in names) or 'no files'})",
         hint="pass `with.model:` a model URI instead",
     )

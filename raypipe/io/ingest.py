@@ -24,6 +24,7 @@ from raypipe.errors import DataError, SchemaError, SpecError
 from raypipe.io.dataset import DatasetWriter
 from raypipe.io.fs import resolve_fs
 from raypipe.io.manifest import FileEntry
+from raypipe.redaction import redact_url, strip_query
 
 __all__ = [
     "QUARANTINE_FIXED",
@@ -125,12 +126,12 @@ def detect_format(path: str, declared: Format = "auto") -> str:
     """The file's format: ``declared`` unless ``auto``, else from the suffix."""
     if declared != "auto":
         return declared
-    name = path.lower()
+    name = strip_query(path).lower()  # a presigned URL ends in its signature, not its suffix
     for suffix, kind in _SUFFIXES.items():
         if name.endswith(suffix):
             return kind
     raise DataError(
-        f"cannot tell the format of `{path}` from its suffix",
+        f"cannot tell the format of `{redact_url(path)}` from its suffix",
         hint="set `format: csv|jsonl|parquet` in the stage's options",
     )
 
@@ -155,10 +156,11 @@ def list_source_files(source: str, storage_options: Mapping[str, Any] | None = N
         paths = []
     if not paths:
         raise DataError(
-            f"no file matches `{source}`",
+            f"no file matches `{redact_url(source)}`",
             hint="check the `source` URL or glob (e.g. `s3://bucket/raw/*.csv`)",
         )
-    return [f"{protocol}{p}" if protocol else p for p in sorted(paths)]
+    # HTTP(S) file systems give back whole URLs (with their query); others bare paths.
+    return [f"{protocol}{p}" if protocol and "://" not in p else p for p in sorted(paths)]
 
 
 @dataclass(frozen=True)
@@ -173,7 +175,7 @@ class BadRow:
 
     def describe(self) -> str:
         return (
-            f"`{self.source_file}` line {self.line}, column `{self.column}`: expected "
+            f"`{redact_url(self.source_file)}` line {self.line}, column `{self.column}`: expected "
             f"{self.expected}, received {self.received!r}"
         )
 
@@ -387,7 +389,7 @@ def _quarantine_table(
     rows = []
     for row, item in sorted(first.items()):
         record: dict[str, Any] = {
-            "source_file": source,
+            "source_file": strip_query(source),  # a presigned URL's signature stays out
             "line": lines[row],
             "column": item.column,
             "reason": f"expected {item.expected}, received {item.received!r}",

@@ -26,6 +26,7 @@ from raypipe.io.ingest import (
     parse_schema,
     quarantine_schema,
 )
+from raypipe.redaction import strip_query
 from raypipe.stages.base import DatasetInput, Stage, StageContext, StageOptions, StageResult
 
 __all__ = ["IngestOptions", "IngestStage"]
@@ -116,13 +117,13 @@ class IngestStage(Stage):
         data = writer.commit(
             [entry for result in results for entry in result.entries],
             schema=out_schema,
-            metadata={"source": options.source, "files": len(files)},
+            metadata={"source": strip_query(options.source), "files": len(files)},
         )
         columns = list(out_schema.names) if schema is not None else []
         bad = quarantine.commit(
             [entry for result in results for entry in result.quarantine_entries],
             schema=quarantine_schema(columns),
-            metadata={"source": options.source},
+            metadata={"source": strip_query(options.source)},
         )
         rows_in = sum(result.rows_in for result in results)
         logger.info(

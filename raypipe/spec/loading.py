@@ -17,7 +17,13 @@ from pydantic import ValidationError
 from raypipe.errors import SpecError
 from raypipe.spec.job import InputRef, Job, JobStage
 from raypipe.spec.models import JobSpec, StageSpec
-from raypipe.spec.source import YamlSource, apply_overrides, expand_env, read_yaml_source
+from raypipe.spec.source import (
+    YamlSource,
+    apply_overrides,
+    declared_env,
+    expand_env,
+    read_yaml_source,
+)
 from raypipe.stages.registry import StageKindError, load_stage
 
 __all__ = ["load_job", "resolve_job"]
@@ -61,8 +67,13 @@ def resolve_job(
     env: Mapping[str, str] | None = None,
 ) -> Job:
     """Check and resolve an already parsed spec; see :func:`load_job`."""
-    env_problems: list[tuple[tuple[str | int, ...], str]] = []
-    data = expand_env(source.data, os.environ if env is None else env, problems=env_problems)
+    declared, env_problems = declared_env(source.data)
+    data = expand_env(
+        source.data,
+        os.environ if env is None else env,
+        declared=declared,
+        problems=env_problems,
+    )
     problems = [f"{source.where(path)}: {message}" for path, message in env_problems]
     problems += apply_overrides(data, overrides)
     spec: JobSpec | None = None

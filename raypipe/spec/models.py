@@ -43,6 +43,10 @@ class JobSpec(BaseModel):
 
     name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
+    env: list[str] = Field(
+        default_factory=list,
+        description="Environment variables `${NAME}` may expand (besides `RAYPIPE_*`).",
+    )
     data_dir: str = "./raypipe-data"
     storage_options: dict[str, Any] = Field(default_factory=dict)
     stages: dict[str, StageSpec] = Field(min_length=1)

@@ -1,14 +1,16 @@
 """Reading a job's YAML: parse with locations, expand ``${ENV}``, apply ``--set`` overrides.
 
 Every function here collects problems instead of stopping at the first, so ``raypipe validate``
-can list them all.
+can list them all. Parsing is bounded (:mod:`raypipe.spec.bounded_yaml`). ``${VAR}`` expands
+only variables the spec declares in its top-level ``env:`` list and ``RAYPIPE_*`` ones, so a
+shared spec cannot read, say, ``AWS_SECRET_ACCESS_KEY`` into a URL it sends somewhere.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,8 +18,19 @@ from typing import Any
 import yaml
 
 from raypipe.errors import SpecError
+from raypipe.spec.bounded_yaml import LIMITS_HINT, literal_problems, load_bounded_yaml
 
-__all__ = ["YamlSource", "apply_overrides", "expand_env", "read_yaml_source"]
+__all__ = [
+    "ALWAYS_EXPANDED_PREFIX",
+    "YamlSource",
+    "apply_overrides",
+    "declared_env",
+    "expand_env",
+    "read_yaml_source",
+]
+
+#: Variables with this prefix expand without being declared (raypipe's own settings).
+ALWAYS_EXPANDED_PREFIX = "RAYPIPE_"
 
 _ENV_PATTERN = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
@@ -65,14 +78,7 @@ def read_yaml_source(path: str | Path) -> YamlSource:
             [f"cannot read `{name}`: {exc.strerror or exc}"],
             hint="check the path of the job spec",
         ) from exc
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{name}:{mark.line + 1}" if mark is not None else name
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError([f"{where}: invalid YAML: {problem}"], source=name) from exc
+    data, root = load_bounded_yaml(text, name)
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -81,30 +87,56 @@ def read_yaml_source(path: str | Path) -> YamlSource:
              f"received a {type(data).__name__}"],
             source=name,
         )
-    return YamlSource(name=name, data=data, root=root)
+    source = YamlSource(name=name, data=data, root=root)
+    problems = [f"{source.where(path)}: {message}" for path, message in literal_problems(data)]
+    if problems:
+        raise SpecError(problems, source=name, hint=LIMITS_HINT)
+    return source
+
+
+def declared_env(data: Any) -> tuple[frozenset[str], list[tuple[tuple[str | int, ...], str]]]:
+    """The names in the spec's top-level ``env:`` list, and problems with its shape."""
+    declared = data.get("env", []) if isinstance(data, dict) else []
+    if declared is None:
+        return frozenset(), []
+    if not isinstance(declared, list):
+        return frozenset(), [(("env",), "expected a list of environment variable names")]
+    names: set[str] = set()
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    for index, entry in enumerate(declared):
+        if isinstance(entry, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", entry):
+            names.add(entry)
+        else:
+            problems.append((("env", index), f"`{entry}` is not an environment variable name"))
+    return frozenset(names), problems
 
 
 def expand_env(
     data: Any,
     env: Mapping[str, str] | None = None,
     *,
+    declared: Collection[str] = frozenset(),
     path: tuple[str | int, ...] = (),
     problems: list[tuple[tuple[str | int, ...], str]] | None = None,
 ) -> Any:
     """Replace ``${VAR}`` and ``${VAR:-default}`` in every string; ``$$`` is a literal ``$``.
 
-    Unset variables without a default are appended to ``problems`` as ``(path, message)``.
+    Only names in ``declared`` (the spec's ``env:`` list) and ``RAYPIPE_*`` names expand. An
+    undeclared name, or a declared one that is unset and has no default, is appended to
+    ``problems`` as ``(path, message)`` and left as written.
     """
     env = os.environ if env is None else env
     problems = [] if problems is None else problems
     if isinstance(data, dict):
         return {
-            key: expand_env(value, env, path=(*path, key), problems=problems)
+            key: expand_env(
+                value, env, declared=declared, path=(*path, key), problems=problems
+            )
             for key, value in data.items()
         }
     if isinstance(data, list):
         return [
-            expand_env(value, env, path=(*path, index), problems=problems)
+            expand_env(value, env, declared=declared, path=(*path, index), problems=problems)
             for index, value in enumerate(data)
         ]
     if not isinstance(data, str):
@@ -114,6 +146,13 @@ def expand_env(
         if match.group(0) == "$$":
             return "$"
         variable, default = match.group(1), match.group(2)
+        if variable not in declared and not variable.startswith(ALWAYS_EXPANDED_PREFIX):
+            problems.append(
+                (path, f"environment variable `{variable}` is not declared; only variables "
+                       f"listed in the spec's top-level `env:` and `{ALWAYS_EXPANDED_PREFIX}*` "
+                       f"ones expand (add `{variable}` to `env:`)")
+            )
+            return match.group(0)
         if variable in env:
             return env[variable]
         if default is not None:
@@ -143,6 +182,10 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> list[str]
             value = yaml.safe_load(raw_value) if raw_value.strip() else ""
         except yaml.YAMLError:
             value = raw_value
+        too_big = [message for _, message in literal_problems(value)]
+        if too_big:
+            problems.append(f"--set `{override[:80]}`: {too_big[0]}")
+            continue
         node: Any = data
         for depth, key in enumerate(keys[:-1]):
             child = node.get(key) if isinstance(node, dict) else None

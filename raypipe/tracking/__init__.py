@@ -6,7 +6,7 @@ only MLflow writer. Load models with :func:`raypipe.tracking.models.load_model`.
 
 from __future__ import annotations
 
-from raypipe.tracking.audit import AuditEntry, AuditLog
+from raypipe.tracking.audit import AuditEntry, AuditLog, ConcurrentChangeError
 from raypipe.tracking.models import LoadedModel, load_model, load_model_blob
 from raypipe.tracking.registry import CHALLENGER, CHAMPION, GateDecision, Registry, bless
 from raypipe.tracking.store import audit_path, default_tracking_uri, resolve_tracking_uri
@@ -16,6 +16,7 @@ __all__ = [
     "CHAMPION",
     "AuditEntry",
     "AuditLog",
+    "ConcurrentChangeError",
     "GateDecision",
     "LoadedModel",
     "Registry",

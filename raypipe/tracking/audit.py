@@ -1,8 +1,17 @@
-"""The append-only audit log of alias changes: who moved which alias, when, from what, to what, why.
+"""The append-only audit log of alias changes, and the compare-and-set that orders them.
 
-One JSON object per line in ``<data_dir>/registry/audit.jsonl``. Lines are only ever appended
-(opened with ``"a"``, flushed and fsynced), never rewritten, so the file is the history MLflow's
-registry does not keep. Each entry is mirrored as an MLflow tag by :mod:`raypipe.tracking.registry`.
+Layout, under ``<data_dir>/registry/audit`` on any fsspec file system (local disk, ``s3://``,
+``memory://``)::
+
+    <model>/<stream>/<sequence:010d>.json     one AuditEntry, never rewritten
+
+A *stream* is one alias (``champion``, ``challenger``) or ``gate`` for refusals. Entry ``n + 1``
+of a stream is written with an exclusive create (``os.link`` of a finished temporary file on
+local disk; ``If-None-Match: *`` on S3 through s3fs's ``"xb"`` mode; a process lock on
+``memory://``), so of two writers that both read entry ``n`` as the head, exactly one creates
+``n + 1`` and the other gets :class:`ConcurrentChangeError` having changed nothing. The stream is
+therefore a single chain: each entry's ``from_version`` is the previous entry's ``to_version``.
+See :class:`raypipe.tracking.registry.Registry` for how the MLflow alias follows the chain.
 """
 
 from __future__ import annotations
@@ -11,15 +20,36 @@ import datetime as dt
 import getpass
 import json
 import os
+import threading
+import uuid
 from dataclasses import asdict, dataclass
-from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
-__all__ = ["AuditEntry", "AuditLog", "current_user"]
+from raypipe.errors import ModelError
+from raypipe.io.fs import is_local, join_url, resolve_fs
+
+__all__ = ["GATE_STREAM", "AuditEntry", "AuditLog", "ConcurrentChangeError", "current_user"]
+
+#: The stream of gate refusals (no alias moves; kept apart so they never race alias changes).
+GATE_STREAM = "gate"
+
+_MEMORY_LOCK = threading.Lock()
+
+
+class ConcurrentChangeError(ModelError):
+    """Another change of the same alias won the race (or the alias is not where it was expected).
+
+    Nothing was changed by the call that raised it.
+    """
 
 
 @dataclass(frozen=True)
 class AuditEntry:
-    """One alias change. ``from_version`` is ``None`` when the alias was unset before."""
+    """One alias change. ``from_version`` is ``None`` when the alias was unset before.
+
+    ``sequence`` numbers the entries of one stream (an alias, or the gate) from 1 without gaps.
+    """
 
     at: str
     who: str
@@ -29,6 +59,7 @@ class AuditEntry:
     from_version: str | None
     to_version: str | None
     reason: str
+    sequence: int = 0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -45,10 +76,28 @@ def current_user() -> str:
 
 
 class AuditLog:
-    """Append and read the JSONL audit log at ``path``."""
+    """Append and read the audit entries under ``root`` (a local path or fsspec URL).
 
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+    Parameters
+    ----------
+    root
+        The audit folder, normally :func:`raypipe.tracking.store.audit_path` of the data dir.
+    storage_options
+        fsspec options of ``root`` (the job's ``storage_options``).
+    """
+
+    def __init__(self, root: str | os.PathLike[str], storage_options: dict[str, Any] | None = None):
+        self.root = str(root)
+        self.storage_options = dict(storage_options or {})
+
+    def head(self, model: str, stream: str) -> tuple[int, AuditEntry | None]:
+        """The last sequence number of ``stream`` of ``model`` (0 if empty) and its entry."""
+        fs, folder = resolve_fs(self._stream_url(model, stream), self.storage_options)
+        sequences = self._sequences(fs, folder)
+        if not sequences:
+            return 0, None
+        last = sequences[-1]
+        return last, self._read_entry(fs, f"{folder}/{last:010d}.json")
 
     def append(
         self,
@@ -59,10 +108,19 @@ class AuditLog:
         from_version: str | None,
         to_version: str | None,
         reason: str,
+        sequence: int,
         who: str | None = None,
+        stream: str | None = None,
     ) -> AuditEntry:
+        """Create entry ``sequence`` of ``stream`` (default: ``alias``) if nobody has.
+
+        Raises
+        ------
+        ConcurrentChangeError
+            Entry ``sequence`` exists: another writer changed the stream since its head was read.
+        """
         entry = AuditEntry(
-            at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds"),
+            at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds"),
             who=who or current_user(),
             model=model,
             alias=alias,
@@ -70,24 +128,93 @@ class AuditLog:
             from_version=from_version,
             to_version=to_version,
             reason=reason,
+            sequence=sequence,
         )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a", encoding="utf-8") as handle:
-            handle.write(entry.to_json() + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
+        fs, folder = resolve_fs(self._stream_url(model, stream or alias), self.storage_options)
+        path = f"{folder}/{sequence:010d}.json"
+        try:
+            _create_exclusive(fs, path, (entry.to_json() + "\n").encode("utf-8"))
+        except FileExistsError as exc:
+            _, winner = self.head(model, stream or alias)
+            by = f" ({winner.action} to `{winner.to_version}` by {winner.who})" if winner else ""
+            raise ConcurrentChangeError(
+                f"`{model}@{alias}` was changed by another writer while this {action} ran{by}; "
+                "nothing was changed",
+                hint=f"check the current state with `raypipe models show {model}` and repeat "
+                "the command if it still applies",
+            ) from exc
         return entry
 
     def read(self, model: str | None = None) -> list[AuditEntry]:
-        """Every entry (of ``model`` if given), oldest first; a torn last line is skipped."""
-        if not self.path.exists():
-            return []
+        """Every entry (of ``model`` if given) of every stream, oldest first."""
+        fs, root = resolve_fs(self.root, self.storage_options)
+        if model is not None:
+            model_folders = [f"{root}/{_component(model)}"]
+        else:
+            model_folders = _children(fs, root)
         entries = []
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            try:
-                entry = AuditEntry(**json.loads(line))
-            except (json.JSONDecodeError, TypeError):
-                continue
-            if model is None or entry.model == model:
-                entries.append(entry)
-        return entries
+        for model_folder in model_folders:
+            for folder in _children(fs, model_folder):
+                for sequence in self._sequences(fs, folder):
+                    entry = self._read_entry(fs, f"{folder}/{sequence:010d}.json")
+                    if entry is not None:
+                        entries.append(entry)
+        return sorted(entries, key=lambda e: (e.at, e.sequence))
+
+    def _stream_url(self, model: str, stream: str) -> str:
+        return join_url(self.root, _component(model), _component(stream))
+
+    @staticmethod
+    def _sequences(fs: Any, folder: str) -> list[int]:
+        names = [path.rstrip("/").rsplit("/", 1)[-1] for path in _children(fs, folder)]
+        return sorted(int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit())
+
+    @staticmethod
+    def _read_entry(fs: Any, path: str) -> AuditEntry | None:
+        try:
+            data = json.loads(fs.cat_file(path))
+            data.pop("stream", None)
+            return AuditEntry(**data)
+        except (FileNotFoundError, json.JSONDecodeError, TypeError):
+            return None
+
+
+def _component(name: str) -> str:
+    """A model or alias name as one path component (``/`` and other specials escaped)."""
+    return quote(name, safe="")
+
+
+def _children(fs: Any, folder: str) -> list[str]:
+    try:
+        return [str(path) for path in fs.ls(folder, detail=False)]
+    except FileNotFoundError:
+        return []
+
+
+def _create_exclusive(fs: Any, path: str, data: bytes) -> None:
+    """Create ``path`` holding ``data``, or raise ``FileExistsError``; readers never see half.
+
+    Local disk: a fsynced temporary file hard-linked to ``path`` (``link`` fails if it exists).
+    ``memory://`` checks and creates under a process lock (its ``"xb"`` is not atomic across
+    threads). Others (S3 through s3fs) use ``"xb"``, a conditional PUT.
+    """
+    if is_local(fs):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        temporary = f"{os.path.dirname(path)}/.tmp-{uuid.uuid4().hex[:12]}"
+        with open(temporary, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(temporary, path)
+        finally:
+            os.unlink(temporary)
+        return
+    if fs.protocol == "memory" or "memory" in (fs.protocol or ()):
+        with _MEMORY_LOCK:
+            if fs.exists(path):
+                raise FileExistsError(path)
+            fs.pipe_file(path, data)
+        return
+    with fs.open(path, "xb") as handle:
+        handle.write(data)

@@ -4,13 +4,19 @@
 
 - ``models:/name@alias`` or ``models:/name/version``: the registered version's model file is
   downloaded and its SHA-256 compared with the ``raypipe.sha256`` tag written at registration;
-- a model file path or fsspec URL (``.ubj``/``.json`` XGBoost, ``.pkl`` raypipe scikit-learn):
-  inside a committed raypipe artifact the manifest's checksum is verified; otherwise a sidecar
-  ``<file>.sha256`` or ``expected_sha256`` is used. A pickle without a checksum is refused.
+- a model file path or fsspec URL (``.ubj``/``.json`` XGBoost, ``.skops`` scikit-learn): inside a
+  committed raypipe artifact the manifest's checksum is verified; otherwise a sidecar
+  ``<file>.sha256`` or ``expected_sha256`` is used when there is one.
 
-A mismatch raises :class:`~raypipe.errors.ModelError`. Nothing is unpickled before its checksum
-matched. The tracking store of ``models:/`` URIs is ``tracking_uri``, else
-``MLFLOW_TRACKING_URI``, else ``sqlite:///$RAYPIPE_DATA_DIR/mlflow.db`` (``./raypipe-data``).
+Nothing handed over runs code. scikit-learn models are saved with skops and loaded with
+:data:`SKLEARN_TRUSTED_TYPES` only (the types raypipe's candidates are made of): a ``.skops``
+file holding any other type is refused before anything is built. A pickle (``.pkl``, the legacy
+format) is refused by default; with ``allow_pickle=True`` (or ``RAYPIPE_ALLOW_PICKLE=1``) it is
+loaded only from the registry, whose checksum raypipe itself recorded, never from a loose file,
+whatever checksum (``.sha256``, ``_manifest.json``) came with it.
+
+A mismatch raises :class:`~raypipe.errors.ModelError`. The tracking store of ``models:/`` URIs is
+``tracking_uri``, else ``MLFLOW_TRACKING_URI``, else ``sqlite:///$RAYPIPE_DATA_DIR/mlflow.db``.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import pickle
 import re
 import tempfile
@@ -28,13 +35,57 @@ from typing import Any
 import numpy as np
 
 from raypipe.errors import ModelError
+from raypipe.redaction import redact_text, redact_url
 
-__all__ = ["LoadedModel", "load_model", "load_model_blob", "load_sklearn_model"]
+__all__ = [
+    "ALLOW_PICKLE_ENV",
+    "MODEL_FILES",
+    "SKLEARN_TRUSTED_TYPES",
+    "LoadedModel",
+    "load_model",
+    "load_model_blob",
+    "load_sklearn_model",
+    "model_file_name",
+]
 
 logger = logging.getLogger(__name__)
 
 _MODELS_URI = re.compile(r"^models:/(?P<name>[^/@]+)(?:@(?P<alias>[^/]+)|/(?P<version>\d+))$")
-_FORMATS = {".ubj": "xgboost-ubj", ".json": "xgboost-json", ".pkl": "sklearn"}
+#: Model format -> the file name raypipe stores it under.
+MODEL_FILES = {
+    "xgboost-ubj": "model.ubj",
+    "xgboost-json": "model.json",
+    "sklearn-skops": "model.skops",
+    "sklearn": "model.pkl",  # legacy pickle: refused unless allowed, and only from the registry
+}
+_FORMATS = {Path(name).suffix: format for format, name in MODEL_FILES.items()}
+
+#: Set to ``1`` to let :func:`load_model` unpickle legacy registry versions.
+ALLOW_PICKLE_ENV = "RAYPIPE_ALLOW_PICKLE"
+
+#: Types a skops model file may hold beyond skops' own safe defaults (scikit-learn estimators,
+#: numpy arrays): exactly what raypipe's candidates (``training/estimators.py``) and federated
+#: export are built from. ``functools.partial`` is loaded by skops only around a trusted function.
+SKLEARN_TRUSTED_TYPES: tuple[str, ...] = (
+    "functools.partial",
+    "numpy.dtype",
+    "raypipe.federated.export.FederatedModel",
+    "raypipe.federated.models.LocalTrainSpec",
+    "raypipe.training.estimators.NamedModel",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.tree._tree.Tree",
+    "sklearn.utils.validation.check_array",
+)
+
+
+def model_file_name(model_format: str) -> str:
+    """``model.ubj``, ``model.skops``...: the file a model of ``model_format`` is stored in."""
+    try:
+        return MODEL_FILES[model_format]
+    except KeyError:
+        raise ModelError(
+            f"unknown model format `{model_format}`; expected one of: {', '.join(MODEL_FILES)}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -44,7 +95,7 @@ class LoadedModel:
     Attributes
     ----------
     format
-        ``xgboost-ubj``, ``xgboost-json`` or ``sklearn``.
+        ``xgboost-ubj``, ``xgboost-json``, ``sklearn-skops`` or (legacy, allowed) ``sklearn``.
     data
         The model file's bytes (what was hashed).
     sha256
@@ -74,7 +125,7 @@ class LoadedModel:
                 return xgb.Booster(model_file=bytearray(self.data))
             except xgb.core.XGBoostError as exc:
                 raise ModelError(f"`{self.uri}` is not a valid XGBoost model") from exc
-        return load_sklearn_model(self.data)
+        return load_sklearn_model(self.data, self.format, allow_pickle=True)  # gated on load
 
     @property
     def feature_names(self) -> list[str]:
@@ -100,12 +151,53 @@ class LoadedModel:
         return np.asarray(model.predict(matrix), np.float64)
 
 
-def load_sklearn_model(data: bytes) -> Any:
-    """Unpickle a raypipe scikit-learn model whose checksum the caller has verified."""
+def load_sklearn_model(
+    data: bytes, format: str = "sklearn-skops", *, allow_pickle: bool = False
+) -> Any:
+    """Build a scikit-learn model from ``data``: skops with the allow-list, or a vetted pickle.
+
+    ``allow_pickle`` is for bytes whose checksum came from raypipe's registry (see
+    :func:`load_model`, which decides that); without it a pickle is refused.
+
+    Raises
+    ------
+    ModelError
+        An untrusted type inside a skops file, a refused pickle, or bytes that do not load.
+    """
+    if format == "sklearn-skops":
+        import skops.io
+
+        check_skops_types(data, "the scikit-learn model")
+        try:
+            return skops.io.loads(data, trusted=list(SKLEARN_TRUSTED_TYPES))
+        except Exception as exc:
+            raise ModelError(f"scikit-learn model could not be loaded: {exc}") from exc
+    if format != "sklearn" or not allow_pickle:
+        raise ModelError(
+            f"refusing to unpickle a model of format `{format}`",
+            hint="save scikit-learn models with skops (`.skops`)",
+        )
     try:
         return pickle.loads(data)
     except Exception as exc:
         raise ModelError(f"scikit-learn model could not be loaded: {exc}") from exc
+
+
+def check_skops_types(data: bytes, what: str) -> None:
+    """Refuse a skops file holding a type outside :data:`SKLEARN_TRUSTED_TYPES` (nothing runs)."""
+    import skops.io
+
+    try:
+        untrusted = skops.io.get_untrusted_types(data=data)
+    except Exception as exc:  # not a zip, no schema: not a skops file
+        raise ModelError(f"{what} is not a valid skops file: {exc}") from exc
+    refused = sorted(set(untrusted) - set(SKLEARN_TRUSTED_TYPES))
+    if refused:
+        raise ModelError(
+            f"{what} holds types raypipe does not trust: {', '.join(f'`{t}`' for t in refused)}",
+            hint="raypipe loads only the scikit-learn, numpy and raypipe types its own "
+            "candidates use; retrain the model with raypipe",
+        )
 
 
 def load_model_blob(uri: str) -> LoadedModel:
@@ -114,24 +206,48 @@ def load_model_blob(uri: str) -> LoadedModel:
 
 
 def load_model(
-    uri: str, *, tracking_uri: str | None = None, expected_sha256: str | None = None
+    uri: str,
+    *,
+    tracking_uri: str | None = None,
+    expected_sha256: str | None = None,
+    allow_pickle: bool | None = None,
 ) -> LoadedModel:
     """Load the model at ``uri`` and verify its checksum (see the module docstring).
+
+    Parameters
+    ----------
+    allow_pickle
+        Load a legacy pickle from the registry (never from a file). Default: whether
+        ``RAYPIPE_ALLOW_PICKLE`` is ``1``.
 
     Raises
     ------
     ModelError
-        Unknown URI, missing model or alias, checksum mismatch, or a pickle without a checksum.
+        Unknown URI, missing model or alias, checksum mismatch, a refused pickle, or a skops file
+        with an untrusted type.
     """
+    if allow_pickle is None:
+        allow_pickle = os.environ.get(ALLOW_PICKLE_ENV) == "1"
     match = _MODELS_URI.match(uri)
     if match:
-        return _load_registered(uri, match, tracking_uri)
-    if uri.startswith("models:/"):
+        loaded = _load_registered(uri, match, tracking_uri)
+        if loaded.format == "sklearn" and not allow_pickle:
+            raise ModelError(
+                f"`{uri}` (version {loaded.version}) is a legacy pickle; raypipe does not unpickle "
+                "by default",
+                hint=f"retrain to register a skops version, or set `{ALLOW_PICKLE_ENV}=1` to load "
+                "this version (its checksum is the registry's own record)",
+            )
+    elif uri.startswith("models:/"):
         raise ModelError(
             f"`{uri}` is not a registry URI raypipe understands",
             hint="use `models:/NAME@ALIAS` or `models:/NAME/VERSION`",
         )
-    return _load_file(uri, expected_sha256)
+    else:
+        loaded = _load_file(uri, expected_sha256)
+    if loaded.format == "sklearn-skops":
+        check_skops_types(loaded.data, f"`{uri}`")
+    return loaded
 
 
 def _verify(data: bytes, expected: str | None, uri: str) -> str:
@@ -162,7 +278,8 @@ def _load_registered(uri: str, match: re.Match[str], tracking_uri: str | None) -
             version = client.get_model_version(name, match["version"])
     except MlflowException as exc:
         raise ModelError(
-            f"`{uri}` is not in the registry at `{store}`: {str(exc).splitlines()[0]}",
+            f"`{uri}` is not in the registry at `{redact_url(store)}`: "
+            f"{redact_text(str(exc).splitlines()[0])}",
             hint="see what exists with `raypipe models list`, or pass `--tracking-uri`",
         ) from exc
     tags = dict(version.tags)
@@ -230,10 +347,19 @@ def _load_file(uri: str, expected: str | None) -> LoadedModel:
     from raypipe.errors import RaypipeError
 
     suffix = Path(uri).suffix.lower()
+    if suffix == ".pkl":
+        # Whatever checksum came with a handed-over file came from whoever handed it over.
+        raise ModelError(
+            f"`{uri}` is a pickle; raypipe never unpickles a model file handed to it, whatever "
+            "checksum (`.sha256`, `_manifest.json`) comes with it, because unpickling runs code",
+            hint="score a registered version (`models:/NAME@ALIAS`), or a scikit-learn model saved "
+            "with skops (`skops.io.dump(model, 'model.skops')`, loaded with raypipe's type "
+            "allow-list)",
+        )
     if suffix not in _FORMATS:
         raise ModelError(
             f"`{uri}` has an unknown model format `{suffix or '(none)'}`",
-            hint="expected `.ubj`/`.json` (XGBoost), `.pkl` (raypipe scikit-learn) or "
+            hint="expected `.ubj`/`.json` (XGBoost), `.skops` (scikit-learn) or "
             "`models:/NAME@ALIAS`",
         )
     name = uri.rstrip("/").rpartition("/")[2]
@@ -263,12 +389,6 @@ def _load_file(uri: str, expected: str | None) -> LoadedModel:
                     expected = handle.read().split()[0]
             except (FileNotFoundError, OSError, IndexError):
                 expected = None
-        if expected is None and suffix == ".pkl":
-            raise ModelError(
-                f"`{uri}` is a pickle without a checksum; raypipe does not unpickle unverified "
-                "files",
-                hint=f"write its SHA-256 to `{uri}.sha256`, or load it from the registry",
-            )
         digest = _verify(data, expected, uri)
     return LoadedModel(
         format=_FORMATS[suffix], data=data, sha256=digest, uri=uri, preprocess=preprocess

@@ -17,7 +17,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from raypipe.tracking.audit import AuditLog
+from raypipe.tracking.audit import AuditLog, ConcurrentChangeError
+from raypipe.tracking.models import model_file_name
 from raypipe.tracking.registry import CHALLENGER, CHAMPION, GateDecision, Registry, bless
 from raypipe.tracking.runs import (
     TrackingSession,
@@ -125,7 +126,7 @@ def _publish(
     )
     session.log_text(parent, report_html, "report.html")
     session.log_text(parent, json.dumps(_jsonable(chosen_metrics), indent=2), "metrics.json")
-    model_bytes = model_files[_model_file(chosen.model_format)]
+    model_bytes = model_files[model_file_name(chosen.model_format)]
     logged = session.log_model(
         parent,
         model_bytes=model_bytes,
@@ -153,11 +154,10 @@ def _publish(
             **{f"raypipe.{k}": v for k, v in lineage.items()},
         },
     )
-    registry.set_alias(
+    _set_challenger(
+        registry,
         model_name,
-        CHALLENGER,
         version,
-        action="register",
         reason=f"trained by run {lineage.get('run_id', parent)}: {gate.metric}={metric_value:.4f}",
     )
     champion = registry.alias_version(model_name, CHAMPION)
@@ -181,14 +181,21 @@ def _publish(
     )
     promoted = False
     if decision.passed and gate.promote:
-        registry.promote(
-            model_name,
-            version,
-            reason=f"blessed: {gate.metric}={metric_value:.4f} (threshold {gate.threshold}, "
-            f"champion {_fmt(champion_value)}, margin {gate.margin})",
-        )
-        promoted = True
-        champion = version
+        try:
+            # Only over the champion the gate compared with: if it moved meanwhile, the
+            # comparison no longer holds and the new version stays challenger.
+            registry.promote(
+                model_name,
+                version,
+                reason=f"blessed: {gate.metric}={metric_value:.4f} (threshold {gate.threshold}, "
+                f"champion {_fmt(champion_value)}, margin {gate.margin})",
+                expected_previous=champion,
+            )
+            promoted = True
+            champion = version
+        except ConcurrentChangeError as exc:
+            logger.warning("version %s of `%s` not promoted: %s", version, model_name, exc.message)
+            champion = registry.alias_version(model_name, CHAMPION)
     elif not decision.passed:
         registry.record_refusal(model_name, version, "; ".join(decision.reasons))
     session.log(
@@ -212,8 +219,15 @@ def _publish(
     )
 
 
-def _model_file(model_format: str) -> str:
-    return "model.ubj" if model_format.startswith("xgboost") else "model.pkl"
+def _set_challenger(registry: Registry, name: str, version: str, *, reason: str) -> None:
+    """Make ``version`` the challenger: the newest trained wins, so a lost race is retried."""
+    for attempt in range(5):
+        try:
+            registry.set_alias(name, CHALLENGER, version, action="register", reason=reason)
+            return
+        except ConcurrentChangeError:
+            if attempt == 4:
+                raise
 
 
 def _fmt(value: float | None) -> str:

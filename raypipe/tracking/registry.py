@@ -2,8 +2,26 @@
 
 MLflow keeps which version an alias points to now; raypipe adds the rules and the history.
 Every alias change goes through :meth:`Registry.set_alias`, which writes an audit entry (who,
-when, from, to, why) to the append-only JSONL log and as MLflow tags (``raypipe.audit.NNNN`` on
-the registered model, ``raypipe.<alias>.reason`` on the version).
+when, from, to, why) to the append-only log (:mod:`raypipe.tracking.audit`) and as MLflow tags
+(``raypipe.audit.<alias>.NNNNNN`` on the registered model, ``raypipe.<alias>.reason`` on the
+version).
+
+What is guaranteed (compare-and-set)
+------------------------------------
+MLflow's ``set_registered_model_alias`` is a blind write, so the audit stream of an alias is the
+source of truth and the MLflow alias follows it:
+
+1. A change reads the stream's head (entry ``n``, pointing at version ``p``), checks
+   ``expected_previous`` against ``p`` when the caller gives one, and creates entry ``n + 1``
+   exclusively. Of changes that read the same head, exactly one creates ``n + 1``; the others
+   raise :class:`~raypipe.tracking.audit.ConcurrentChangeError` and change nothing. So every
+   entry's ``from_version`` is the true previous version, and a rollback goes back to it.
+2. The winner then points the MLflow alias at the head of the stream and re-reads the head until
+   it did not move meanwhile; every writer does this before and after its own entry. The last
+   MLflow write is therefore always the newest head's version, even when a slow writer's alias
+   call lands after a faster one's. Between an entry being created and its alias call (or after
+   a writer died in that window) MLflow may briefly lag the log; the next change, or
+   :meth:`Registry.sync_alias`, rolls it forward.
 """
 
 from __future__ import annotations
@@ -14,15 +32,36 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from raypipe.errors import ModelError
-from raypipe.tracking.audit import AuditEntry, AuditLog
+from raypipe.redaction import redact_url
+from raypipe.tracking.audit import GATE_STREAM, AuditEntry, AuditLog, ConcurrentChangeError
 from raypipe.tracking.store import get_client, retrying
 
-__all__ = ["CHALLENGER", "CHAMPION", "GateDecision", "Registry", "bless"]
+__all__ = [
+    "ANY_PREVIOUS",
+    "CHALLENGER",
+    "CHAMPION",
+    "ConcurrentChangeError",
+    "GateDecision",
+    "Registry",
+    "bless",
+]
 
 logger = logging.getLogger(__name__)
 
 CHALLENGER = "challenger"
 CHAMPION = "champion"
+
+
+class _AnyPrevious:
+    def __repr__(self) -> str:
+        return "ANY_PREVIOUS"
+
+
+#: ``expected_previous`` default: compare-and-set against the head read by the call itself.
+ANY_PREVIOUS: Any = _AnyPrevious()
+
+#: How often :meth:`Registry.sync_alias` re-reads a head that keeps moving before giving up.
+SYNC_ROUNDS = 50
 
 
 @dataclass(frozen=True)
@@ -126,11 +165,35 @@ class Registry:
         action: str,
         reason: str,
         who: str | None = None,
+        expected_previous: str | None = ANY_PREVIOUS,
     ) -> AuditEntry:
-        """Point ``alias`` at ``version``, recording the change in the audit log and as tags."""
+        """Point ``alias`` at ``version`` if nobody moved it meanwhile (see the module docstring).
+
+        Parameters
+        ----------
+        expected_previous
+            The version the caller believes ``alias`` holds (``None``: unset). Default: whatever
+            the head of the audit stream says when this call reads it.
+
+        Raises
+        ------
+        ConcurrentChangeError
+            ``alias`` is not at ``expected_previous``, or another change won the race; nothing
+            was changed.
+        ModelError
+            ``version`` does not exist.
+        """
         self._require_version(name, version)
-        previous = self.alias_version(name, alias)
-        retrying(lambda: self.client.set_registered_model_alias(name, alias, version))
+        self.sync_alias(name, alias)
+        sequence, head = self.audit.head(name, alias)
+        # Before raypipe logged anything the alias may have been set by hand: MLflow knows it.
+        previous = head.to_version if head is not None else self.alias_version(name, alias)
+        if expected_previous is not ANY_PREVIOUS and previous != expected_previous:
+            raise ConcurrentChangeError(
+                f"`{name}@{alias}` is at version `{previous or '-'}`, not the expected "
+                f"`{expected_previous or '-'}`; nothing was changed",
+                hint=f"check the current state with `raypipe models show {name}`",
+            )
         entry = self.audit.append(
             model=name,
             alias=alias,
@@ -139,23 +202,57 @@ class Registry:
             to_version=version,
             reason=reason,
             who=who,
+            sequence=sequence + 1,
         )
+        self.sync_alias(name, alias)
         self._tag(name, version, alias, entry)
         logger.info("%s@%s: %s -> %s (%s: %s)", name, alias, previous, version, action, reason)
         return entry
 
-    def record_refusal(self, name: str, version: str, reason: str) -> AuditEntry:
-        """Audit a gate refusal (no alias moves)."""
-        entry = self.audit.append(
-            model=name,
-            alias=CHAMPION,
-            action="gate-refused",
-            from_version=self.alias_version(name, CHAMPION),
-            to_version=version,
-            reason=reason,
+    def sync_alias(self, name: str, alias: str) -> str | None:
+        """Point the MLflow alias at the head of its audit stream; returns that version.
+
+        Repeats until the head did not move while the alias was written, so the last MLflow write
+        of concurrent writers is always the newest head's version.
+        """
+        seen = -1
+        for _ in range(SYNC_ROUNDS):
+            sequence, head = self.audit.head(name, alias)
+            if head is None or head.to_version is None:
+                return None
+            if sequence == seen:
+                return head.to_version
+            if self.alias_version(name, alias) != head.to_version:
+                self._set_mlflow_alias(name, alias, head.to_version)
+            seen = sequence
+        raise ConcurrentChangeError(
+            f"`{name}@{alias}` kept changing while its MLflow alias was updated",
+            hint=f"retry; check `raypipe models show {name}`",
         )
-        self._tag(name, version, "gate", entry)
-        return entry
+
+    def _set_mlflow_alias(self, name: str, alias: str, version: str) -> None:
+        retrying(lambda: self.client.set_registered_model_alias(name, alias, version))
+
+    def record_refusal(self, name: str, version: str, reason: str) -> AuditEntry:
+        """Audit a gate refusal (no alias moves; its own stream, so it never races a promote)."""
+        for _ in range(SYNC_ROUNDS):
+            sequence, _ = self.audit.head(name, GATE_STREAM)
+            try:
+                entry = self.audit.append(
+                    model=name,
+                    alias=CHAMPION,
+                    action="gate-refused",
+                    from_version=self.alias_version(name, CHAMPION),
+                    to_version=version,
+                    reason=reason,
+                    sequence=sequence + 1,
+                    stream=GATE_STREAM,
+                )
+            except ConcurrentChangeError:
+                continue  # another refusal took the number: a refusal needs no compare-and-set
+            self._tag(name, version, "gate", entry)
+            return entry
+        raise ConcurrentChangeError(f"gate refusal of `{name}` could not be recorded")
 
     def promote(
         self,
@@ -165,15 +262,27 @@ class Registry:
         reason: str,
         alias: str = CHAMPION,
         who: str | None = None,
+        expected_previous: str | None = ANY_PREVIOUS,
     ) -> AuditEntry:
-        """Point ``alias`` (``champion``) at ``version`` (default: the current challenger)."""
+        """Point ``alias`` (``champion``) at ``version`` (default: the current challenger).
+
+        Compare-and-set: see :meth:`set_alias` and ``expected_previous``.
+        """
         version = version or self.alias_version(name, CHALLENGER)
         if version is None:
             raise ModelError(
                 f"model `{name}` has no `{CHALLENGER}` to promote",
                 hint=f"pass a version: `raypipe models promote {name} VERSION --reason ...`",
             )
-        return self.set_alias(name, alias, version, action="promote", reason=reason, who=who)
+        return self.set_alias(
+            name,
+            alias,
+            version,
+            action="promote",
+            reason=reason,
+            who=who,
+            expected_previous=expected_previous,
+        )
 
     def rollback(
         self,
@@ -184,8 +293,14 @@ class Registry:
         alias: str = CHAMPION,
         who: str | None = None,
     ) -> AuditEntry:
-        """Point ``alias`` back at the version it held before (or at ``to_version``)."""
-        current = self.alias_version(name, alias)
+        """Point ``alias`` back at the version it held before (or at ``to_version``).
+
+        The alias must still be where the audit log said when the target was chosen; a promote
+        that lands in between makes this raise :class:`ConcurrentChangeError`.
+        """
+        self.sync_alias(name, alias)
+        _, head = self.audit.head(name, alias)
+        current = head.to_version if head is not None else self.alias_version(name, alias)
         if to_version is None:
             # The version the alias held before the current one was promoted to it.
             for entry in reversed(self.audit.read(name)):
@@ -202,7 +317,15 @@ class Registry:
                 f"`{name}@{alias}` has no earlier version to roll back to",
                 hint=f"pass one: `raypipe models rollback {name} --to VERSION --reason ...`",
             )
-        return self.set_alias(name, alias, to_version, action="rollback", reason=reason, who=who)
+        return self.set_alias(
+            name,
+            alias,
+            to_version,
+            action="rollback",
+            reason=reason,
+            who=who,
+            expected_previous=current,
+        )
 
     def list_models(self) -> list[dict[str, Any]]:
         """Name, latest version and aliases of every registered model."""
@@ -224,7 +347,7 @@ class Registry:
             model = retrying(lambda: self.client.get_registered_model(name))
         except MlflowException as exc:
             raise ModelError(
-                f"no registered model `{name}` in `{self.tracking_uri}`",
+                f"no registered model `{name}` in `{redact_url(self.tracking_uri)}`",
                 hint="list them with `raypipe models list`",
             ) from exc
         versions = retrying(lambda: self.client.search_model_versions(f"name='{name}'"))
@@ -258,12 +381,8 @@ class Registry:
             ) from exc
 
     def _tag(self, name: str, version: str, alias: str, entry: AuditEntry) -> None:
-        sequence = len(self.audit.read(name))
-        retrying(
-            lambda: self.client.set_registered_model_tag(
-                name, f"raypipe.audit.{sequence:04d}", entry.to_json()
-            )
-        )
+        key = f"raypipe.audit.{alias}.{entry.sequence:06d}"
+        retrying(lambda: self.client.set_registered_model_tag(name, key, entry.to_json()))
         retrying(
             lambda: self.client.set_model_version_tag(
                 name, version, f"raypipe.{alias}.reason", f"{entry.at} {entry.who}: {entry.reason}"

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from raypipe.tracking.models import SKLEARN_TRUSTED_TYPES, load_sklearn_model, model_file_name
 from raypipe.tracking.store import get_client, get_or_create_experiment, retrying
 
 __all__ = [
@@ -185,10 +186,11 @@ class TrackingSession:
         predictions: Any,
         extra_files: Mapping[str, bytes] | None = None,
     ) -> LoggedModelInfo:
-        """Log the model under ``run_id`` in its flavor (XGBoost UBJSON; scikit-learn pickle).
+        """Log the model under ``run_id`` in its flavor (XGBoost UBJSON; scikit-learn skops).
 
-        Returns the model URI and the SHA-256 of the model file as MLflow stored it, which the
-        registry records and :func:`raypipe.tracking.models.load_model` verifies.
+        Returns the model URI, the logged format and the SHA-256 of the model file as MLflow
+        stored it, which the registry records and :func:`raypipe.tracking.models.load_model`
+        verifies. A scikit-learn model is always logged with skops, whatever it arrived as.
         """
         import mlflow
         import pandas as pd
@@ -204,9 +206,10 @@ class TrackingSession:
                 extras.append(str(path))
             with mlflow.start_run(run_id=run_id):
                 info = self._log_flavor(model_bytes, model_format, signature, example, extras, tmp)
-        model_file = "model.ubj" if model_format.startswith("xgboost") else "model.pkl"
+        logged_format = "xgboost-ubj" if model_format.startswith("xgboost") else "sklearn-skops"
+        model_file = model_file_name(logged_format)
         digest = _sha256_of_logged(self.tracking_uri, str(info.artifact_path), model_file)
-        return LoggedModelInfo(info.model_uri, model_file, digest, model_format)
+        return LoggedModelInfo(info.model_uri, model_file, digest, logged_format)
 
     @staticmethod
     def _log_flavor(
@@ -231,19 +234,22 @@ class TrackingSession:
                 pip_requirements=[f"xgboost=={xgb.__version__}"],
                 extra_files=extras or None,
             )
-        import pickle
-
         import mlflow.sklearn
         import sklearn
+        import skops
 
-        model = pickle.loads(model_bytes)  # bytes this process produced a moment ago
+        model = load_sklearn_model(model_bytes, model_format)  # skops, with the allow-list
         return mlflow.sklearn.log_model(
             model,
             name="model",
             signature=signature,
             input_example=example,
-            serialization_format="pickle",
-            pip_requirements=[f"scikit-learn=={sklearn.__version__}"],
+            serialization_format="skops",
+            skops_trusted_types=list(SKLEARN_TRUSTED_TYPES),
+            pip_requirements=[
+                f"scikit-learn=={sklearn.__version__}",
+                f"skops=={skops.__version__}",
+            ],
             extra_files=extras or None,
         )
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from raypipe.errors import RaypipeError
+from raypipe.io.fs import join_url
 
 __all__ = [
     "audit_path",
@@ -62,11 +63,16 @@ def resolve_tracking_uri(tracking_uri: str | None, data_dir: str | None = None) 
     return default_tracking_uri(data_dir or os.environ.get("RAYPIPE_DATA_DIR", DEFAULT_DATA_DIR))
 
 
-def audit_path(data_dir: str | None) -> Path:
-    """``<data_dir>/registry/audit.jsonl``."""
-    return _local_dir(data_dir or os.environ.get("RAYPIPE_DATA_DIR", DEFAULT_DATA_DIR)) / (
-        "registry/audit.jsonl"
-    )
+def audit_path(data_dir: str | None) -> str:
+    """``<data_dir>/registry/audit``: the audit log's folder, a local path or an fsspec URL.
+
+    A local ``data_dir`` is made absolute; a URL (``s3://bucket/x``) stays a URL, so the log is
+    written through fsspec to the store, not to a local folder named ``s3:``.
+    """
+    data_dir = data_dir or os.environ.get("RAYPIPE_DATA_DIR", DEFAULT_DATA_DIR)
+    if "://" in data_dir and not data_dir.startswith("file://"):
+        return join_url(data_dir, "registry", "audit")
+    return str(_local_dir(data_dir) / "registry" / "audit")
 
 
 def artifact_root(tracking_uri: str) -> str | None:

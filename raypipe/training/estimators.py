@@ -3,13 +3,12 @@
 XGBoost is trained with ``xgb.train`` on a DMatrix built once per worker (native categoricals,
 per-round validation metric, early stopping per trial). The scikit-learn candidates are a scaled
 logistic (or ridge) regression, a random forest and histogram gradient boosting. A fitted model
-is serialised as XGBoost UBJSON (no pickle) or, for scikit-learn, as a pickle of
-:class:`NamedModel` whose SHA-256 the registry records and checks before loading.
+is serialised as XGBoost UBJSON or, for scikit-learn, as a skops file of :class:`NamedModel`
+(no pickle: it loads with a type allow-list, ``raypipe.tracking.models.SKLEARN_TRUSTED_TYPES``).
 """
 
 from __future__ import annotations
 
-import pickle
 from collections.abc import Sequence
 from typing import Any
 
@@ -76,7 +75,10 @@ class NamedModel:
         return contributions
 
     def to_bytes(self) -> bytes:
-        return pickle.dumps(self, protocol=pickle.HIGHEST_PROTOCOL)
+        """The model as a skops file (format ``sklearn-skops``)."""
+        import skops.io
+
+        return bytes(skops.io.dumps(self))
 
 
 def xgboost_params(params: dict[str, Any], *, task: str, seed: int, nthread: int) -> dict[str, Any]:

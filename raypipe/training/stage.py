@@ -116,7 +116,9 @@ class TrainSearchStage(Stage):
     ) -> StageResult:
         from raypipe.io.artifacts import write_artifact
         from raypipe.io.dataset import read_dataset, write_dataset
+        from raypipe.redaction import redact_url
         from raypipe.tracking.audit import AuditLog
+        from raypipe.tracking.models import model_file_name
         from raypipe.tracking.publish import GateSpec, publish_training
         from raypipe.tracking.store import audit_path, resolve_tracking_uri
 
@@ -154,7 +156,7 @@ class TrainSearchStage(Stage):
                 metrics["auc_ratio"] = metrics["test_auc"] / bayes if bayes else float("nan")
         html = report_html(report, prepared, scores, context.stage_name)
         preprocess = prepared.preprocessor.to_dict(_encoding(best.candidate))
-        model_file = "model.ubj" if final.model_format.startswith("xgboost") else "model.pkl"
+        model_file = model_file_name(final.model_format)
         files = {
             model_file: final.model,
             "preprocess.json": json.dumps(preprocess, sort_keys=True).encode(),
@@ -192,7 +194,7 @@ class TrainSearchStage(Stage):
             input_example=prepared.x_test[_encoding(best.candidate)][:5],
             feature_names=list(prepared.data.feature_names),
             report_html=html,
-            audit_log=AuditLog(audit_path(context.data_dir)),
+            audit_log=AuditLog(audit_path(context.data_dir), storage),
             gate=GateSpec(
                 metric=gate_metric,
                 threshold=options.gate.threshold,
@@ -214,7 +216,7 @@ class TrainSearchStage(Stage):
             candidates={c.candidate: _short(c.valid_metrics) for c in report.candidates},
             selection=report.selection.to_dict(),
             mlflow_run_id=published.run_id,
-            tracking_uri=tracking_uri,
+            tracking_uri=redact_url(tracking_uri),  # a record: no password (issue 13.8)
             model_name=model_name,
             model_version=published.version,
             model_sha256=published.sha256,

@@ -319,7 +319,7 @@ class TrialWorker:
             estimator.fit(x["fit"][rows], self.data.y["fit"][rows])
         model = NamedModel(estimator, self.data.feature_names, self.data.task)
         raw = model.to_bytes() if request.return_model else b""
-        return model, None, [], raw, "sklearn"
+        return model, None, [], raw, "sklearn-skops"
 
 
 def _take(values: np.ndarray, rows: np.ndarray) -> np.ndarray:

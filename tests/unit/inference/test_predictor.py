@@ -176,7 +176,7 @@ def _sklearn_blob(candidate: str) -> ModelBlob:
     y = (X[:, 0] - X[:, 2] > 0).astype(int)
     estimator = make_sklearn_estimator(candidate, {}, task="binary", seed=0, nthread=1)
     named = NamedModel(estimator.fit(X, y), FEATURES, "binary")
-    return ModelBlob.from_bytes(named.to_bytes(), format="sklearn", uri=f"{candidate}.pkl")
+    return ModelBlob.from_bytes(named.to_bytes(), format="sklearn-skops", uri=f"{candidate}.skops")
 
 
 def test_a_linear_scikit_learn_model_explains_its_scores() -> None:

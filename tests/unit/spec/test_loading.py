@@ -16,6 +16,7 @@ data_dir: ${DATA_ROOT:-/tmp/raypipe-test}/x
 stages:
   make:   {uses: test.make, with: {rows: 20}}
   double: {uses: test.double, inputs: {data: make.data}, with: {factor: 3}}
+env: [DATA_ROOT]
 """
 
 
@@ -53,6 +54,7 @@ stages:
   make:   {uses: test.make, with: {rows: -1, colums: 3}}
   double: {uses: test.double, inputs: {data: missing.data, other: make.data}}
   typo:   {uses: test.mkae}
+env: [NOPE]
 """
     with pytest.raises(SpecError) as info:
         load_job(write(tmp_path, bad), env={})

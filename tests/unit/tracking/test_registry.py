@@ -10,7 +10,7 @@ import pytest
 import xgboost as xgb
 
 from raypipe.errors import ModelError
-from raypipe.tracking.audit import AuditLog
+from raypipe.tracking.audit import AuditLog, ConcurrentChangeError
 from raypipe.tracking.models import load_model
 from raypipe.tracking.registry import CHALLENGER, CHAMPION, Registry, bless
 from raypipe.tracking.runs import TrackingSession
@@ -31,9 +31,10 @@ def test_bless_threshold_and_margin() -> None:
     assert not bless(math.nan, metric="auc", threshold=0.0, champion_value=None, margin=1).passed
 
 
-def test_audit_log_only_appends(tmp_path: Path) -> None:
-    log = AuditLog(tmp_path / "audit.jsonl")
-    log.append(
+def test_audit_log_entries_are_created_once_and_read_in_order(tmp_path: Path) -> None:
+    log = AuditLog(tmp_path / "audit")
+    assert log.head("m", "champion") == (0, None)
+    first = log.append(
         model="m",
         alias="champion",
         action="promote",
@@ -41,8 +42,21 @@ def test_audit_log_only_appends(tmp_path: Path) -> None:
         to_version="1",
         reason="first",
         who="ann",
+        sequence=1,
     )
-    before = (tmp_path / "audit.jsonl").read_text()
+    written = sorted(p.read_bytes() for p in (tmp_path / "audit").rglob("*.json"))
+    with pytest.raises(ConcurrentChangeError, match="changed by another writer"):
+        log.append(
+            model="m",
+            alias="champion",
+            action="promote",
+            from_version=None,
+            to_version="9",
+            reason="raced",
+            who="eve",
+            sequence=1,
+        )
+    assert sorted(p.read_bytes() for p in (tmp_path / "audit").rglob("*.json")) == written
     log.append(
         model="m",
         alias="champion",
@@ -51,15 +65,16 @@ def test_audit_log_only_appends(tmp_path: Path) -> None:
         to_version="0",
         reason="bad",
         who="bob",
+        sequence=2,
     )
-    after = (tmp_path / "audit.jsonl").read_text()
-    assert after.startswith(before)
+    assert log.head("m", "champion")[0] == 2 and first.sequence == 1
     entries = log.read("m")
     assert [(e.who, e.from_version, e.to_version) for e in entries] == [
         ("ann", None, "1"),
         ("bob", "1", "0"),
     ]
     assert log.read("other") == []
+    assert not list((tmp_path / "audit").rglob(".tmp-*"))
 
 
 def _booster() -> bytes:

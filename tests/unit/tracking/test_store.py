@@ -36,6 +36,8 @@ def test_retrying_does_not_hide_other_errors() -> None:
 def test_default_store_lives_in_the_data_dir(tmp_path: Path) -> None:
     uri = default_tracking_uri(str(tmp_path / "data"))
     assert uri == f"sqlite:///{tmp_path / 'data' / 'mlflow.db'}"
-    assert audit_path(str(tmp_path / "data")) == tmp_path / "data/registry/audit.jsonl"
+    assert audit_path(str(tmp_path / "data")) == str(tmp_path / "data/registry/audit")
+    # A URL data_dir keeps its audit log in the store, not in a local folder named `s3:`.
+    assert audit_path("s3://bucket/x") == "s3://bucket/x/registry/audit"
     with pytest.raises(RaypipeError, match="tracking-uri"):
         default_tracking_uri("s3://bucket/data")

@@ -11,6 +11,7 @@ from raypipe.engine.inline import InlineExecutor
 from raypipe.io.artifacts import read_artifact_file
 from raypipe.io.dataset import read_dataset, write_dataset
 from raypipe.stages.base import DatasetInput, StageContext
+from raypipe.tracking.audit import AuditLog
 from raypipe.tracking.models import load_model
 from raypipe.tracking.store import audit_path
 from raypipe.training.stage import TrainSearchOptions, TrainSearchStage
@@ -70,9 +71,7 @@ def test_train_search_trains_registers_promotes_and_gates(tmp_path: Path) -> Non
     second = TrainSearchStage().run(context, {"data": data}, strict).metrics
     assert second["model_version"] == "2" and second["promoted"] is False
     assert second["champion_version"] == "1" and "threshold" in second["gate_reasons"][0]
-    actions = [
-        json.loads(line)["action"] for line in audit_path(str(tmp_path)).read_text().splitlines()
-    ]
+    actions = [entry.action for entry in AuditLog(audit_path(str(tmp_path))).read("churn")]
     assert actions == ["register", "promote", "register", "gate-refused"]
 
 

@@ -54,8 +54,14 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 
-#: Never uploaded with the spec's folder: environments, caches, local data.
+#: Never uploaded with the spec's folder: environments, caches, local data, and secrets (dotenv
+#: files, private keys, certificates), which would otherwise sit in the cluster's package store.
 WORKING_DIR_EXCLUDES: tuple[str, ...] = (
+    ".env",
+    ".env.*",
+    "*.key",
+    "id_rsa*",
+    "*.pem",
     ".git",
     ".venv",
     "venv",

@@ -159,6 +159,32 @@ def test_runtime_env_uploads_the_spec_folder_with_requirements(spec: Path) -> No
     assert "pip" not in jobs.build_runtime_env(jobs.JobSubmissionSpec(spec=spec))
 
 
+def test_uploaded_folder_leaves_out_secrets_environments_and_data(spec: Path) -> None:
+    from ray._private.runtime_env.packaging import _get_excludes
+
+    folder = spec.parent
+    kept = ["job.yaml", "stages.py", "conf/settings.yaml", "keys.py", "environment.yaml"]
+    left_out = [
+        ".env",
+        ".env.production",
+        "server.key",
+        "conf/tls.pem",
+        "id_rsa",
+        "id_rsa.pub",
+        "conf/id_rsa_deploy",
+        ".venv/bin/python",
+        "raypipe-data/runs/x/run.json",
+    ]
+    for name in [*kept, *left_out]:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text("x")
+    excludes = jobs.build_runtime_env(jobs.JobSubmissionSpec(spec=spec))["excludes"]
+    # Ray's own matcher (gitignore patterns, relative to the working_dir), as the upload uses it.
+    is_excluded = _get_excludes(folder, excludes)
+    assert [name for name in left_out if not is_excluded(folder / name)] == []
+    assert [name for name in kept if is_excluded(folder / name)] == []
+
+
 def test_missing_spec_or_requirements_are_spec_errors(spec: Path) -> None:
     with pytest.raises(SpecError, match="no such job spec"):
         jobs.build_runtime_env(jobs.JobSubmissionSpec(spec=spec.parent / "nope.yaml"))

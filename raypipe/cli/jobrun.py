@@ -122,7 +122,8 @@ def _print_where(record: RunRecord) -> None:
     from raypipe.cli.main import console
     from raypipe.driver.state import DriverState
 
-    console.print(f"\n[bold]Run record:[/] {DriverState(record.data_dir).run_url(record.run_id)}")
+    run_url = DriverState(record.data_dir, record.job).run_url(record.run_id)
+    console.print(f"\n[bold]Run record:[/] {run_url}")
     outputs = [
         (f"{stage.name}.{name}", output.rows, output.url)
         for stage in record.stages.values()

@@ -1,6 +1,6 @@
 """The run record: what a run did, stage by stage.
 
-Written to ``<data_dir>/runs/<run_id>/run.json`` as the run goes.
+Written to ``<data_dir>/jobs/<job>/runs/<run_id>/run.json`` as the run goes.
 """
 
 from __future__ import annotations

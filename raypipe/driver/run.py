@@ -109,7 +109,7 @@ def run_job(
     """
     options = options or RunOptions()
     observer = observer or _SilentObserver()
-    state = DriverState(job.data_dir, job.storage_options)
+    state = DriverState(job.data_dir, job.name, job.storage_options)
     record = _start_record(job, state, options)
     runner = _StageRunner(job, state, record, make_executor, driver_node_id, options, observer)
     started = time.perf_counter()
@@ -125,11 +125,11 @@ def run_job(
 
 def _start_record(job: Job, state: DriverState, options: RunOptions) -> RunRecord:
     if options.resume:
-        previous = state.latest_unfinished_run(job.name)
+        previous = state.latest_unfinished_run()
         if previous is None:
             raise RaypipeError(
                 f"Nothing to resume: job `{job.name}` has no unfinished run under "
-                f"`{job.data_dir}`",
+                f"`{state.job_dir}`",
                 hint="run without --resume; finished stages are reused from the cache anyway",
             )
         previous.attempts += 1
@@ -266,6 +266,7 @@ class _StageRunner:
             run_id=self.record.run_id,
             executor=executor,
             storage_options=self.job.storage_options,
+            job_name=self.job.name,
         )
         result = stage.stage_class().run(context, inputs, stage.options)
         missing = set(stage.stage_class.outputs) - set(result.outputs)

@@ -5,6 +5,11 @@ picklable functions as Ray tasks (or in-process in unit tests). A stage reads it
 ``raypipe.io`` and writes each output with a ``DatasetWriter`` (or an artifact commit) at
 ``context.output_url(name)``; the driver publishes the stage's record only after every output is
 committed, so a crash mid-stage leaves nothing half-visible.
+
+Each job owns a folder of ``data_dir``, :func:`job_data_url`: its datasets, stage records and run
+records live there, so two jobs with a stage of the same name never touch each other's outputs.
+What is addressed by name across jobs (the model registry, the MLflow store, the audit log) stays
+at ``data_dir`` itself.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ __all__ = [
     "StageContext",
     "StageOptions",
     "StageResult",
+    "job_data_url",
 ]
 
 T = TypeVar("T")
@@ -77,21 +83,45 @@ class DatasetInput:
         return self.manifest.rows
 
 
+def job_data_url(data_dir: str, job_name: str) -> str:
+    """The folder of ``data_dir`` that holds job ``job_name``'s datasets and records.
+
+    ``<data_dir>/jobs/<job_name>``; a stage run outside a job (``job_name=""``, unit tests) uses
+    ``data_dir`` itself. The ``jobs/`` level keeps job folders apart from the shared entries of
+    ``data_dir`` (``registry/``, ``mlflow.db``, ``mlartifacts/``) whatever a job is called.
+
+    Examples
+    --------
+    >>> job_data_url("s3://bucket/data", "churn")
+    's3://bucket/data/jobs/churn'
+    """
+    from raypipe.io.fs import join_url
+
+    return join_url(data_dir, "jobs", job_name) if job_name else data_dir
+
+
 @dataclass(frozen=True)
 class StageContext:
-    """What the driver hands a running stage."""
+    """What the driver hands a running stage.
+
+    ``data_dir`` is the shared root (registry, tracking store); ``job_name`` names the job whose
+    folder of ``data_dir`` receives the stage's outputs (see :func:`job_data_url`).
+    """
 
     stage_name: str
     data_dir: str
     run_id: str
     executor: Executor
     storage_options: Mapping[str, Any] = field(default_factory=dict)
+    job_name: str = ""
 
     def output_url(self, output: str) -> str:
         """Where the stage's output ``output`` is committed."""
         from raypipe.io.fs import join_url
 
-        return join_url(self.data_dir, "datasets", self.stage_name, output)
+        return join_url(
+            job_data_url(self.data_dir, self.job_name), "datasets", self.stage_name, output
+        )
 
 
 @dataclass(frozen=True)

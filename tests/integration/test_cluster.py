@@ -89,8 +89,8 @@ def follow(client: jobs.SubmissionClient, submission_id: str) -> tuple[jobs.JobO
     return outcome, "".join(lines)
 
 
-def only_run(data_dir: Path) -> RunRecord:
-    runs = sorted((data_dir / "runs").glob("*/run.json"))
+def only_run(data_dir: Path, job: str = "cluster-test") -> RunRecord:
+    runs = sorted((data_dir / "jobs" / job / "runs").glob("*/run.json"))
     assert len(runs) == 1, runs
     return RunRecord.from_json(runs[0].read_text())
 
@@ -146,7 +146,7 @@ def test_churn_job_submitted_through_the_cli_runs_on_both_nodes(
     assert f"job {submission_id} SUCCEEDED" in out
     last_line = jobs.read_job_logs(client, submission_id).strip().splitlines()[-1]
     assert last_line in out  # followed to the end, last lines included
-    record = only_run(data_dir)
+    record = only_run(data_dir, "churn")
     assert record.succeeded
     used = {node for stage in record.stages.values() for node in stage.node_ids}
     assert used == set(two_nodes.node_ids()), "work ran on both the head and the worker"
@@ -171,10 +171,10 @@ def test_killed_driver_resubmitted_with_resume_redoes_no_committed_stage(
         overrides=slow_totals,
         env_vars={"RAYPIPE_TEST_DRIVER_PID_FILE": str(pid_file)},
     )
-    state = DriverState(str(data_dir))
+    state = DriverState(str(data_dir), "cluster-test")
 
     def numbers_recorded() -> bool:
-        runs = list((data_dir / "runs").glob("*/run.json"))
+        runs = list((data_dir / "jobs" / "cluster-test" / "runs").glob("*/run.json"))
         try:
             record = RunRecord.from_json(runs[0].read_text()) if runs else None
         except ValueError:  # caught mid-write
@@ -265,10 +265,11 @@ def test_worker_node_killed_mid_job_gives_the_clean_runs_output(
 
     killed_dir = tmp_path / "killed"
     submission_id = submit_test_job(client, killed_dir)
-    staged = killed_dir / "datasets" / "numbers" / "data"
+    job_dir = killed_dir / "jobs" / "cluster-test"
+    staged = job_dir / "datasets" / "numbers" / "data"
     # The first task's file is staged: tasks run on both nodes and nothing is committed yet.
     wait_until(lambda: any(staged.rglob("*.parquet")), "the first `numbers` task to write")
-    assert not (killed_dir / "stages").exists() or not any((killed_dir / "stages").iterdir())
+    assert not (job_dir / "stages").exists() or not any((job_dir / "stages").iterdir())
     worker_nodes = set(cluster.node_ids())
     cluster.kill_worker()  # tests that need it again call ensure_worker()
     outcome, log = follow(client, submission_id)

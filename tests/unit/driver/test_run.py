@@ -8,6 +8,7 @@ import pytest
 from raypipe.driver import JobFailedError, RunOptions, StageStatus, run_job
 from raypipe.engine.inline import InlineExecutor
 from raypipe.errors import RaypipeError
+from raypipe.io.dataset import read_dataset
 from raypipe.spec import load_job
 from tests.support.fake_stages import RUN_LOG, fake_kinds  # noqa: F401 - fixture
 
@@ -51,7 +52,8 @@ def test_runs_in_dependency_order_and_writes_a_run_record(tmp_path: Path) -> Non
     assert final.metrics["sum"] == 4 * sum(range(30))
     assert final.inputs["data"].version == left.outputs["data"].version
     assert make.node_ids == ["node-0"]
-    saved = json.loads((tmp_path / "data" / "runs" / record.run_id / "run.json").read_text())
+    job_dir = tmp_path / "data" / "jobs" / "chain"
+    saved = json.loads((job_dir / "runs" / record.run_id / "run.json").read_text())
     assert saved["status"] == "succeeded"
     assert saved["stages"]["left"]["outputs"]["data"]["version"] == left.outputs["data"].version
 
@@ -109,11 +111,61 @@ def test_resume_skips_stages_committed_before_a_crash(tmp_path: Path) -> None:
     # Simulate a crash after `make` and `left` committed: the run record says running.
     from raypipe.driver.state import DriverState
 
-    state = DriverState(str(tmp_path / "data"))
-    record = state.latest_unfinished_run("chain")
-    assert record is None
-    (tmp_path / "data" / "stages" / "right.json").unlink()
+    state = DriverState(str(tmp_path / "data"), "chain")
+    assert state.latest_unfinished_run() is None
+    (tmp_path / "data" / "jobs" / "chain" / "stages" / "right.json").unlink()
     RUN_LOG.clear()
     second, _ = run(job)
     assert RUN_LOG == ["right"]
     assert second.stages["final"].cached  # right rewrote the same data: same version
+
+
+def test_two_jobs_with_a_stage_of_the_same_name_share_a_data_dir_untouched(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+
+    def job(name: str, rows: int):
+        spec = tmp_path / f"{name}.yaml"
+        spec.write_text(
+            f"name: {name}\ndata_dir: {data_dir}\n"
+            f"stages:\n  make: {{uses: test.make, with: {{rows: {rows}}}}}\n"
+            "  left: {uses: test.double, inputs: {data: make.data}}\n"
+        )
+        return load_job(spec, env={})
+
+    first, _ = run(job("churn", 30))
+    other, _ = run(job("federated", 50))
+    assert first.stages["make"].outputs["data"].url == str(
+        data_dir / "jobs" / "churn" / "datasets" / "make" / "data"
+    )
+    assert other.stages["make"].outputs["data"].url.startswith(str(data_dir / "jobs" / "federated"))
+    RUN_LOG.clear()
+    again, _ = run(job("churn", 30))
+    # The other job's run changed nothing of this one: every stage is cached, same versions.
+    assert RUN_LOG == []
+    assert again.stages["left"].outputs == first.stages["left"].outputs
+    assert read_dataset(first.stages["left"].outputs["data"].url).num_rows == 30
+    assert read_dataset(other.stages["left"].outputs["data"].url).num_rows == 50
+    assert sorted(p.name for p in (data_dir / "jobs").iterdir()) == ["churn", "federated"]
+
+
+def test_the_readme_jobs_write_to_separate_folders_of_one_data_dir(tmp_path: Path) -> None:
+    from raypipe.stages.base import StageContext
+
+    repo = Path(__file__).resolve().parents[3]
+    urls = {}
+    for name in ("churn", "federated"):
+        job = load_job(repo / "jobs" / f"{name}.yaml", data_dir=str(tmp_path), env={})
+        context = StageContext(
+            stage_name="features",
+            data_dir=job.data_dir,
+            run_id="r",
+            executor=None,  # type: ignore[arg-type]
+            job_name=job.name,
+        )
+        urls[name] = context.output_url("training_set")
+    assert urls["churn"] != urls["federated"]
+    assert urls["churn"] == str(
+        tmp_path / "jobs" / "churn" / "datasets" / "features" / "training_set"
+    )

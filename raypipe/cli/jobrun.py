@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from raypipe.driver import JobFailedError, RunOptions, RunRecord, run_job
+from raypipe.driver import JobFailedError, JobInterruptedError, RunOptions, RunRecord, run_job
 from raypipe.errors import SpecError
 from raypipe.spec import Job, load_job
 
@@ -31,8 +31,10 @@ def run_spec(
     from raypipe.cli.main import console
     from raypipe.cli.observers import RichObserver, make_observer
     from raypipe.cli.render import run_table
+    from raypipe.cli.signals import cancel_on_signals
     from raypipe.engine.runtime import RayRuntime, RuntimeOptions
     from raypipe.engine.tasks import RayExecutor
+    from raypipe.stages.base import CancelToken
 
     unknown = sorted(set(force) - {stage.name for stage in job.stages})
     if unknown:
@@ -42,16 +44,25 @@ def run_spec(
         address=address, num_cpus=num_cpus, include_dashboard=dashboard
     )
     showing = observer if isinstance(observer, RichObserver) else nullcontext()
-    with RayRuntime(runtime_options) as runtime, showing:
+    # Signals are taken over only once Ray runs (ray.init installs its own SIGTERM handler);
+    # leaving the block through the runtime shuts down the Ray this command started.
+    with (
+        RayRuntime(runtime_options) as runtime,
+        cancel_on_signals(CancelToken()) as token,
+        showing,
+    ):
         try:
             record = run_job(
                 job,
-                make_executor=lambda on_progress: RayExecutor(runtime, on_progress),
+                make_executor=lambda on_progress, cancel: RayExecutor(
+                    runtime, on_progress, cancel
+                ),
                 driver_node_id=runtime.driver_node_id,
                 options=RunOptions(resume=resume, force=frozenset(force)),
                 observer=observer,
+                cancel_token=token,
             )
-        except JobFailedError as exc:
+        except (JobFailedError, JobInterruptedError) as exc:
             console.print(run_table(exc.record))
             raise
     console.print(run_table(record))

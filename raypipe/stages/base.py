@@ -14,15 +14,18 @@ at ``data_dir`` itself.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from raypipe.errors import RunInterruptedError
 from raypipe.io.manifest import Manifest
 
 __all__ = [
+    "CancelToken",
     "DatasetInput",
     "Executor",
     "Stage",
@@ -83,6 +86,48 @@ class DatasetInput:
         return self.manifest.rows
 
 
+class CancelToken:
+    """Set once when the run must stop (Ctrl-C, SIGTERM); checked at safe points.
+
+    The CLI's signal handler calls :meth:`cancel`; the driver stops starting stages, executors
+    stop between tasks (and cancel the tasks they started), and a long stage calls
+    :meth:`raise_if_cancelled` before anything it cannot take back (registering a model).
+
+    Examples
+    --------
+    >>> token = CancelToken()
+    >>> token.cancel("SIGINT", exit_code=130)
+    >>> token.cancelled, token.reason
+    (True, 'SIGINT')
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason = ""
+        self.exit_code = 130
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def cancel(self, reason: str, *, exit_code: int = 130) -> None:
+        """Ask everything that checks this token to stop; the first reason is kept."""
+        if not self._event.is_set():
+            self.reason, self.exit_code = reason, exit_code
+            self._event.set()
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` seconds, waking early when cancelled; ``True`` if cancelled."""
+        return self._event.wait(timeout)
+
+    def raise_if_cancelled(self, where: str = "the run") -> None:
+        """Raise :class:`~raypipe.errors.RunInterruptedError` when cancelled."""
+        if self._event.is_set():
+            raise RunInterruptedError(
+                f"{where} interrupted ({self.reason})", exit_code=self.exit_code
+            )
+
+
 def job_data_url(data_dir: str, job_name: str) -> str:
     """The folder of ``data_dir`` that holds job ``job_name``'s datasets and records.
 
@@ -114,6 +159,11 @@ class StageContext:
     executor: Executor
     storage_options: Mapping[str, Any] = field(default_factory=dict)
     job_name: str = ""
+    cancel_token: CancelToken = field(default_factory=CancelToken)
+
+    def raise_if_cancelled(self) -> None:
+        """Stop here if the run was interrupted; call before work that cannot be taken back."""
+        self.cancel_token.raise_if_cancelled(f"stage `{self.stage_name}`")
 
     def output_url(self, output: str) -> str:
         """Where the stage's output ``output`` is committed."""

@@ -26,6 +26,7 @@ def run_spec(
     force: list[str],
     dashboard: bool = False,
     num_cpus: int | None = None,
+    allow_insecure_token: bool = False,
 ) -> RunRecord:
     """Run ``job`` on a Ray runtime started (or joined) for it, showing progress."""
     from raypipe.cli.main import console
@@ -41,7 +42,10 @@ def run_spec(
         raise SpecError([f"--force `{name}`: no such stage" for name in unknown], source=job.source)
     observer = make_observer(console)
     runtime_options = RuntimeOptions(
-        address=address, num_cpus=num_cpus, include_dashboard=dashboard
+        address=address,
+        num_cpus=num_cpus,
+        include_dashboard=dashboard,
+        allow_insecure_token=allow_insecure_token,
     )
     showing = observer if isinstance(observer, RichObserver) else nullcontext()
     # Signals are taken over only once Ray runs (ray.init installs its own SIGTERM handler);
@@ -96,11 +100,24 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="Replace the spec's data_dir (any fsspec URL)."),
         ] = None,
         dashboard: Annotated[bool, typer.Option(help="Start Ray's dashboard.")] = False,
+        allow_insecure_token: Annotated[
+            bool,
+            typer.Option(
+                "--allow-insecure-token",
+                help="With --address: send the Ray auth token without TLS to a host other "
+                "than this machine (only on a network you trust).",
+            ),
+        ] = False,
     ) -> None:
         """Run a job: its stages in dependency order on Ray, cached stages skipped."""
         job = load_job(spec, overrides=set_ or (), data_dir=data_dir)
         record = run_spec(
-            job, address=address, resume=resume, force=force or [], dashboard=dashboard
+            job,
+            address=address,
+            resume=resume,
+            force=force or [],
+            dashboard=dashboard,
+            allow_insecure_token=allow_insecure_token,
         )
         _print_where(record)
 

@@ -8,10 +8,10 @@ after it ends we wait for a terminal status and print whatever the full log has 
 tail showed. The job's status becomes the exit code.
 
 Token authentication (on by default for Ray 2.59+ local clusters): ``JobSubmissionClient`` sends
-a token only when ``RAY_AUTH_MODE=token`` is set in the client's own process, so we read the token
-ourselves with Ray's own loader (``RAY_AUTH_TOKEN``, then ``RAY_AUTH_TOKEN_PATH``, then
-``~/.ray/auth_token``) and send it as an ``Authorization: Bearer`` header. A cluster without
-token authentication ignores the header.
+a token only when ``RAY_AUTH_MODE=token`` is set in the client's own process, so we find the token
+ourselves (:func:`raypipe.engine.auth.auth_token_for`, the same lookup as ``run --address``) and
+send it as an ``Authorization: Bearer`` header; over plain http only to a loopback address unless
+the user opts in. A cluster without token authentication ignores the header.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, cast
 
+from raypipe.engine.auth import TOKEN_SOURCES_HINT, auth_token_for, check_token_transport
 from raypipe.errors import RaypipeError, RuntimeUnavailableError, SpecError
 
 __all__ = [
@@ -44,7 +45,6 @@ __all__ = [
     "job_server_errors",
     "list_jobs",
     "pin_data_dir",
-    "read_auth_token",
     "read_job_logs",
     "stop_job",
     "submit_job",
@@ -171,44 +171,26 @@ class JobSummary:
     end_time: float | None
 
 
-def read_auth_token() -> str | None:
-    """The Ray auth token this machine would use, or ``None`` when there is none.
-
-    Uses Ray's own loader, so the precedence is Ray's: ``RAY_AUTH_TOKEN``, then the file at
-    ``RAY_AUTH_TOKEN_PATH``, then ``~/.ray/auth_token``.
-    """
-    from ray._raylet import AuthenticationTokenLoader  # type: ignore[attr-defined]
-    from ray.exceptions import AuthenticationError
-
-    loader = AuthenticationTokenLoader.instance()
-    loader.reset_cache()  # the environment may have changed since the last call
-    try:
-        if not loader.has_token(ignore_auth_mode=True):
-            return None
-        token = loader.get_raw_token(ignore_auth_mode=True)
-    except AuthenticationError as exc:
-        raise RuntimeUnavailableError(
-            f"Could not read the Ray auth token: {exc}",
-            hint="set RAY_AUTH_TOKEN, or RAY_AUTH_TOKEN_PATH to a readable file, or copy the "
-            "cluster's token (`ray get-auth-token` on the head node) to ~/.ray/auth_token",
-        ) from exc
-    finally:
-        # The loader is process-wide: leave no token cached from this call's environment, or a
-        # later local `ray.init` in this process would present it to its own cluster.
-        loader.reset_cache()
-    return str(token).strip() or None
-
-
-def connect(address: str | None = None, *, token: str | None = None) -> SubmissionClient:
+def connect(
+    address: str | None = None,
+    *,
+    token: str | None = None,
+    allow_insecure_token: bool = False,
+) -> SubmissionClient:
     """A Job Submission client for the dashboard at ``address``, carrying the auth token.
 
     ``address`` defaults to ``RAY_API_SERVER_ADDRESS``, then ``RAY_ADDRESS`` when it is an
-    ``http(s)://`` URL, then :data:`DEFAULT_ADDRESS`.
+    ``http(s)://`` URL, then :data:`DEFAULT_ADDRESS`. ``token`` defaults to the one
+    :func:`~raypipe.engine.auth.auth_token_for` finds; either is sent over plain http only to
+    a loopback address, unless ``allow_insecure_token``.
     """
     from ray.job_submission import JobSubmissionClient
 
     address = address or _address_from_env()
-    token = token or read_auth_token()
+    if token is None:
+        token = auth_token_for(address, allow_insecure=allow_insecure_token)
+    else:
+        check_token_transport(address, allow_insecure=allow_insecure_token)
     headers = {"Authorization": f"Bearer {token}"} if token else None
     with job_server_errors(f"connecting to `{address}`"):
         try:
@@ -228,8 +210,7 @@ def job_server_errors(what: str) -> Iterator[None]:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "refused"
         raise RuntimeUnavailableError(
             f"Ray's job server refused the auth token while {what}: {first_line}",
-            hint="use the cluster's token: RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or "
-            "~/.ray/auth_token (`ray get-auth-token` on the head node prints it)",
+            hint=f"use the cluster's token: {TOKEN_SOURCES_HINT}",
         ) from exc
     except OSError as exc:  # ConnectionError and requests' connection errors
         raise RuntimeUnavailableError(

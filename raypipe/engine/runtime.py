@@ -3,6 +3,10 @@
 ``RayRuntime`` starts a local Ray (all local CPUs, no dashboard unless asked, token authentication
 left as Ray sets it) or joins a running cluster (``address="auto"``, ``ray://host:10001`` or the
 GCS address), and on exit shuts down only what it started. Nothing here runs on import.
+
+Joining an explicit address finds the auth token as ``submit`` and ``jobs`` do
+(:func:`raypipe.engine.auth.auth_token_for`) and turns on ``RAY_AUTH_MODE=token`` for it, which
+Ray does not do by itself for an explicit address.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any
 
 import ray
 
+from raypipe.engine.auth import TOKEN_SOURCES_HINT, auth_token_for, enable_token_mode
 from raypipe.errors import RuntimeUnavailableError
 
 __all__ = ["WORKER_ENV", "RayRuntime", "RuntimeOptions"]
@@ -49,6 +54,8 @@ class RuntimeOptions:
         Object store size of a local Ray (default: Ray's 30 % of memory).
     worker_env
         Environment variables every worker of this job gets.
+    allow_insecure_token
+        Send the auth token to a non-loopback ``address`` without TLS (a trusted network).
     """
 
     address: str | None = None
@@ -56,6 +63,7 @@ class RuntimeOptions:
     include_dashboard: bool = False
     object_store_bytes: int | None = None
     worker_env: Mapping[str, str] = field(default_factory=lambda: dict(WORKER_ENV))
+    allow_insecure_token: bool = False
 
 
 class RayRuntime:
@@ -95,6 +103,12 @@ class RayRuntime:
             "logging_level": logging.WARNING,
             "configure_logging": True,
         }
+        # "auto" is this machine's own cluster, where Ray finds the token by itself.
+        explicit = options.address is not None and options.address != "auto"
+        if explicit and auth_token_for(
+            str(options.address), allow_insecure=options.allow_insecure_token
+        ):
+            enable_token_mode()
         if options.address is None:
             kwargs["num_cpus"] = options.num_cpus or os.cpu_count() or 1
             kwargs["include_dashboard"] = options.include_dashboard
@@ -107,8 +121,7 @@ class RayRuntime:
             raise RuntimeUnavailableError(
                 f"Could not start or reach Ray {where}: {exc}",
                 hint="check the address (e.g. `auto`, `ray://HOST:10001`), that the cluster runs "
-                "the same Ray version, and that its auth token is available "
-                "(`ray get-auth-token`, RAY_AUTH_TOKEN)",
+                f"the same Ray version, and that its auth token is available: {TOKEN_SOURCES_HINT}",
             ) from exc
         self._started_here = True
         logger.info("Ray runtime ready: %s CPUs on %d node(s)", self.cpus, len(self.node_ids()))

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from raypipe.cli.main import main
-from raypipe.engine import jobs
+from raypipe.engine import auth, jobs
 from raypipe.errors import RaypipeError, RuntimeUnavailableError, SpecError
 from tests.support.fake_stages import fake_kinds  # noqa: F401 - fixture
 
@@ -278,13 +278,13 @@ def test_token_comes_from_rays_own_sources_in_rays_order(
     token_file = tmp_path / "token"
     token_file.write_text("from-file-token\n")
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token_file))
-    assert jobs.read_auth_token() == "from-file-token"
+    assert auth.read_auth_token() == "from-file-token"
     monkeypatch.setenv("RAY_AUTH_TOKEN", "from-env-token")
-    assert jobs.read_auth_token() == "from-env-token"
+    assert auth.read_auth_token() == "from-env-token"
     monkeypatch.delenv("RAY_AUTH_TOKEN")
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "missing"))
     with pytest.raises(RuntimeUnavailableError, match="RAY_AUTH_TOKEN_PATH"):
-        jobs.read_auth_token()
+        auth.read_auth_token()
 
 
 def test_connect_sends_the_token_as_a_bearer_header(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -297,9 +297,48 @@ def test_connect_sends_the_token_as_a_bearer_header(monkeypatch: pytest.MonkeyPa
     import ray.job_submission
 
     monkeypatch.setattr(ray.job_submission, "JobSubmissionClient", Recorder)
-    monkeypatch.setenv("RAY_API_SERVER_ADDRESS", "http://10.0.0.1:8265")
+    monkeypatch.setenv("RAY_API_SERVER_ADDRESS", "https://10.0.0.1:8265")
     jobs.connect(token="t0k")
-    assert seen == {"address": "http://10.0.0.1:8265", "headers": {"Authorization": "Bearer t0k"}}
+    assert seen == {"address": "https://10.0.0.1:8265", "headers": {"Authorization": "Bearer t0k"}}
+
+
+def test_connect_sends_a_token_over_plain_http_only_to_loopback_unless_allowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[tuple[str, Any]] = []
+
+    class Recorder:
+        def __init__(self, address: str, headers: dict[str, str] | None = None) -> None:
+            sent.append((address, headers))
+
+    import ray.job_submission
+
+    monkeypatch.setattr(ray.job_submission, "JobSubmissionClient", Recorder)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("RAY_AUTH_TOKEN_PATH", raising=False)
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "s3cret")
+    with pytest.raises(RuntimeUnavailableError, match="clear text") as info:
+        jobs.connect("http://203.0.113.5:8265")
+    assert "--allow-insecure-token" in (info.value.hint or "") and sent == []
+    jobs.connect("http://203.0.113.5:8265", allow_insecure_token=True)
+    jobs.connect("http://127.0.0.1:8265")
+    jobs.connect("http://localhost:8265")
+    assert [headers for _, headers in sent] == [{"Authorization": "Bearer s3cret"}] * 3
+    monkeypatch.delenv("RAY_AUTH_TOKEN")
+    jobs.connect("http://203.0.113.5:8265")  # no token, nothing to protect
+    assert sent[-1] == ("http://203.0.113.5:8265", None)
+
+
+@pytest.mark.usefixtures("cli")
+def test_cli_jobs_refuses_an_insecure_token_and_names_the_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "s3cret")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["jobs", "list", "--address", "http://203.0.113.5:8265"])
+    assert exit_info.value.code == 5
+    err = capsys.readouterr().err
+    assert "clear text" in err and "--allow-insecure-token" in err and "s3cret" not in err
 
 
 def test_unreachable_job_server_is_a_runtime_error_with_a_hint(
@@ -317,7 +356,7 @@ def test_cli_submit_follows_and_exits_with_the_jobs_code(
     spec: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     client = FakeClient("stage a failed\n", statuses=["FAILED"], driver_exit_code=4)
-    monkeypatch.setattr(jobs, "connect", lambda address=None: client)
+    monkeypatch.setattr(jobs, "connect", lambda address=None, **_: client)
     with pytest.raises(SystemExit) as info:
         main(["submit", str(spec), "--address", "http://h:8265", "--resume"])
     assert info.value.code == 4
@@ -336,7 +375,7 @@ def test_cli_jobs_list_logs_stop(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     client = FakeClient("hello log\n", statuses=["STOPPED"])
-    monkeypatch.setattr(jobs, "connect", lambda address=None: client)
+    monkeypatch.setattr(jobs, "connect", lambda address=None, **_: client)
     main(["jobs", "list"])
     assert "raypipe run b.yaml" in capsys.readouterr().out
     main(["jobs", "logs", "new"])

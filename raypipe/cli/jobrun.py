@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from raypipe.driver import JobFailedError, JobInterruptedError, RunOptions, RunRecord, run_job
-from raypipe.errors import SpecError
+from raypipe.errors import RuntimeUnavailableError, SpecError
 from raypipe.spec import Job, load_job
 
 __all__ = ["register", "run_spec"]
@@ -55,6 +55,9 @@ def run_spec(
         cancel_on_signals(CancelToken()) as token,
         showing,
     ):
+        runtime.watch_local_node(
+            lambda reason: token.cancel(reason, exit_code=RuntimeUnavailableError.exit_code)
+        )
         try:
             record = run_job(
                 job,
@@ -68,9 +71,21 @@ def run_spec(
             )
         except (JobFailedError, JobInterruptedError) as exc:
             console.print(run_table(exc.record))
+            if runtime.node_death is not None:
+                raise _node_died(runtime.node_death, exc.record) from exc
             raise
     console.print(run_table(record))
     return record
+
+
+def _node_died(reason: str, record: RunRecord) -> RuntimeUnavailableError:
+    return RuntimeUnavailableError(
+        f"Run `{record.run_id}` of job `{record.job}` stopped: {reason}; its tasks were lost "
+        "and nothing was committed after",
+        hint="a killed raylet is most often the out-of-memory killer (`dmesg`, `free -h`); "
+        f"lower the job's size with --set, then `raypipe run {record.spec} --resume` continues "
+        "the run",
+    )
 
 
 def register(app: typer.Typer) -> None:

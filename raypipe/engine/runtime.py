@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -78,6 +79,8 @@ class RayRuntime:
     def __init__(self, options: RuntimeOptions | None = None) -> None:
         self.options = options or RuntimeOptions()
         self._started_here = False
+        #: Why the local node died (see :meth:`watch_local_node`); ``None`` while it lives.
+        self.node_death: str | None = None
 
     def __enter__(self) -> RayRuntime:
         self.start()
@@ -131,6 +134,44 @@ class RayRuntime:
         if self._started_here and ray.is_initialized():
             ray.shutdown()
         self._started_here = False
+
+    def watch_local_node(self, on_death: Callable[[str], None], interval_s: float = 0.5) -> None:
+        """Call ``on_death(reason)`` once if the raylet of the local Ray this runtime started
+        exits (killed, out of memory) while the runtime runs.
+
+        Ray's own reaction is to end the driver process with exit code 1 after some seconds,
+        without a word from raypipe; watching the process lets the driver say what happened
+        and stop at a safe point first. Joined clusters are not watched (their nodes are not
+        this process's children).
+        """
+        raylet = self._local_raylet()
+        if raylet is None:
+            return
+
+        def watch() -> None:
+            while self._started_here:
+                code = raylet.poll()
+                if code is not None:
+                    self.node_death = (
+                        f"the local Ray node died (its raylet, pid {raylet.pid}, exited with "
+                        f"{'signal ' + str(-code) if code < 0 else 'code ' + str(code)})"
+                    )
+                    on_death(self.node_death)
+                    return
+                threading.Event().wait(interval_s)
+
+        threading.Thread(target=watch, name="raypipe-node-watch", daemon=True).start()
+
+    def _local_raylet(self) -> Any:
+        """The raylet ``Popen`` of a Ray this runtime started locally, else ``None``."""
+        if not self._started_here or self.options.address is not None:
+            return None
+        from ray._private import ray_constants
+        from ray._private.worker import _global_node
+
+        processes = getattr(_global_node, "all_processes", {}) or {}
+        infos = processes.get(ray_constants.PROCESS_TYPE_RAYLET) or []
+        return infos[0].process if infos else None
 
     @property
     def cpus(self) -> int:

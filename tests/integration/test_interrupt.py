@@ -67,6 +67,11 @@ def wait_for_slow_tasks(job_dir: Path, process: subprocess.Popen[str]) -> None:
 
 def ray_processes_of(session_pid: int) -> list[str]:
     """Live processes of the run's session (its Ray workers, raylet, GCS), but not zombies."""
+    return [cmdline for _, cmdline in session_processes(session_pid)]
+
+
+def session_processes(session_pid: int) -> list[tuple[int, str]]:
+    """``(pid, command line)`` of the live processes of a session, zombies left out."""
     found = []
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
@@ -77,7 +82,7 @@ def ray_processes_of(session_pid: int) -> list[str]:
         except (OSError, IndexError, ValueError):
             continue
         if session == session_pid and state != "Z":
-            found.append((proc / "cmdline").read_text().replace("\0", " ")[:120])
+            found.append((int(proc.name), (proc / "cmdline").read_text().replace("\0", " ")))
     return found
 
 
@@ -121,3 +126,21 @@ def test_an_interrupted_run_stops_commits_nothing_after_and_resumes(
     assert record["stages"]["make"]["status"] == "cached"
     assert record["stages"]["slow"]["status"] == "succeeded"
     assert (slow_dir / "published").read_text() == record["run_id"]
+
+
+def test_a_run_whose_local_ray_node_dies_says_so_and_exits_5(tmp_path: Path) -> None:
+    spec = tmp_path / "job.yaml"
+    spec.write_text(SPEC.format(data_dir=tmp_path / "data", seconds=60))
+    job_dir = tmp_path / "data" / "jobs" / "slowjob"
+    process = start_run(spec)
+    wait_for_slow_tasks(job_dir, process)
+    raylets = [pid for pid, cmd in session_processes(process.pid) if "/raylet/raylet " in cmd]
+    assert len(raylets) == 1
+    os.kill(raylets[0], signal.SIGKILL)  # what the out-of-memory killer does
+    output, _ = process.communicate(timeout=60)
+
+    assert process.returncode == 5, output[-3000:]
+    assert "error: Run" in output and "the local Ray node died" in output
+    assert "--resume" in output and "Traceback" not in output
+    assert run_record(job_dir)["stages"]["slow"]["status"] == "interrupted"
+    assert not (job_dir / "datasets" / "slow" / "published").exists()

@@ -33,6 +33,7 @@ def run_spec(
     from raypipe.cli.observers import RichObserver, make_observer
     from raypipe.cli.render import run_table
     from raypipe.cli.signals import cancel_on_signals
+    from raypipe.driver.state import DriverState
     from raypipe.engine.runtime import RayRuntime, RuntimeOptions
     from raypipe.engine.tasks import RayExecutor
     from raypipe.stages.base import CancelToken
@@ -40,6 +41,8 @@ def run_spec(
     unknown = sorted(set(force) - {stage.name for stage in job.stages})
     if unknown:
         raise SpecError([f"--force `{name}`: no such stage" for name in unknown], source=job.source)
+    # A data_dir that cannot be written fails here, in one line, before Ray starts.
+    DriverState(job.data_dir, job.name, job.storage_options).check_writable()
     observer = make_observer(console)
     runtime_options = RuntimeOptions(
         address=address,

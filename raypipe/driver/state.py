@@ -15,6 +15,7 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 
 from raypipe.driver.record import RunRecord, StageRecord, StageStatus
+from raypipe.errors import DataError
 from raypipe.io.fs import join_url, resolve_fs, write_bytes_atomic
 from raypipe.stages.base import job_data_url
 
@@ -43,6 +44,28 @@ class DriverState:
 
     def stage_url(self, stage: str) -> str:
         return join_url(self.job_dir, "stages", f"{stage}.json")
+
+    def check_writable(self) -> None:
+        """Fail with one clear error, before any work, if the job's folder cannot be written.
+
+        Creates the folder and writes, then removes, an empty probe file of its own.
+        """
+        try:
+            fs, folder = resolve_fs(self.job_dir, self.storage_options)
+            fs.makedirs(folder, exist_ok=True)
+            probe = f"{folder.rstrip('/')}/.raypipe-write-check-{uuid.uuid4().hex[:8]}"
+            fs.pipe_file(probe, b"")
+            fs.rm_file(probe)
+        except Exception as exc:  # any filesystem's failure: permissions, credentials, a file
+            lines = str(exc).strip().splitlines()
+            detail = getattr(exc, "strerror", None) or (lines[0] if lines else "")
+            raise DataError(
+                f"data_dir `{self.data_dir}` is not writable: cannot write in "
+                f"`{self.job_dir}` ({type(exc).__name__}: {detail})",
+                hint="pass a folder you can write with --data-dir, or fix its permissions; "
+                "for s3:// and other object stores, check the credentials (e.g. AWS_PROFILE) "
+                "or the spec's storage_options",
+            ) from exc
 
     def write_run(self, record: RunRecord) -> str:
         url = self.run_url(record.run_id)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import shlex
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -76,6 +77,7 @@ WORKING_DIR_EXCLUDES: tuple[str, ...] = (
 
 TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
 EXIT_STOPPED = 130
+EXIT_COMMAND_NOT_FOUND = 127
 POLL_SECONDS = 1.0
 
 Write = Callable[[str], Any]
@@ -103,6 +105,20 @@ class JobFinishedError(RaypipeError):
     """A submitted job ended other than SUCCEEDED; exits with the job driver's own exit code."""
 
     def __init__(self, outcome: JobOutcome) -> None:
+        missing = _missing_command(outcome)
+        if missing is not None:
+            # The driver never ran: nothing to resume, the cluster lacks the program.
+            super().__init__(
+                f"Ray job `{outcome.submission_id}` could not start: the cluster has no "
+                f"`{missing}` command (exit 127, `{missing}: not found`)",
+                hint="install raypipe on every node of the cluster: the launcher YAMLs in "
+                "cluster/ pip install the wheel from dist/, KubeRay needs an image with "
+                "raypipe (cluster/README.md), or pass --requirements FILE naming a raypipe "
+                "wheel the cluster can download; then submit again",
+            )
+            self.outcome = outcome
+            self.exit_code = outcome.exit_code
+            return
         # Ray's message repeats the log's last 20,000 characters, already shown: keep line one.
         first_line = outcome.message.strip().splitlines()[0] if outcome.message.strip() else ""
         detail = f": {first_line.rstrip(':')}" if first_line else ""
@@ -113,6 +129,18 @@ class JobFinishedError(RaypipeError):
         )
         self.outcome = outcome
         self.exit_code = outcome.exit_code
+
+
+#: The shell's words for a missing program: dash (`sh: 1: raypipe: not found`) and bash.
+_NOT_FOUND = re.compile(r"(?:^|\s)([\w.-]+): (?:command )?not found\s*$", re.MULTILINE)
+
+
+def _missing_command(outcome: JobOutcome) -> str | None:
+    """The program the job's shell could not find (exit 127), else ``None``."""
+    if outcome.exit_code != EXIT_COMMAND_NOT_FOUND:
+        return None
+    found = _NOT_FOUND.search(outcome.message)
+    return found.group(1) if found else None
 
 
 @dataclass(frozen=True)

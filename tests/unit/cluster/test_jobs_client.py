@@ -426,3 +426,23 @@ def test_data_dir_is_pinned_on_the_client(
     assert jobs.pin_data_dir("./raypipe-data") == str(tmp_path.resolve() / "raypipe-data")
     assert jobs.pin_data_dir(f"file://{tmp_path}/d") == str(tmp_path.resolve() / "d")
     assert "every node of the cluster must see it" in caplog.text
+
+
+def test_a_cluster_without_raypipe_is_named_not_resumed() -> None:
+    log = "/bin/sh: 1: raypipe: not found\n"
+    client = FakeClient(log, statuses=["FAILED"], driver_exit_code=127)
+    outcome = jobs.follow_job(client, "raysubmit_1", lambda _: None, poll_seconds=0)
+    error = jobs.JobFinishedError(outcome)
+    assert error.exit_code == 127
+    assert "the cluster has no `raypipe` command" in error.message
+    assert "install raypipe on every node" in (error.hint or "")
+    assert "--resume" not in (error.hint or "") and "--requirements" in (error.hint or "")
+    bash = FakeClient(
+        "bash: line 1: raypipe: command not found\n", statuses=["FAILED"], driver_exit_code=127
+    )
+    outcome = jobs.follow_job(bash, "raysubmit_1", lambda _: None, poll_seconds=0)
+    assert "no `raypipe` command" in jobs.JobFinishedError(outcome).message
+    # Any other failure still points at the log and --resume.
+    other = FakeClient("boom\n", statuses=["FAILED"], driver_exit_code=4)
+    outcome = jobs.follow_job(other, "raysubmit_1", lambda _: None, poll_seconds=0)
+    assert "--resume" in (jobs.JobFinishedError(outcome).hint or "")

@@ -159,6 +159,39 @@ def test_the_cluster_refuses_a_client_with_the_wrong_token(cluster: LocalCluster
         jobs.list_jobs(jobs.connect(cluster.dashboard_url, token="not-the-token"))
 
 
+def test_run_address_finds_the_token_like_submit_without_ray_auth_mode(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    env = {key: value for key, value in cluster.env.items() if key != "RAY_AUTH_MODE"}
+    env["HOME"] = str(tmp_path)  # the token comes from RAY_AUTH_TOKEN_PATH only
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(TEST_JOB.parent / "run.py"),  # `raypipe` plus the job folder's stage kinds
+            "run",
+            str(TEST_JOB),
+            "--address",
+            cluster.gcs_address,
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--set",
+            "stages.numbers.with.seconds=0",
+            "--set",
+            "stages.totals.with.seconds=0",
+        ],
+        cwd=REPO,  # workers import the test stages from the driver's folders
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=JOB_TIMEOUT_S,
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert only_run(tmp_path / "data").succeeded
+
+
 def test_killed_driver_resubmitted_with_resume_redoes_no_committed_stage(
     client: jobs.SubmissionClient, tmp_path: Path
 ) -> None:

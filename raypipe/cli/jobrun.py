@@ -74,7 +74,9 @@ def run_spec(
             )
         except (JobFailedError, JobInterruptedError) as exc:
             console.print(run_table(exc.record))
-            if runtime.node_death is not None:
+            # The node's death is the cause only if it came first: on SIGTERM to the whole
+            # process group the local raylet ends too, after the signal that stopped the run.
+            if runtime.node_death is not None and token.reason == runtime.node_death:
                 raise _node_died(runtime.node_death, exc.record) from exc
             raise
     console.print(run_table(record))

@@ -253,6 +253,7 @@ class _StageRunner:
         self.token = token
         #: Stages that were running when the run was interrupted.
         self.interrupted: list[str] = []
+        self._submitted_at: dict[str, float] = {}
 
     def run_all(self) -> list[RaypipeError]:
         errors: list[RaypipeError] = []
@@ -266,6 +267,7 @@ class _StageRunner:
                     for stage in self._ready(waiting):
                         waiting.remove(stage)
                         self._mark(stage, StageStatus.RUNNING)
+                        self._submitted_at[stage.name] = time.perf_counter()
                         running[pool.submit(self._run_stage, stage)] = stage
                 if not running:
                     break
@@ -300,6 +302,8 @@ class _StageRunner:
 
     def _interrupt(self, stage: JobStage) -> None:
         self._mark(stage, StageStatus.INTERRUPTED, error=f"interrupted ({self.token.reason})")
+        began = self._submitted_at.get(stage.name, time.perf_counter())
+        self.record.stages[stage.name].seconds = round(time.perf_counter() - began, 3)
         self.interrupted.append(stage.name)
         logger.warning("stage %s interrupted", stage.name)
 

@@ -2,8 +2,9 @@
 
 The first signal cancels the token: the driver stops at the next safe point, writes the run
 record as interrupted and raises, so the runtime's ``finally`` shuts down the Ray it started
-(a driver killed outright leaves its workers running). A second signal raises
-``KeyboardInterrupt`` at once, for a stage that does not reach a safe point soon.
+(a driver killed outright leaves its workers running). A second signal unwinds at once
+(``KeyboardInterrupt``, or ``SystemExit(143)`` for SIGTERM), for a stage that does not reach a
+safe point soon.
 """
 
 from __future__ import annotations
@@ -38,8 +39,10 @@ def cancel_on_signals(token: CancelToken) -> Iterator[CancelToken]:
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
-        if token.cancelled:
-            raise KeyboardInterrupt(name)
+        if token.cancelled:  # the second signal: unwind now (the runtime still shuts down Ray)
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt(name)
+            raise SystemExit(128 + signum)
         token.cancel(name, exit_code=128 + signum)
         logger.warning(
             "%s: interrupting the run at the next safe point (again to stop at once)", name

@@ -289,7 +289,7 @@ class _StageRunner:
                     self.record.heartbeat = beat()
                     self.state.write_run(self.record)
                     last_beat = time.monotonic()
-        except KeyboardInterrupt:  # a second Ctrl-C: stop waiting for stages to wind down
+        except (KeyboardInterrupt, SystemExit):  # a second signal: stop waiting for stages
             self.token.cancel(self.token.reason or "SIGINT")
             for stage in running.values():
                 self._interrupt(stage)

@@ -14,7 +14,8 @@ process exit code the CLI uses, and renders as a short message that says what we
     ├── StageError                    exit 4   a stage failed while running
     │   └── TaskError                          a Ray task raised; carries the worker's log
     ├── RuntimeUnavailableError       exit 5   Ray could not be started or reached
-    └── ModelError                    exit 6   a model is missing, corrupt or fails its checksum
+    ├── ModelError                    exit 6   a model is missing, corrupt or fails its checksum
+    └── RunInterruptedError         exit 130   stopped by Ctrl-C (SIGINT; 143 for SIGTERM)
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = [
     "DatasetNotCommittedError",
     "ModelError",
     "RaypipeError",
+    "RunInterruptedError",
     "RuntimeUnavailableError",
     "SchemaError",
     "SpecError",
@@ -128,3 +130,13 @@ class ModelError(RaypipeError):
     """A model is missing, corrupt, of an unknown format, or fails its checksum."""
 
     exit_code = 6
+
+
+class RunInterruptedError(RaypipeError):
+    """The run was stopped by a signal; exits ``128 + signal`` (130 for Ctrl-C, 143 for SIGTERM)."""
+
+    exit_code = 130
+
+    def __init__(self, message: str, *, hint: str | None = None, exit_code: int = 130) -> None:
+        super().__init__(message, hint=hint)
+        self.exit_code = exit_code

@@ -9,8 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from raypipe.driver import JobFailedError, RunOptions, RunRecord, run_job
-from raypipe.errors import SpecError
+from raypipe.driver import JobFailedError, JobInterruptedError, RunOptions, RunRecord, run_job
+from raypipe.errors import RuntimeUnavailableError, SpecError
 from raypipe.spec import Job, load_job
 
 __all__ = ["register", "run_spec"]
@@ -26,36 +26,71 @@ def run_spec(
     force: list[str],
     dashboard: bool = False,
     num_cpus: int | None = None,
+    allow_insecure_token: bool = False,
 ) -> RunRecord:
     """Run ``job`` on a Ray runtime started (or joined) for it, showing progress."""
     from raypipe.cli.main import console
     from raypipe.cli.observers import RichObserver, make_observer
     from raypipe.cli.render import run_table
+    from raypipe.cli.signals import cancel_on_signals
+    from raypipe.driver.state import DriverState
     from raypipe.engine.runtime import RayRuntime, RuntimeOptions
     from raypipe.engine.tasks import RayExecutor
+    from raypipe.stages.base import CancelToken
 
     unknown = sorted(set(force) - {stage.name for stage in job.stages})
     if unknown:
         raise SpecError([f"--force `{name}`: no such stage" for name in unknown], source=job.source)
+    # A data_dir that cannot be written fails here, in one line, before Ray starts.
+    DriverState(job.data_dir, job.name, job.storage_options).check_writable()
     observer = make_observer(console)
     runtime_options = RuntimeOptions(
-        address=address, num_cpus=num_cpus, include_dashboard=dashboard
+        address=address,
+        num_cpus=num_cpus,
+        include_dashboard=dashboard,
+        allow_insecure_token=allow_insecure_token,
     )
     showing = observer if isinstance(observer, RichObserver) else nullcontext()
-    with RayRuntime(runtime_options) as runtime, showing:
+    # Signals are taken over only once Ray runs (ray.init installs its own SIGTERM handler);
+    # leaving the block through the runtime shuts down the Ray this command started.
+    with (
+        RayRuntime(runtime_options) as runtime,
+        cancel_on_signals(CancelToken()) as token,
+        showing,
+    ):
+        runtime.watch_local_node(
+            lambda reason: token.cancel(reason, exit_code=RuntimeUnavailableError.exit_code)
+        )
         try:
             record = run_job(
                 job,
-                make_executor=lambda on_progress: RayExecutor(runtime, on_progress),
+                make_executor=lambda on_progress, cancel: RayExecutor(
+                    runtime, on_progress, cancel
+                ),
                 driver_node_id=runtime.driver_node_id,
                 options=RunOptions(resume=resume, force=frozenset(force)),
                 observer=observer,
+                cancel_token=token,
             )
-        except JobFailedError as exc:
+        except (JobFailedError, JobInterruptedError) as exc:
             console.print(run_table(exc.record))
+            # The node's death is the cause only if it came first: on SIGTERM to the whole
+            # process group the local raylet ends too, after the signal that stopped the run.
+            if runtime.node_death is not None and token.reason == runtime.node_death:
+                raise _node_died(runtime.node_death, exc.record) from exc
             raise
     console.print(run_table(record))
     return record
+
+
+def _node_died(reason: str, record: RunRecord) -> RuntimeUnavailableError:
+    return RuntimeUnavailableError(
+        f"Run `{record.run_id}` of job `{record.job}` stopped: {reason}; its tasks were lost "
+        "and nothing was committed after",
+        hint="a killed raylet is most often the out-of-memory killer (`dmesg`, `free -h`); "
+        f"lower the job's size with --set, then `raypipe run {record.spec} --resume` continues "
+        "the run",
+    )
 
 
 def register(app: typer.Typer) -> None:
@@ -85,11 +120,24 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="Replace the spec's data_dir (any fsspec URL)."),
         ] = None,
         dashboard: Annotated[bool, typer.Option(help="Start Ray's dashboard.")] = False,
+        allow_insecure_token: Annotated[
+            bool,
+            typer.Option(
+                "--allow-insecure-token",
+                help="With --address: send the Ray auth token without TLS to a host other "
+                "than this machine (only on a network you trust).",
+            ),
+        ] = False,
     ) -> None:
         """Run a job: its stages in dependency order on Ray, cached stages skipped."""
         job = load_job(spec, overrides=set_ or (), data_dir=data_dir)
         record = run_spec(
-            job, address=address, resume=resume, force=force or [], dashboard=dashboard
+            job,
+            address=address,
+            resume=resume,
+            force=force or [],
+            dashboard=dashboard,
+            allow_insecure_token=allow_insecure_token,
         )
         _print_where(record)
 
@@ -122,7 +170,8 @@ def _print_where(record: RunRecord) -> None:
     from raypipe.cli.main import console
     from raypipe.driver.state import DriverState
 
-    console.print(f"\n[bold]Run record:[/] {DriverState(record.data_dir).run_url(record.run_id)}")
+    run_url = DriverState(record.data_dir, record.job).run_url(record.run_id)
+    console.print(f"\n[bold]Run record:[/] {run_url}")
     outputs = [
         (f"{stage.name}.{name}", output.rows, output.url)
         for stage in record.stages.values()

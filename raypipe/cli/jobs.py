@@ -19,6 +19,16 @@ AddressOption = Annotated[
 ]
 
 
+InsecureTokenOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-insecure-token",
+        help="Send the Ray auth token over plain http to a host other than this machine "
+        "(only on a network you trust; prefer a tunnel to 127.0.0.1 or https).",
+    ),
+]
+
+
 def _write(text: str) -> None:
     sys.stdout.write(text)
     sys.stdout.flush()
@@ -52,6 +62,7 @@ def submit(
     follow: Annotated[
         bool, typer.Option(help="Follow the log to the end and exit with the job's status.")
     ] = True,
+    allow_insecure_token: InsecureTokenOption = False,
 ) -> None:
     """Submit a job to a Ray cluster, follow its log, exit with its status."""
     from raypipe.cli.main import console, error_console
@@ -61,7 +72,7 @@ def submit(
     # Check the spec here first: a typo should not cost a cluster round trip. Its data_dir is
     # fixed here too, so the cluster's environment or working dir cannot move it.
     job = load_job(spec, overrides=set_ or (), data_dir=data_dir)
-    client = jobs.connect(address)
+    client = jobs.connect(address, allow_insecure_token=allow_insecure_token)
     submitted = jobs.submit_job(
         client,
         jobs.JobSubmissionSpec(
@@ -94,7 +105,7 @@ jobs_app = typer.Typer(help="List, read and stop jobs on a Ray cluster.", no_arg
 
 
 @jobs_app.command("list")
-def list_(address: AddressOption = None) -> None:
+def list_(address: AddressOption = None, allow_insecure_token: InsecureTokenOption = False) -> None:
     """List the cluster's jobs, newest first."""
     from rich.table import Table
 
@@ -102,7 +113,8 @@ def list_(address: AddressOption = None) -> None:
     from raypipe.engine import jobs
 
     table = Table("submission id", "status", "started (UTC)", "entrypoint")
-    for row in jobs.format_summaries(jobs.list_jobs(jobs.connect(address))):
+    client = jobs.connect(address, allow_insecure_token=allow_insecure_token)
+    for row in jobs.format_summaries(jobs.list_jobs(client)):
         table.add_row(*row)
     console.print(table)
 
@@ -114,11 +126,12 @@ def logs(
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep following until the job ends.")
     ] = False,
+    allow_insecure_token: InsecureTokenOption = False,
 ) -> None:
     """Print a job's log; with --follow, to its end, exiting with its status."""
     from raypipe.engine import jobs
 
-    client = jobs.connect(address)
+    client = jobs.connect(address, allow_insecure_token=allow_insecure_token)
     if not follow:
         _write(jobs.read_job_logs(client, submission_id))
         return
@@ -132,12 +145,14 @@ def stop(
     submission_id: Annotated[str, typer.Argument(help="The job's submission id.")],
     address: AddressOption = None,
     wait: Annotated[float, typer.Option(help="Seconds to wait for the job to end.")] = 10.0,
+    allow_insecure_token: InsecureTokenOption = False,
 ) -> None:
     """Stop a running job."""
     from raypipe.cli.main import console
     from raypipe.engine import jobs
 
-    status = jobs.stop_job(jobs.connect(address), submission_id, wait_s=wait)
+    client = jobs.connect(address, allow_insecure_token=allow_insecure_token)
+    status = jobs.stop_job(client, submission_id, wait_s=wait)
     console.print(f"job [bold]{submission_id}[/]: {status}", highlight=False)
 
 

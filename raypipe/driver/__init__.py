@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 from raypipe.driver.record import OutputRecord, RunRecord, StageRecord, StageStatus
-from raypipe.driver.run import JobFailedError, RunObserver, RunOptions, run_job
+from raypipe.driver.run import (
+    JobFailedError,
+    JobInterruptedError,
+    RunObserver,
+    RunOptions,
+    run_job,
+)
 
 __all__ = [
     "JobFailedError",
+    "JobInterruptedError",
     "OutputRecord",
     "RunObserver",
     "RunOptions",

@@ -1,6 +1,6 @@
 """The run record: what a run did, stage by stage.
 
-Written to ``<data_dir>/runs/<run_id>/run.json`` as the run goes.
+Written to ``<data_dir>/jobs/<job>/runs/<run_id>/run.json`` as the run goes.
 """
 
 from __future__ import annotations
@@ -22,6 +22,8 @@ class StageStatus:
     CACHED = "cached"
     FAILED = "failed"
     SKIPPED = "skipped"
+    #: Stopped by Ctrl-C or SIGTERM; ``--resume`` continues it.
+    INTERRUPTED = "interrupted"
 
     FINISHED = frozenset({SUCCEEDED, CACHED})
 
@@ -61,7 +63,11 @@ class StageRecord:
 
 @dataclass
 class RunRecord:
-    """A whole run. ``status`` is ``running`` until the driver finishes it."""
+    """A whole run. ``status`` is ``running`` until the driver finishes it.
+
+    ``heartbeat`` (``at``, ``host``, ``pid``) is rewritten by the driver every few seconds while
+    it runs; ``--resume`` refuses a ``running`` run whose heartbeat is fresh.
+    """
 
     run_id: str
     job: str
@@ -74,6 +80,7 @@ class RunRecord:
     seconds: float = 0.0
     attempts: int = 1
     stages: dict[str, StageRecord] = field(default_factory=dict)
+    heartbeat: dict[str, Any] | None = None
 
     @property
     def succeeded(self) -> bool:

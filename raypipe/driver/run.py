@@ -2,6 +2,12 @@
 
 The driver itself does no data work. Each stage runs in a driver thread and sends its heavy work
 to Ray through the executor it is given; stages whose inputs are ready run concurrently.
+
+Interrupts: the CLI turns Ctrl-C and SIGTERM into a cancelled :class:`CancelToken`. The driver
+then starts no further stage, running stages stop at their next safe point (executors between
+tasks; a stage before work it cannot take back), the run record says ``interrupted`` and
+:class:`JobInterruptedError` carries the signal's exit code. ``--resume`` continues the run.
+While it runs, the driver keeps a heartbeat in the run record (:mod:`raypipe.driver.heartbeat`).
 """
 
 from __future__ import annotations
@@ -16,14 +22,23 @@ from typing import Protocol
 
 import raypipe
 from raypipe.driver.fingerprint import stage_code_version, stage_fingerprint
+from raypipe.driver.heartbeat import HEARTBEAT_S, beat, live_driver
 from raypipe.driver.record import OutputRecord, RunRecord, StageRecord, StageStatus
 from raypipe.driver.state import DriverState, new_run_id
-from raypipe.errors import DataError, RaypipeError, StageError
+from raypipe.errors import DataError, RaypipeError, RunInterruptedError, StageError
 from raypipe.io.manifest import read_manifest
 from raypipe.spec.job import Job, JobStage
-from raypipe.stages.base import DatasetInput, Executor, StageContext
+from raypipe.stages.base import CancelToken, DatasetInput, Executor, StageContext
 
-__all__ = ["JobFailedError", "RunObserver", "RunOptions", "StageExecutor", "run_job"]
+__all__ = [
+    "ExecutorFactory",
+    "JobFailedError",
+    "JobInterruptedError",
+    "RunObserver",
+    "RunOptions",
+    "StageExecutor",
+    "run_job",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +49,11 @@ class StageExecutor(Executor, Protocol):
     node_ids: set[str]
 
 
-ExecutorFactory = Callable[[Callable[[str, int, int], None]], StageExecutor]
+ExecutorFactory = Callable[[Callable[[str, int, int], None], CancelToken], StageExecutor]
+"""Builds a stage's executor from its progress callback and the run's cancel token."""
+
+#: How often the run loop wakes to check for an interrupt and to beat.
+TICK_S = 0.25
 
 
 class RunObserver(Protocol):
@@ -92,6 +111,26 @@ class JobFailedError(StageError):
         self.exit_code = first_error.exit_code
 
 
+class JobInterruptedError(RunInterruptedError):
+    """Ctrl-C or SIGTERM stopped the run; the record (status ``interrupted``) is attached."""
+
+    def __init__(self, record: RunRecord, token: CancelToken, stopped: list[str]) -> None:
+        where = (
+            "stopped " + ", ".join(f"`{name}`" for name in stopped) + " at a safe point"
+            if stopped
+            else "between stages"
+        )
+        super().__init__(
+            f"interrupted ({token.reason}): run `{record.run_id}` of job `{record.job}` "
+            f"{where}; nothing is registered or promoted after the interrupt",
+            hint=f"`raypipe run {record.spec} --resume` continues this run; committed stages "
+            "are reused",
+            exit_code=token.exit_code,
+        )
+        self.record = record
+        self.stopped = stopped
+
+
 def run_job(
     job: Job,
     *,
@@ -99,25 +138,42 @@ def run_job(
     driver_node_id: str = "",
     options: RunOptions | None = None,
     observer: RunObserver | None = None,
+    cancel_token: CancelToken | None = None,
 ) -> RunRecord:
-    """Run every stage of ``job`` and return the run record (also written under ``data_dir``).
+    """Run every stage of ``job`` and return the run record (also written in the job's folder).
+
+    Parameters
+    ----------
+    cancel_token
+        Cancelled by the caller (the CLI's signal handler) to stop the run at the next safe
+        point.
 
     Raises
     ------
     JobFailedError
         When a stage failed; carries the record. Independent stages still ran to the end.
+    JobInterruptedError
+        When ``cancel_token`` was cancelled; the record says ``interrupted``.
     """
     options = options or RunOptions()
     observer = observer or _SilentObserver()
-    state = DriverState(job.data_dir, job.storage_options)
+    token = cancel_token or CancelToken()
+    state = DriverState(job.data_dir, job.name, job.storage_options)
     record = _start_record(job, state, options)
-    runner = _StageRunner(job, state, record, make_executor, driver_node_id, options, observer)
+    runner = _StageRunner(
+        job, state, record, make_executor, driver_node_id, options, observer, token
+    )
     started = time.perf_counter()
     errors = runner.run_all()
     record.seconds = round(record.seconds + time.perf_counter() - started, 3)
     record.finished_at = _now()
-    record.status = StageStatus.FAILED if errors else StageStatus.SUCCEEDED
+    if token.cancelled:
+        record.status = StageStatus.INTERRUPTED
+    else:
+        record.status = StageStatus.FAILED if errors else StageStatus.SUCCEEDED
     state.write_run(record)
+    if token.cancelled:
+        raise JobInterruptedError(record, token, runner.interrupted)
     if errors:
         raise JobFailedError(record, errors[0])
     return record
@@ -125,15 +181,17 @@ def run_job(
 
 def _start_record(job: Job, state: DriverState, options: RunOptions) -> RunRecord:
     if options.resume:
-        previous = state.latest_unfinished_run(job.name)
+        previous = state.latest_unfinished_run()
         if previous is None:
             raise RaypipeError(
                 f"Nothing to resume: job `{job.name}` has no unfinished run under "
-                f"`{job.data_dir}`",
+                f"`{state.job_dir}`",
                 hint="run without --resume; finished stages are reused from the cache anyway",
             )
+        _refuse_a_live_driver(previous)
         previous.attempts += 1
         previous.status = StageStatus.RUNNING
+        previous.heartbeat = beat()
         for stage_record in previous.stages.values():
             if stage_record.status not in StageStatus.FINISHED:
                 stage_record.status, stage_record.error = StageStatus.PENDING, None
@@ -149,9 +207,26 @@ def _start_record(job: Job, state: DriverState, options: RunOptions) -> RunRecor
         raypipe_version=raypipe.__version__,
         started_at=_now(),
         stages={stage.name: StageRecord(name=stage.name, kind=stage.kind) for stage in job.stages},
+        heartbeat=beat(),
     )
     state.write_run(record)
     return record
+
+
+def _refuse_a_live_driver(previous: RunRecord) -> None:
+    """``--resume`` must not take over a run whose driver still works on it."""
+    if previous.status != StageStatus.RUNNING:
+        return
+    alive = live_driver(previous.heartbeat)
+    if alive is None:
+        return
+    host, pid, age = alive
+    raise RaypipeError(
+        f"Run `{previous.run_id}` of job `{previous.job}` is still running: its driver "
+        f"(pid {pid} on host `{host}`) wrote a heartbeat {age:.0f} s ago",
+        hint=f"wait for it to end, or stop it (Ctrl-C in its terminal, `kill {pid}` on "
+        f"`{host}`, or `raypipe jobs stop ID`); a driver silent for 60 s is taken over",
+    )
 
 
 class _StageRunner:
@@ -166,6 +241,7 @@ class _StageRunner:
         driver_node_id: str,
         options: RunOptions,
         observer: RunObserver,
+        token: CancelToken,
     ) -> None:
         self.job = job
         self.state = state
@@ -174,37 +250,62 @@ class _StageRunner:
         self.driver_node_id = driver_node_id
         self.options = options
         self.observer = observer
+        self.token = token
+        #: Stages that were running when the run was interrupted.
+        self.interrupted: list[str] = []
+        self._submitted_at: dict[str, float] = {}
 
     def run_all(self) -> list[RaypipeError]:
         errors: list[RaypipeError] = []
         waiting = [stage for stage in self.job.stages]
         running: dict[Future[StageRecord], JobStage] = {}
-        with ThreadPoolExecutor(max_workers=self.options.max_concurrent_stages) as pool:
-            try:
-                while waiting or running:
+        pool = ThreadPoolExecutor(max_workers=self.options.max_concurrent_stages)
+        last_beat = time.monotonic()
+        try:
+            while waiting or running:
+                if not self.token.cancelled:
                     for stage in self._ready(waiting):
                         waiting.remove(stage)
                         self._mark(stage, StageStatus.RUNNING)
+                        self._submitted_at[stage.name] = time.perf_counter()
                         running[pool.submit(self._run_stage, stage)] = stage
-                    if not running:
-                        break
-                    done, _ = wait(running, return_when=FIRST_COMPLETED)
-                    for future in done:
-                        stage = running.pop(future)
-                        error = future.exception()
-                        if error is None:
-                            self.record.stages[stage.name] = future.result()
-                        else:
-                            errors.append(self._fail(stage, error, waiting))
-                        self.observer.stage_finished(self.record.stages[stage.name])
-                        self.state.write_run(self.record)
-            except KeyboardInterrupt:
-                for stage in running.values():
-                    self._mark(stage, StageStatus.FAILED, error="interrupted")
-                self.record.status = StageStatus.FAILED
-                self.state.write_run(self.record)
-                raise
+                if not running:
+                    break
+                done, _ = wait(running, timeout=TICK_S, return_when=FIRST_COMPLETED)
+                for future in done:
+                    stage = running.pop(future)
+                    error = future.exception()
+                    if error is None:
+                        self.record.stages[stage.name] = future.result()
+                    elif self.token.cancelled:
+                        # Whatever a stage raised after the interrupt (a task killed by the
+                        # same Ctrl-C, a cancelled task) is the interrupt, not a failure.
+                        self._interrupt(stage)
+                    else:
+                        errors.append(self._fail(stage, error, waiting))
+                    self.observer.stage_finished(self.record.stages[stage.name])
+                    self.state.write_run(self.record)
+                if time.monotonic() - last_beat >= HEARTBEAT_S:
+                    self.record.heartbeat = beat()
+                    self.state.write_run(self.record)
+                    last_beat = time.monotonic()
+        except (KeyboardInterrupt, SystemExit):  # a second signal: stop waiting for stages
+            self.token.cancel(self.token.reason or "SIGINT")
+            for stage in running.values():
+                self._interrupt(stage)
+            self.record.status = StageStatus.INTERRUPTED
+            self.state.write_run(self.record)
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
         return errors
+
+    def _interrupt(self, stage: JobStage) -> None:
+        self._mark(stage, StageStatus.INTERRUPTED, error=f"interrupted ({self.token.reason})")
+        began = self._submitted_at.get(stage.name, time.perf_counter())
+        self.record.stages[stage.name].seconds = round(time.perf_counter() - began, 3)
+        self.interrupted.append(stage.name)
+        logger.warning("stage %s interrupted", stage.name)
 
     def _ready(self, waiting: list[JobStage]) -> list[JobStage]:
         finished = {
@@ -258,8 +359,10 @@ class _StageRunner:
             logger.debug("stage %s: cached (%d rows out)", stage.name, cached.rows_out)
             return cached
         started = time.perf_counter()
+        self.token.raise_if_cancelled(f"stage `{stage.name}`")
         executor = self.make_executor(
-            lambda task, done, total: self.observer.stage_progress(stage.name, task, done, total)
+            lambda task, done, total: self.observer.stage_progress(stage.name, task, done, total),
+            self.token,
         )
         context = StageContext(
             stage_name=stage.name,
@@ -267,6 +370,8 @@ class _StageRunner:
             run_id=self.record.run_id,
             executor=executor,
             storage_options=self.job.storage_options,
+            job_name=self.job.name,
+            cancel_token=self.token,
         )
         result = stage.stage_class().run(context, inputs, stage.options)
         missing = set(stage.stage_class.outputs) - set(result.outputs)

@@ -1,4 +1,4 @@
-"""What the driver keeps between runs under ``<data_dir>``.
+"""What the driver keeps between runs in the job's folder, ``<data_dir>/jobs/<job>``.
 
 - ``stages/<stage>.json``: the commit record of a stage's last successful run (fingerprint,
   outputs with versions, metrics). Written after every output is committed, so its presence
@@ -15,7 +15,9 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 
 from raypipe.driver.record import RunRecord, StageRecord, StageStatus
+from raypipe.errors import DataError
 from raypipe.io.fs import join_url, resolve_fs, write_bytes_atomic
+from raypipe.stages.base import job_data_url
 
 __all__ = ["DriverState", "new_run_id"]
 
@@ -27,17 +29,43 @@ def new_run_id() -> str:
 
 
 class DriverState:
-    """Reads and writes the driver's records under one ``data_dir``."""
+    """Reads and writes the records of job ``job`` in its folder of ``data_dir``."""
 
-    def __init__(self, data_dir: str, storage_options: Mapping[str, object] | None = None) -> None:
+    def __init__(
+        self, data_dir: str, job: str, storage_options: Mapping[str, object] | None = None
+    ) -> None:
         self.data_dir = data_dir
+        self.job = job
+        self.job_dir = job_data_url(data_dir, job)
         self.storage_options = dict(storage_options or {})
 
     def run_url(self, run_id: str) -> str:
-        return join_url(self.data_dir, "runs", run_id, "run.json")
+        return join_url(self.job_dir, "runs", run_id, "run.json")
 
     def stage_url(self, stage: str) -> str:
-        return join_url(self.data_dir, "stages", f"{stage}.json")
+        return join_url(self.job_dir, "stages", f"{stage}.json")
+
+    def check_writable(self) -> None:
+        """Fail with one clear error, before any work, if the job's folder cannot be written.
+
+        Creates the folder and writes, then removes, an empty probe file of its own.
+        """
+        try:
+            fs, folder = resolve_fs(self.job_dir, self.storage_options)
+            fs.makedirs(folder, exist_ok=True)
+            probe = f"{folder.rstrip('/')}/.raypipe-write-check-{uuid.uuid4().hex[:8]}"
+            fs.pipe_file(probe, b"")
+            fs.rm_file(probe)
+        except Exception as exc:  # any filesystem's failure: permissions, credentials, a file
+            lines = str(exc).strip().splitlines()
+            detail = getattr(exc, "strerror", None) or (lines[0] if lines else "")
+            raise DataError(
+                f"data_dir `{self.data_dir}` is not writable: cannot write in "
+                f"`{self.job_dir}` ({type(exc).__name__}: {detail})",
+                hint="pass a folder you can write with --data-dir, or fix its permissions; "
+                "for s3:// and other object stores, check the credentials (e.g. AWS_PROFILE) "
+                "or the spec's storage_options",
+            ) from exc
 
     def write_run(self, record: RunRecord) -> str:
         url = self.run_url(record.run_id)
@@ -47,9 +75,9 @@ class DriverState:
     def read_run(self, run_id: str) -> RunRecord:
         return RunRecord.from_json(self._read(self.run_url(run_id)).decode())
 
-    def latest_unfinished_run(self, job: str) -> RunRecord | None:
-        """The newest run of ``job`` that did not succeed, for ``--resume``."""
-        fs, root = resolve_fs(join_url(self.data_dir, "runs"), self.storage_options)
+    def latest_unfinished_run(self) -> RunRecord | None:
+        """The newest run of the job if it did not succeed, for ``--resume``."""
+        fs, root = resolve_fs(join_url(self.job_dir, "runs"), self.storage_options)
         if not fs.exists(root):
             return None
         for run_dir in sorted(fs.ls(root, detail=False), reverse=True):
@@ -58,7 +86,7 @@ class DriverState:
                 record = self.read_run(run_id)
             except (OSError, ValueError, KeyError, TypeError):
                 continue
-            if record.job == job:
+            if record.job == self.job:
                 return None if record.succeeded else record
         return None
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
+from raypipe.stages.base import CancelToken
+
 __all__ = ["InlineExecutor"]
 
 T = TypeVar("T")
@@ -16,14 +18,20 @@ R = TypeVar("R")
 
 
 class InlineExecutor:
-    """Runs ``fn(item)`` for each item in order, in this process."""
+    """Runs ``fn(item)`` for each item in order, in this process; stops between items once
+    ``cancel_token`` is cancelled, as the Ray executor does between tasks."""
 
     parallelism = 1
 
-    def __init__(self, on_progress: Callable[[str, int, int], None] | None = None) -> None:
+    def __init__(
+        self,
+        on_progress: Callable[[str, int, int], None] | None = None,
+        cancel_token: CancelToken | None = None,
+    ) -> None:
         self.calls: list[str] = []
         self.node_ids: set[str] = set()
         self._on_progress = on_progress
+        self._cancel_token = cancel_token or CancelToken()
 
     def map(
         self,
@@ -37,6 +45,7 @@ class InlineExecutor:
         self.calls.append(name)
         results = []
         for done, item in enumerate(items, start=1):
+            self._cancel_token.raise_if_cancelled(f"task `{name}`")
             results.append(fn(item))
             if self._on_progress is not None:
                 self._on_progress(name, done, len(items))

@@ -8,10 +8,10 @@ after it ends we wait for a terminal status and print whatever the full log has 
 tail showed. The job's status becomes the exit code.
 
 Token authentication (on by default for Ray 2.59+ local clusters): ``JobSubmissionClient`` sends
-a token only when ``RAY_AUTH_MODE=token`` is set in the client's own process, so we read the token
-ourselves with Ray's own loader (``RAY_AUTH_TOKEN``, then ``RAY_AUTH_TOKEN_PATH``, then
-``~/.ray/auth_token``) and send it as an ``Authorization: Bearer`` header. A cluster without
-token authentication ignores the header.
+a token only when ``RAY_AUTH_MODE=token`` is set in the client's own process, so we find the token
+ourselves (:func:`raypipe.engine.auth.auth_token_for`, the same lookup as ``run --address``) and
+send it as an ``Authorization: Bearer`` header; over plain http only to a loopback address unless
+the user opts in. A cluster without token authentication ignores the header.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import shlex
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, cast
 
+from raypipe.engine.auth import TOKEN_SOURCES_HINT, auth_token_for, check_token_transport
 from raypipe.errors import RaypipeError, RuntimeUnavailableError, SpecError
 
 __all__ = [
@@ -44,7 +46,6 @@ __all__ = [
     "job_server_errors",
     "list_jobs",
     "pin_data_dir",
-    "read_auth_token",
     "read_job_logs",
     "stop_job",
     "submit_job",
@@ -54,8 +55,14 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_ADDRESS = "http://127.0.0.1:8265"
 
-#: Never uploaded with the spec's folder: environments, caches, local data.
+#: Never uploaded with the spec's folder: environments, caches, local data, and secrets (dotenv
+#: files, private keys, certificates), which would otherwise sit in the cluster's package store.
 WORKING_DIR_EXCLUDES: tuple[str, ...] = (
+    ".env",
+    ".env.*",
+    "*.key",
+    "id_rsa*",
+    "*.pem",
     ".git",
     ".venv",
     "venv",
@@ -70,6 +77,7 @@ WORKING_DIR_EXCLUDES: tuple[str, ...] = (
 
 TERMINAL_STATUSES = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
 EXIT_STOPPED = 130
+EXIT_COMMAND_NOT_FOUND = 127
 POLL_SECONDS = 1.0
 
 Write = Callable[[str], Any]
@@ -97,6 +105,20 @@ class JobFinishedError(RaypipeError):
     """A submitted job ended other than SUCCEEDED; exits with the job driver's own exit code."""
 
     def __init__(self, outcome: JobOutcome) -> None:
+        missing = _missing_command(outcome)
+        if missing is not None:
+            # The driver never ran: nothing to resume, the cluster lacks the program.
+            super().__init__(
+                f"Ray job `{outcome.submission_id}` could not start: the cluster has no "
+                f"`{missing}` command (exit 127, `{missing}: not found`)",
+                hint="install raypipe on every node of the cluster: the launcher YAMLs in "
+                "cluster/ pip install the wheel from dist/, KubeRay needs an image with "
+                "raypipe (cluster/README.md), or pass --requirements FILE naming a raypipe "
+                "wheel the cluster can download; then submit again",
+            )
+            self.outcome = outcome
+            self.exit_code = outcome.exit_code
+            return
         # Ray's message repeats the log's last 20,000 characters, already shown: keep line one.
         first_line = outcome.message.strip().splitlines()[0] if outcome.message.strip() else ""
         detail = f": {first_line.rstrip(':')}" if first_line else ""
@@ -107,6 +129,18 @@ class JobFinishedError(RaypipeError):
         )
         self.outcome = outcome
         self.exit_code = outcome.exit_code
+
+
+#: The shell's words for a missing program: dash (`sh: 1: raypipe: not found`) and bash.
+_NOT_FOUND = re.compile(r"(?:^|\s)([\w.-]+): (?:command )?not found\s*$", re.MULTILINE)
+
+
+def _missing_command(outcome: JobOutcome) -> str | None:
+    """The program the job's shell could not find (exit 127), else ``None``."""
+    if outcome.exit_code != EXIT_COMMAND_NOT_FOUND:
+        return None
+    found = _NOT_FOUND.search(outcome.message)
+    return found.group(1) if found else None
 
 
 @dataclass(frozen=True)
@@ -165,44 +199,26 @@ class JobSummary:
     end_time: float | None
 
 
-def read_auth_token() -> str | None:
-    """The Ray auth token this machine would use, or ``None`` when there is none.
-
-    Uses Ray's own loader, so the precedence is Ray's: ``RAY_AUTH_TOKEN``, then the file at
-    ``RAY_AUTH_TOKEN_PATH``, then ``~/.ray/auth_token``.
-    """
-    from ray._raylet import AuthenticationTokenLoader  # type: ignore[attr-defined]
-    from ray.exceptions import AuthenticationError
-
-    loader = AuthenticationTokenLoader.instance()
-    loader.reset_cache()  # the environment may have changed since the last call
-    try:
-        if not loader.has_token(ignore_auth_mode=True):
-            return None
-        token = loader.get_raw_token(ignore_auth_mode=True)
-    except AuthenticationError as exc:
-        raise RuntimeUnavailableError(
-            f"Could not read the Ray auth token: {exc}",
-            hint="set RAY_AUTH_TOKEN, or RAY_AUTH_TOKEN_PATH to a readable file, or copy the "
-            "cluster's token (`ray get-auth-token` on the head node) to ~/.ray/auth_token",
-        ) from exc
-    finally:
-        # The loader is process-wide: leave no token cached from this call's environment, or a
-        # later local `ray.init` in this process would present it to its own cluster.
-        loader.reset_cache()
-    return str(token).strip() or None
-
-
-def connect(address: str | None = None, *, token: str | None = None) -> SubmissionClient:
+def connect(
+    address: str | None = None,
+    *,
+    token: str | None = None,
+    allow_insecure_token: bool = False,
+) -> SubmissionClient:
     """A Job Submission client for the dashboard at ``address``, carrying the auth token.
 
     ``address`` defaults to ``RAY_API_SERVER_ADDRESS``, then ``RAY_ADDRESS`` when it is an
-    ``http(s)://`` URL, then :data:`DEFAULT_ADDRESS`.
+    ``http(s)://`` URL, then :data:`DEFAULT_ADDRESS`. ``token`` defaults to the one
+    :func:`~raypipe.engine.auth.auth_token_for` finds; either is sent over plain http only to
+    a loopback address, unless ``allow_insecure_token``.
     """
     from ray.job_submission import JobSubmissionClient
 
     address = address or _address_from_env()
-    token = token or read_auth_token()
+    if token is None:
+        token = auth_token_for(address, allow_insecure=allow_insecure_token)
+    else:
+        check_token_transport(address, allow_insecure=allow_insecure_token)
     headers = {"Authorization": f"Bearer {token}"} if token else None
     with job_server_errors(f"connecting to `{address}`"):
         try:
@@ -222,8 +238,7 @@ def job_server_errors(what: str) -> Iterator[None]:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else "refused"
         raise RuntimeUnavailableError(
             f"Ray's job server refused the auth token while {what}: {first_line}",
-            hint="use the cluster's token: RAY_AUTH_TOKEN, RAY_AUTH_TOKEN_PATH or "
-            "~/.ray/auth_token (`ray get-auth-token` on the head node prints it)",
+            hint=f"use the cluster's token: {TOKEN_SOURCES_HINT}",
         ) from exc
     except OSError as exc:  # ConnectionError and requests' connection errors
         raise RuntimeUnavailableError(

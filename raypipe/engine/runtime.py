@@ -3,19 +3,25 @@
 ``RayRuntime`` starts a local Ray (all local CPUs, no dashboard unless asked, token authentication
 left as Ray sets it) or joins a running cluster (``address="auto"``, ``ray://host:10001`` or the
 GCS address), and on exit shuts down only what it started. Nothing here runs on import.
+
+Joining an explicit address finds the auth token as ``submit`` and ``jobs`` do
+(:func:`raypipe.engine.auth.auth_token_for`) and turns on ``RAY_AUTH_MODE=token`` for it, which
+Ray does not do by itself for an explicit address.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
 import ray
 
+from raypipe.engine.auth import TOKEN_SOURCES_HINT, auth_token_for, enable_token_mode
 from raypipe.errors import RuntimeUnavailableError
 
 __all__ = ["WORKER_ENV", "RayRuntime", "RuntimeOptions"]
@@ -49,6 +55,8 @@ class RuntimeOptions:
         Object store size of a local Ray (default: Ray's 30 % of memory).
     worker_env
         Environment variables every worker of this job gets.
+    allow_insecure_token
+        Send the auth token to a non-loopback ``address`` without TLS (a trusted network).
     """
 
     address: str | None = None
@@ -56,6 +64,7 @@ class RuntimeOptions:
     include_dashboard: bool = False
     object_store_bytes: int | None = None
     worker_env: Mapping[str, str] = field(default_factory=lambda: dict(WORKER_ENV))
+    allow_insecure_token: bool = False
 
 
 class RayRuntime:
@@ -70,6 +79,8 @@ class RayRuntime:
     def __init__(self, options: RuntimeOptions | None = None) -> None:
         self.options = options or RuntimeOptions()
         self._started_here = False
+        #: Why the local node died (see :meth:`watch_local_node`); ``None`` while it lives.
+        self.node_death: str | None = None
 
     def __enter__(self) -> RayRuntime:
         self.start()
@@ -95,6 +106,12 @@ class RayRuntime:
             "logging_level": logging.WARNING,
             "configure_logging": True,
         }
+        # "auto" is this machine's own cluster, where Ray finds the token by itself.
+        explicit = options.address is not None and options.address != "auto"
+        if explicit and auth_token_for(
+            str(options.address), allow_insecure=options.allow_insecure_token
+        ):
+            enable_token_mode()
         if options.address is None:
             kwargs["num_cpus"] = options.num_cpus or os.cpu_count() or 1
             kwargs["include_dashboard"] = options.include_dashboard
@@ -107,8 +124,7 @@ class RayRuntime:
             raise RuntimeUnavailableError(
                 f"Could not start or reach Ray {where}: {exc}",
                 hint="check the address (e.g. `auto`, `ray://HOST:10001`), that the cluster runs "
-                "the same Ray version, and that its auth token is available "
-                "(`ray get-auth-token`, RAY_AUTH_TOKEN)",
+                f"the same Ray version, and that its auth token is available: {TOKEN_SOURCES_HINT}",
             ) from exc
         self._started_here = True
         logger.info("Ray runtime ready: %s CPUs on %d node(s)", self.cpus, len(self.node_ids()))
@@ -118,6 +134,44 @@ class RayRuntime:
         if self._started_here and ray.is_initialized():
             ray.shutdown()
         self._started_here = False
+
+    def watch_local_node(self, on_death: Callable[[str], None], interval_s: float = 0.5) -> None:
+        """Call ``on_death(reason)`` once if the raylet of the local Ray this runtime started
+        exits (killed, out of memory) while the runtime runs.
+
+        Ray's own reaction is to end the driver process with exit code 1 after some seconds,
+        without a word from raypipe; watching the process lets the driver say what happened
+        and stop at a safe point first. Joined clusters are not watched (their nodes are not
+        this process's children).
+        """
+        raylet = self._local_raylet()
+        if raylet is None:
+            return
+
+        def watch() -> None:
+            while self._started_here:
+                code = raylet.poll()
+                if code is not None:
+                    self.node_death = (
+                        f"the local Ray node died (its raylet, pid {raylet.pid}, exited with "
+                        f"{'signal ' + str(-code) if code < 0 else 'code ' + str(code)})"
+                    )
+                    on_death(self.node_death)
+                    return
+                threading.Event().wait(interval_s)
+
+        threading.Thread(target=watch, name="raypipe-node-watch", daemon=True).start()
+
+    def _local_raylet(self) -> Any:
+        """The raylet ``Popen`` of a Ray this runtime started locally, else ``None``."""
+        if not self._started_here or self.options.address is not None:
+            return None
+        from ray._private import ray_constants
+        from ray._private.worker import _global_node
+
+        processes = getattr(_global_node, "all_processes", {}) or {}
+        infos = processes.get(ray_constants.PROCESS_TYPE_RAYLET) or []
+        return infos[0].process if infos else None
 
     @property
     def cpus(self) -> int:

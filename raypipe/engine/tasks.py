@@ -22,6 +22,7 @@ from ray.exceptions import RayError
 
 from raypipe.engine.runtime import RayRuntime
 from raypipe.errors import RaypipeError, TaskError
+from raypipe.stages.base import CancelToken
 
 __all__ = ["ProgressCallback", "RayExecutor"]
 
@@ -34,6 +35,8 @@ ProgressCallback = Callable[[str, int, int], None]
 #: Retries of a task whose worker process or node died; exceptions are not retried.
 TASK_MAX_RETRIES = 3
 LOG_TAIL_LINES = 40
+#: How often :meth:`RayExecutor.map` wakes to check for an interrupt while tasks run.
+WAIT_TICK_S = 0.5
 
 
 @dataclass
@@ -108,6 +111,9 @@ class RayExecutor:
         The started runtime (gives the cluster's CPU count).
     on_progress
         Called with ``(name, done, total)`` as tasks finish.
+    cancel_token
+        Once cancelled, :meth:`map` cancels its unfinished tasks (a running one gets a
+        ``KeyboardInterrupt`` in its worker) and raises ``RunInterruptedError``.
 
     Attributes
     ----------
@@ -117,9 +123,15 @@ class RayExecutor:
         Summed run time of this executor's tasks.
     """
 
-    def __init__(self, runtime: RayRuntime, on_progress: ProgressCallback | None = None) -> None:
+    def __init__(
+        self,
+        runtime: RayRuntime,
+        on_progress: ProgressCallback | None = None,
+        cancel_token: CancelToken | None = None,
+    ) -> None:
         self._runtime = runtime
         self._on_progress = on_progress
+        self._cancel_token = cancel_token or CancelToken()
         self._lock = threading.Lock()
         self.node_ids: set[str] = set()
         self.task_seconds = 0.0
@@ -139,6 +151,7 @@ class RayExecutor:
     ) -> list[R]:
         if not items:
             return []
+        self._cancel_token.raise_if_cancelled(f"task `{name}`")
         options: dict[str, Any] = {
             "name": name,
             "num_cpus": num_cpus,
@@ -156,7 +169,10 @@ class RayExecutor:
         self._report(name, 0, len(refs))
         try:
             while pending:
-                ready, pending = ray.wait(pending, num_returns=1, timeout=1.0)
+                ready, pending = ray.wait(pending, num_returns=1, timeout=WAIT_TICK_S)
+                # Checked before reading results: a task killed by the same Ctrl-C (it reaches
+                # the whole terminal process group) is reported as the interrupt, not a failure.
+                self._cancel_token.raise_if_cancelled(f"task `{name}`")
                 for ref in ready:
                     outcome = self._get(ref, name)
                     self._record(outcome)
@@ -168,7 +184,7 @@ class RayExecutor:
                     self._report(name, done_count, len(refs))
         except BaseException:
             for ref in pending:
-                ray.cancel(ref, force=False)
+                ray.cancel(ref, force=False, recursive=True)
             raise
         return results
 

@@ -304,6 +304,7 @@ class FederatedTrainStage(Stage):
                 scale=scale.tolist(),
                 weights=result.weights.tolist(),
             )
+        context.raise_if_cancelled()  # after Ctrl-C: neither commit nor register the model
         manifests = {
             "history": write_dataset(
                 context.output_url("history"),

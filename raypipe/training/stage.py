@@ -127,6 +127,7 @@ class TrainSearchStage(Stage):
         spec = training_spec(table, options)
         prepared = prepare(table, spec)
         report = _search(prepared, spec, options)
+        context.raise_if_cancelled()  # a search that ran past Ctrl-C must not publish
         if report.best is None or report.best.final is None:
             from raypipe.errors import StageError
 
@@ -180,6 +181,8 @@ class TrainSearchStage(Stage):
                 inputs["data"].manifest.metadata.get("feature_version", version)
             ),
         }
+        # Registering and promoting cannot be taken back: the last safe point of an interrupt.
+        context.raise_if_cancelled()
         published = publish_training(
             tracking_uri=tracking_uri,
             experiment=options.experiment or model_name,

@@ -32,7 +32,7 @@ def raypipe(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
 
 
 def latest_run(data_dir: Path) -> dict:
-    runs = sorted((data_dir / "runs").iterdir())
+    runs = sorted((data_dir / "jobs" / "churn" / "runs").iterdir())
     return json.loads((runs[-1] / "run.json").read_text())
 
 

@@ -89,8 +89,8 @@ def follow(client: jobs.SubmissionClient, submission_id: str) -> tuple[jobs.JobO
     return outcome, "".join(lines)
 
 
-def only_run(data_dir: Path) -> RunRecord:
-    runs = sorted((data_dir / "runs").glob("*/run.json"))
+def only_run(data_dir: Path, job: str = "cluster-test") -> RunRecord:
+    runs = sorted((data_dir / "jobs" / job / "runs").glob("*/run.json"))
     assert len(runs) == 1, runs
     return RunRecord.from_json(runs[0].read_text())
 
@@ -126,10 +126,8 @@ def test_churn_job_submitted_through_the_cli_runs_on_both_nodes(
         "stages.events.with.days=20",
         "stages.events.with.shard_players=500",  # 4 generation tasks: enough for both nodes
     ]
-    try:
-        load_job(churn, overrides=small)
-    except Exception as exc:  # a stage kind of the churn job is not in this checkout yet
-        pytest.skip(f"jobs/churn.yaml does not load here: {exc}")
+    # The README's job must load: a failure here is a defect, never a reason to skip.
+    load_job(churn, overrides=small)
     import importlib.util
 
     import raypipe.cli.main as cli_main
@@ -148,7 +146,7 @@ def test_churn_job_submitted_through_the_cli_runs_on_both_nodes(
     assert f"job {submission_id} SUCCEEDED" in out
     last_line = jobs.read_job_logs(client, submission_id).strip().splitlines()[-1]
     assert last_line in out  # followed to the end, last lines included
-    record = only_run(data_dir)
+    record = only_run(data_dir, "churn")
     assert record.succeeded
     used = {node for stage in record.stages.values() for node in stage.node_ids}
     assert used == set(two_nodes.node_ids()), "work ran on both the head and the worker"
@@ -159,6 +157,39 @@ def test_the_cluster_refuses_a_client_with_the_wrong_token(cluster: LocalCluster
 
     with pytest.raises(RuntimeUnavailableError, match="refused the auth token"):
         jobs.list_jobs(jobs.connect(cluster.dashboard_url, token="not-the-token"))
+
+
+def test_run_address_finds_the_token_like_submit_without_ray_auth_mode(
+    cluster: LocalCluster, tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    env = {key: value for key, value in cluster.env.items() if key != "RAY_AUTH_MODE"}
+    env["HOME"] = str(tmp_path)  # the token comes from RAY_AUTH_TOKEN_PATH only
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(TEST_JOB.parent / "run.py"),  # `raypipe` plus the job folder's stage kinds
+            "run",
+            str(TEST_JOB),
+            "--address",
+            cluster.gcs_address,
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--set",
+            "stages.numbers.with.seconds=0",
+            "--set",
+            "stages.totals.with.seconds=0",
+        ],
+        cwd=REPO,  # workers import the test stages from the driver's folders
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=JOB_TIMEOUT_S,
+    )
+    assert result.returncode == 0, (result.stdout + result.stderr)[-3000:]
+    assert only_run(tmp_path / "data").succeeded
 
 
 def test_killed_driver_resubmitted_with_resume_redoes_no_committed_stage(
@@ -173,10 +204,10 @@ def test_killed_driver_resubmitted_with_resume_redoes_no_committed_stage(
         overrides=slow_totals,
         env_vars={"RAYPIPE_TEST_DRIVER_PID_FILE": str(pid_file)},
     )
-    state = DriverState(str(data_dir))
+    state = DriverState(str(data_dir), "cluster-test")
 
     def numbers_recorded() -> bool:
-        runs = list((data_dir / "runs").glob("*/run.json"))
+        runs = list((data_dir / "jobs" / "cluster-test" / "runs").glob("*/run.json"))
         try:
             record = RunRecord.from_json(runs[0].read_text()) if runs else None
         except ValueError:  # caught mid-write
@@ -267,10 +298,11 @@ def test_worker_node_killed_mid_job_gives_the_clean_runs_output(
 
     killed_dir = tmp_path / "killed"
     submission_id = submit_test_job(client, killed_dir)
-    staged = killed_dir / "datasets" / "numbers" / "data"
+    job_dir = killed_dir / "jobs" / "cluster-test"
+    staged = job_dir / "datasets" / "numbers" / "data"
     # The first task's file is staged: tasks run on both nodes and nothing is committed yet.
     wait_until(lambda: any(staged.rglob("*.parquet")), "the first `numbers` task to write")
-    assert not (killed_dir / "stages").exists() or not any((killed_dir / "stages").iterdir())
+    assert not (job_dir / "stages").exists() or not any((job_dir / "stages").iterdir())
     worker_nodes = set(cluster.node_ids())
     cluster.kill_worker()  # tests that need it again call ensure_worker()
     outcome, log = follow(client, submission_id)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from functools import partial
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pyarrow as pa
@@ -75,9 +77,43 @@ class DoubleStage(Stage):
         )
 
 
+class SlowOptions(StageOptions):
+    parts: int = Field(default=2, ge=1)
+    seconds: float = Field(default=30.0, ge=0)
+
+
+def _slow_part(url: str, seconds: float, part: int) -> list[Any]:
+    time.sleep(seconds)
+    return DatasetWriter(url).write(pa.table({"id": pa.array([part], pa.int64())}), part=part)
+
+
+class SlowStage(Stage):
+    """Slow tasks, then an act that cannot be taken back (like registering a model), then a
+    commit: ``published`` (a file in the job's folder) stands for the registration."""
+
+    kind = "test.slow"
+    options = SlowOptions
+    inputs: ClassVar[tuple[str, ...]] = ("data",)
+    outputs: ClassVar[tuple[str, ...]] = ("data",)
+
+    def run(
+        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: Any
+    ) -> StageResult:
+        RUN_LOG.append(context.stage_name)
+        url = context.output_url("data")
+        task = partial(_slow_part, url, options.seconds)
+        entries = context.executor.map(task, list(range(options.parts)), name="slow")
+        context.raise_if_cancelled()
+        published = Path(url).parent / "published"
+        published.write_text(context.run_id)
+        manifest = DatasetWriter(url).commit([e for part in entries for e in part])
+        return StageResult(outputs={"data": manifest}, rows_out=manifest.rows)
+
+
 FAKE_KINDS = {
     "test.make": "tests.support.fake_stages:MakeStage",
     "test.double": "tests.support.fake_stages:DoubleStage",
+    "test.slow": "tests.support.fake_stages:SlowStage",
 }
 
 

@@ -47,3 +47,27 @@ def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit) as info:
         main(["frobnicate"])
     assert info.value.code == 2
+
+
+def test_run_with_a_data_dir_that_cannot_be_written_fails_in_one_line_before_ray(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from raypipe.engine.runtime import RayRuntime
+
+    def no_ray(self: object) -> None:
+        raise AssertionError("Ray must not start for a data_dir that cannot be written")
+
+    monkeypatch.setattr(RayRuntime, "start", no_ray)
+    spec = write(tmp_path, "name: j\nstages:\n  a: {uses: test.make}\n")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")  # root may write anywhere; under a file nobody can
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(spec), "--data-dir", str(blocker / "data")])
+    assert info.value.code == 3
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines[0].startswith(f"error: data_dir `{blocker / 'data'}` is not writable")
+    assert "Not a directory" in lines[0] or "exists" in lines[0]
+    assert lines[1].startswith("Hint: pass a folder you can write with --data-dir")
+    assert len(lines) == 2 and "Traceback" not in err
+    assert blocker.read_text() == "not a folder"

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from raypipe.cli.main import main
-from raypipe.engine import jobs
+from raypipe.engine import auth, jobs
 from raypipe.errors import RaypipeError, RuntimeUnavailableError, SpecError
 from tests.support.fake_stages import fake_kinds  # noqa: F401 - fixture
 
@@ -159,6 +159,32 @@ def test_runtime_env_uploads_the_spec_folder_with_requirements(spec: Path) -> No
     assert "pip" not in jobs.build_runtime_env(jobs.JobSubmissionSpec(spec=spec))
 
 
+def test_uploaded_folder_leaves_out_secrets_environments_and_data(spec: Path) -> None:
+    from ray._private.runtime_env.packaging import _get_excludes
+
+    folder = spec.parent
+    kept = ["job.yaml", "stages.py", "conf/settings.yaml", "keys.py", "environment.yaml"]
+    left_out = [
+        ".env",
+        ".env.production",
+        "server.key",
+        "conf/tls.pem",
+        "id_rsa",
+        "id_rsa.pub",
+        "conf/id_rsa_deploy",
+        ".venv/bin/python",
+        "raypipe-data/runs/x/run.json",
+    ]
+    for name in [*kept, *left_out]:
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text("x")
+    excludes = jobs.build_runtime_env(jobs.JobSubmissionSpec(spec=spec))["excludes"]
+    # Ray's own matcher (gitignore patterns, relative to the working_dir), as the upload uses it.
+    is_excluded = _get_excludes(folder, excludes)
+    assert [name for name in left_out if not is_excluded(folder / name)] == []
+    assert [name for name in kept if is_excluded(folder / name)] == []
+
+
 def test_missing_spec_or_requirements_are_spec_errors(spec: Path) -> None:
     with pytest.raises(SpecError, match="no such job spec"):
         jobs.build_runtime_env(jobs.JobSubmissionSpec(spec=spec.parent / "nope.yaml"))
@@ -252,13 +278,13 @@ def test_token_comes_from_rays_own_sources_in_rays_order(
     token_file = tmp_path / "token"
     token_file.write_text("from-file-token\n")
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(token_file))
-    assert jobs.read_auth_token() == "from-file-token"
+    assert auth.read_auth_token() == "from-file-token"
     monkeypatch.setenv("RAY_AUTH_TOKEN", "from-env-token")
-    assert jobs.read_auth_token() == "from-env-token"
+    assert auth.read_auth_token() == "from-env-token"
     monkeypatch.delenv("RAY_AUTH_TOKEN")
     monkeypatch.setenv("RAY_AUTH_TOKEN_PATH", str(tmp_path / "missing"))
     with pytest.raises(RuntimeUnavailableError, match="RAY_AUTH_TOKEN_PATH"):
-        jobs.read_auth_token()
+        auth.read_auth_token()
 
 
 def test_connect_sends_the_token_as_a_bearer_header(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -271,9 +297,48 @@ def test_connect_sends_the_token_as_a_bearer_header(monkeypatch: pytest.MonkeyPa
     import ray.job_submission
 
     monkeypatch.setattr(ray.job_submission, "JobSubmissionClient", Recorder)
-    monkeypatch.setenv("RAY_API_SERVER_ADDRESS", "http://10.0.0.1:8265")
+    monkeypatch.setenv("RAY_API_SERVER_ADDRESS", "https://10.0.0.1:8265")
     jobs.connect(token="t0k")
-    assert seen == {"address": "http://10.0.0.1:8265", "headers": {"Authorization": "Bearer t0k"}}
+    assert seen == {"address": "https://10.0.0.1:8265", "headers": {"Authorization": "Bearer t0k"}}
+
+
+def test_connect_sends_a_token_over_plain_http_only_to_loopback_unless_allowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[tuple[str, Any]] = []
+
+    class Recorder:
+        def __init__(self, address: str, headers: dict[str, str] | None = None) -> None:
+            sent.append((address, headers))
+
+    import ray.job_submission
+
+    monkeypatch.setattr(ray.job_submission, "JobSubmissionClient", Recorder)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("RAY_AUTH_TOKEN_PATH", raising=False)
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "s3cret")
+    with pytest.raises(RuntimeUnavailableError, match="clear text") as info:
+        jobs.connect("http://203.0.113.5:8265")
+    assert "--allow-insecure-token" in (info.value.hint or "") and sent == []
+    jobs.connect("http://203.0.113.5:8265", allow_insecure_token=True)
+    jobs.connect("http://127.0.0.1:8265")
+    jobs.connect("http://localhost:8265")
+    assert [headers for _, headers in sent] == [{"Authorization": "Bearer s3cret"}] * 3
+    monkeypatch.delenv("RAY_AUTH_TOKEN")
+    jobs.connect("http://203.0.113.5:8265")  # no token, nothing to protect
+    assert sent[-1] == ("http://203.0.113.5:8265", None)
+
+
+@pytest.mark.usefixtures("cli")
+def test_cli_jobs_refuses_an_insecure_token_and_names_the_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "s3cret")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["jobs", "list", "--address", "http://203.0.113.5:8265"])
+    assert exit_info.value.code == 5
+    err = capsys.readouterr().err
+    assert "clear text" in err and "--allow-insecure-token" in err and "s3cret" not in err
 
 
 def test_unreachable_job_server_is_a_runtime_error_with_a_hint(
@@ -291,7 +356,7 @@ def test_cli_submit_follows_and_exits_with_the_jobs_code(
     spec: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     client = FakeClient("stage a failed\n", statuses=["FAILED"], driver_exit_code=4)
-    monkeypatch.setattr(jobs, "connect", lambda address=None: client)
+    monkeypatch.setattr(jobs, "connect", lambda address=None, **_: client)
     with pytest.raises(SystemExit) as info:
         main(["submit", str(spec), "--address", "http://h:8265", "--resume"])
     assert info.value.code == 4
@@ -310,7 +375,7 @@ def test_cli_jobs_list_logs_stop(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     client = FakeClient("hello log\n", statuses=["STOPPED"])
-    monkeypatch.setattr(jobs, "connect", lambda address=None: client)
+    monkeypatch.setattr(jobs, "connect", lambda address=None, **_: client)
     main(["jobs", "list"])
     assert "raypipe run b.yaml" in capsys.readouterr().out
     main(["jobs", "logs", "new"])
@@ -361,3 +426,23 @@ def test_data_dir_is_pinned_on_the_client(
     assert jobs.pin_data_dir("./raypipe-data") == str(tmp_path.resolve() / "raypipe-data")
     assert jobs.pin_data_dir(f"file://{tmp_path}/d") == str(tmp_path.resolve() / "d")
     assert "every node of the cluster must see it" in caplog.text
+
+
+def test_a_cluster_without_raypipe_is_named_not_resumed() -> None:
+    log = "/bin/sh: 1: raypipe: not found\n"
+    client = FakeClient(log, statuses=["FAILED"], driver_exit_code=127)
+    outcome = jobs.follow_job(client, "raysubmit_1", lambda _: None, poll_seconds=0)
+    error = jobs.JobFinishedError(outcome)
+    assert error.exit_code == 127
+    assert "the cluster has no `raypipe` command" in error.message
+    assert "install raypipe on every node" in (error.hint or "")
+    assert "--resume" not in (error.hint or "") and "--requirements" in (error.hint or "")
+    bash = FakeClient(
+        "bash: line 1: raypipe: command not found\n", statuses=["FAILED"], driver_exit_code=127
+    )
+    outcome = jobs.follow_job(bash, "raysubmit_1", lambda _: None, poll_seconds=0)
+    assert "no `raypipe` command" in jobs.JobFinishedError(outcome).message
+    # Any other failure still points at the log and --resume.
+    other = FakeClient("boom\n", statuses=["FAILED"], driver_exit_code=4)
+    outcome = jobs.follow_job(other, "raysubmit_1", lambda _: None, poll_seconds=0)
+    assert "--resume" in (jobs.JobFinishedError(outcome).hint or "")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -8,6 +9,7 @@ import pytest
 from raypipe.driver import JobFailedError, RunOptions, StageStatus, run_job
 from raypipe.engine.inline import InlineExecutor
 from raypipe.errors import RaypipeError
+from raypipe.io.dataset import read_dataset
 from raypipe.spec import load_job
 from tests.support.fake_stages import RUN_LOG, fake_kinds  # noqa: F401 - fixture
 
@@ -34,7 +36,7 @@ def run(job, **options):
     progress: list[tuple[str, int, int]] = []
     record = run_job(
         job,
-        make_executor=lambda on_progress: InlineExecutor(on_progress),
+        make_executor=lambda on_progress, cancel: InlineExecutor(on_progress, cancel),
         driver_node_id="node-0",
         options=RunOptions(**options),
     )
@@ -51,7 +53,8 @@ def test_runs_in_dependency_order_and_writes_a_run_record(tmp_path: Path) -> Non
     assert final.metrics["sum"] == 4 * sum(range(30))
     assert final.inputs["data"].version == left.outputs["data"].version
     assert make.node_ids == ["node-0"]
-    saved = json.loads((tmp_path / "data" / "runs" / record.run_id / "run.json").read_text())
+    job_dir = tmp_path / "data" / "jobs" / "chain"
+    saved = json.loads((job_dir / "runs" / record.run_id / "run.json").read_text())
     assert saved["status"] == "succeeded"
     assert saved["stages"]["left"]["outputs"]["data"]["version"] == left.outputs["data"].version
 
@@ -109,11 +112,167 @@ def test_resume_skips_stages_committed_before_a_crash(tmp_path: Path) -> None:
     # Simulate a crash after `make` and `left` committed: the run record says running.
     from raypipe.driver.state import DriverState
 
-    state = DriverState(str(tmp_path / "data"))
-    record = state.latest_unfinished_run("chain")
-    assert record is None
-    (tmp_path / "data" / "stages" / "right.json").unlink()
+    state = DriverState(str(tmp_path / "data"), "chain")
+    assert state.latest_unfinished_run() is None
+    (tmp_path / "data" / "jobs" / "chain" / "stages" / "right.json").unlink()
     RUN_LOG.clear()
     second, _ = run(job)
     assert RUN_LOG == ["right"]
     assert second.stages["final"].cached  # right rewrote the same data: same version
+
+
+def test_two_jobs_with_a_stage_of_the_same_name_share_a_data_dir_untouched(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "data"
+
+    def job(name: str, rows: int):
+        spec = tmp_path / f"{name}.yaml"
+        spec.write_text(
+            f"name: {name}\ndata_dir: {data_dir}\n"
+            f"stages:\n  make: {{uses: test.make, with: {{rows: {rows}}}}}\n"
+            "  left: {uses: test.double, inputs: {data: make.data}}\n"
+        )
+        return load_job(spec, env={})
+
+    first, _ = run(job("churn", 30))
+    other, _ = run(job("federated", 50))
+    assert first.stages["make"].outputs["data"].url == str(
+        data_dir / "jobs" / "churn" / "datasets" / "make" / "data"
+    )
+    assert other.stages["make"].outputs["data"].url.startswith(str(data_dir / "jobs" / "federated"))
+    RUN_LOG.clear()
+    again, _ = run(job("churn", 30))
+    # The other job's run changed nothing of this one: every stage is cached, same versions.
+    assert RUN_LOG == []
+    assert again.stages["left"].outputs == first.stages["left"].outputs
+    assert read_dataset(first.stages["left"].outputs["data"].url).num_rows == 30
+    assert read_dataset(other.stages["left"].outputs["data"].url).num_rows == 50
+    assert sorted(p.name for p in (data_dir / "jobs").iterdir()) == ["churn", "federated"]
+
+
+def test_the_readme_jobs_write_to_separate_folders_of_one_data_dir(tmp_path: Path) -> None:
+    from raypipe.stages.base import StageContext
+
+    repo = Path(__file__).resolve().parents[3]
+    urls = {}
+    for name in ("churn", "federated"):
+        job = load_job(repo / "jobs" / f"{name}.yaml", data_dir=str(tmp_path), env={})
+        context = StageContext(
+            stage_name="features",
+            data_dir=job.data_dir,
+            run_id="r",
+            executor=None,  # type: ignore[arg-type]
+            job_name=job.name,
+        )
+        urls[name] = context.output_url("training_set")
+    assert urls["churn"] != urls["federated"]
+    assert urls["churn"] == str(
+        tmp_path / "jobs" / "churn" / "datasets" / "features" / "training_set"
+    )
+
+
+def test_a_cancelled_run_stops_between_tasks_is_recorded_interrupted_and_resumes(
+    tmp_path: Path,
+) -> None:
+    from raypipe.driver import JobInterruptedError
+    from raypipe.stages.base import CancelToken
+
+    token = CancelToken()
+
+    def cancel_after_first_task(on_progress, cancel):
+        def progress(task: str, done: int, total: int) -> None:
+            if done == 1:  # one `make` task ran: Ctrl-C now
+                token.cancel("SIGTERM", exit_code=143)
+
+        return InlineExecutor(progress, cancel)
+
+    with pytest.raises(JobInterruptedError) as info:
+        run_job(load(tmp_path), make_executor=cancel_after_first_task, cancel_token=token)
+    assert info.value.exit_code == 143 and info.value.stopped == ["make"]
+    assert "interrupted (SIGTERM)" in info.value.message and "--resume" in (info.value.hint or "")
+    record = info.value.record
+    assert record.status == StageStatus.INTERRUPTED
+    assert record.stages["make"].status == StageStatus.INTERRUPTED
+    assert {record.stages[n].status for n in ("left", "right", "final")} == {StageStatus.PENDING}
+    job_dir = tmp_path / "data" / "jobs" / "chain"
+    assert not (job_dir / "datasets" / "make" / "data" / "_manifest.json").exists()
+    assert not (job_dir / "stages").exists()
+
+    RUN_LOG.clear()
+    resumed, _ = run(load(tmp_path), resume=True)
+    assert resumed.run_id == record.run_id and resumed.attempts == 2
+    assert resumed.status == StageStatus.SUCCEEDED and RUN_LOG[0] == "make"
+
+
+def test_a_stage_checks_the_token_before_what_it_cannot_take_back(tmp_path: Path) -> None:
+    from raypipe.errors import RunInterruptedError
+    from raypipe.stages.base import CancelToken, StageContext
+
+    token = CancelToken()
+    context = StageContext(
+        stage_name="train",
+        data_dir=str(tmp_path),
+        run_id="r",
+        executor=InlineExecutor(),
+        cancel_token=token,
+    )
+    context.raise_if_cancelled()  # not cancelled: nothing happens
+    token.cancel("SIGINT")
+    token.cancel("SIGTERM", exit_code=143)  # the first reason stays
+    with pytest.raises(RunInterruptedError, match=r"stage `train` interrupted \(SIGINT\)") as info:
+        context.raise_if_cancelled()
+    assert info.value.exit_code == 130
+
+
+def write_running_run(tmp_path: Path, heartbeat: dict | None) -> str:
+    """A run of `chain` that a driver left `running`, with the given heartbeat."""
+    from raypipe.driver.state import DriverState
+
+    job = load(tmp_path)
+    with pytest.raises(JobFailedError):
+        run(load(tmp_path, "stages.make.with.fail=true"))
+    state = DriverState(job.data_dir, job.name)
+    record = state.latest_unfinished_run()
+    assert record is not None
+    record.status, record.heartbeat = StageStatus.RUNNING, heartbeat
+    state.write_run(record)
+    return record.run_id
+
+
+def test_resume_refuses_a_run_whose_driver_still_beats(tmp_path: Path) -> None:
+    from raypipe.driver.heartbeat import beat
+
+    heartbeat = {**beat(), "host": "gpu-box-7", "pid": 4242}
+    write_running_run(tmp_path, heartbeat)
+    with pytest.raises(RaypipeError, match="still running") as info:
+        run(load(tmp_path), resume=True)
+    assert "pid 4242 on host `gpu-box-7`" in info.value.message
+    assert "kill 4242" in (info.value.hint or "")
+
+
+def test_resume_takes_over_a_stale_or_dead_driver(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    from datetime import datetime, timedelta, timezone
+
+    from raypipe.driver.heartbeat import beat
+
+    old = datetime.now(timezone.utc) - timedelta(seconds=120)
+    run_id = write_running_run(tmp_path, {**beat(old), "host": "gpu-box-7", "pid": 4242})
+    resumed, _ = run(load(tmp_path), resume=True)
+    assert resumed.run_id == run_id and resumed.succeeded
+
+    # Fresh, but it names a process of this host that has exited (a SIGKILLed driver).
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    other = tmp_path / "other"
+    other.mkdir()
+    run_id = write_running_run(other, {**beat(), "pid": int(dead.stdout)})
+    resumed, _ = run(load(other), resume=True)
+    assert resumed.run_id == run_id and resumed.succeeded
+    assert resumed.heartbeat is not None and resumed.heartbeat["pid"] == os.getpid()

@@ -1,0 +1,56 @@
+"""Ctrl-C and SIGTERM during a run: cancel the run's token, do not kill the driver mid-write.
+
+The first signal cancels the token: the driver stops at the next safe point, writes the run
+record as interrupted and raises, so the runtime's ``finally`` shuts down the Ray it started
+(a driver killed outright leaves its workers running). A second signal unwinds at once
+(``KeyboardInterrupt``, or ``SystemExit(143)`` for SIGTERM), for a stage that does not reach a
+safe point soon.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+from raypipe.stages.base import CancelToken
+
+__all__ = ["cancel_on_signals"]
+
+logger = logging.getLogger(__name__)
+
+HANDLED = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def cancel_on_signals(token: CancelToken) -> Iterator[CancelToken]:
+    """Within the block, SIGINT and SIGTERM cancel ``token`` (exit code ``128 + signal``).
+
+    Enter it after Ray is started: ``ray.init`` installs its own SIGTERM handler (a bare
+    ``sys.exit``). The previous handlers are restored on exit. Outside the main thread (signals
+    go to the main thread only) the block changes nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield token
+        return
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if token.cancelled:  # the second signal: unwind now (the runtime still shuts down Ray)
+            if signum == signal.SIGINT:
+                raise KeyboardInterrupt(name)
+            raise SystemExit(128 + signum)
+        token.cancel(name, exit_code=128 + signum)
+        logger.warning(
+            "%s: interrupting the run at the next safe point (again to stop at once)", name
+        )
+
+    previous = {signum: signal.signal(signum, on_signal) for signum in HANDLED}
+    try:
+        yield token
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

@@ -74,6 +74,10 @@ def drift(
     fail_on_drift: Annotated[
         bool, typer.Option("--fail-on-drift", help="Exit with code 3 when the dataset drifts.")
     ] = False,
+    allow_empty: Annotated[
+        bool,
+        typer.Option("--allow-empty", help="Warn instead of failing when a dataset has no rows."),
+    ] = False,
     reference_profile: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option(
@@ -101,8 +105,16 @@ def drift(
             f"unknown drift method `{method}`",
             hint=f"use one of {', '.join(METHODS)}",
         )
+    from raypipe.cli.boundary import require_exists
+
+    require_exists(reference, "--reference")
+    require_exists(current, "--current")
     ref_manifest = read_manifest(reference)
     cur_manifest = read_manifest(current)
+    _check_not_empty(
+        {"--reference": (reference, ref_manifest.rows), "--current": (current, cur_manifest.rows)},
+        allow_empty=allow_empty,
+    )
     names = _split(columns)
     stored = None
     if reference_profile is not None:
@@ -131,6 +143,7 @@ def drift(
         from raypipe.monitoring.drift import drift_columns
 
         tested = drift_columns(ref_manifest.schema, names)
+        _check_comparable(tested, (reference, ref_manifest.schema), (current, cur_manifest.schema))
         report = run_drift(
             reference,
             ref_manifest,
@@ -213,6 +226,11 @@ def report(
         "current_features": current_features,
         "quality": quality,
     }
+    from raypipe.cli.boundary import require_exists
+
+    for name, url in urls.items():
+        if url:
+            require_exists(url, f"--{name.replace('_', '-')}")
     inputs = {name: DatasetInput(url, read_manifest(url)) for name, url in urls.items() if url}
     options = MonitorReportOptions(
         label=label,
@@ -231,6 +249,52 @@ def report(
     console.print(f"{status}: wrote `{html_path}` and `{json_path}`")
     for cause in built.causes[:5]:
         console.print(f"  - {cause.kind}: {cause.subject} ({cause.evidence})", highlight=False)
+
+
+def _check_not_empty(datasets: dict[str, tuple[str, int]], *, allow_empty: bool) -> None:
+    """An empty dataset drifts from nothing: fail, or with ``--allow-empty`` say so and go on."""
+    from raypipe.errors import DataError
+
+    empty = [f"`{url}` (`{option}`)" for option, (url, rows) in datasets.items() if rows == 0]
+    if not empty:
+        return
+    if not allow_empty:
+        raise DataError(
+            f"{' and '.join(empty)} has no rows; expected at least one row to compare",
+            hint="check that the right version was committed, or pass `--allow-empty`",
+        )
+    console.print(
+        f"[yellow]warning[/]: {' and '.join(empty)} has no rows; every column reads as not drifted",
+        highlight=False,
+    )
+
+
+def _check_comparable(
+    columns: list[str], reference: tuple[str, Any], current: tuple[str, Any]
+) -> None:
+    """Each tested column exists in both datasets, with the same kind (numeric, text, ...)."""
+    from raypipe.errors import SchemaError
+    from raypipe.monitoring.drift import column_kind
+
+    (ref_url, ref_schema), (cur_url, cur_schema) = reference, current
+    problems = []
+    for name in columns:
+        for url, schema in ((ref_url, ref_schema), (cur_url, cur_schema)):
+            if name not in schema.names:
+                problems.append(f"`{name}` is not a column of `{url}`")
+        if name in ref_schema.names and name in cur_schema.names:
+            ref_type, cur_type = ref_schema.field(name).type, cur_schema.field(name).type
+            if column_kind(ref_type) != column_kind(cur_type):
+                problems.append(
+                    f"`{name}`: expected {column_kind(ref_type)} ({ref_type}) as in `{ref_url}`, "
+                    f"received {column_kind(cur_type)} ({cur_type}) in `{cur_url}`"
+                )
+    if problems:
+        raise SchemaError(
+            "the datasets cannot be compared: " + "; ".join(problems),
+            hint="pass `--columns` with the columns both datasets share with the same type, "
+            "or fix the writer of the current dataset",
+        )
 
 
 def _print_drift(report: Any) -> None:

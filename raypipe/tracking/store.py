@@ -41,25 +41,33 @@ def _local_dir(data_dir: str) -> Path:
     return Path(data_dir).expanduser().resolve()
 
 
-def default_tracking_uri(data_dir: str) -> str:
-    """``sqlite:///<absolute data_dir>/mlflow.db`` (the directory is created)."""
+def default_tracking_uri(data_dir: str, *, create: bool = True) -> str:
+    """``sqlite:///<absolute data_dir>/mlflow.db`` (the directory is created when ``create``)."""
     if "://" in data_dir and not data_dir.startswith("file://"):
         raise RaypipeError(
             f"the embedded tracking store needs a local `data_dir`, received `{data_dir}`",
             hint="pass `--tracking-uri` (or `tracking_uri:`) with an MLflow server URL",
         )
     path = _local_dir(data_dir)
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path / 'mlflow.db'}"
 
 
-def resolve_tracking_uri(tracking_uri: str | None, data_dir: str | None = None) -> str:
-    """The explicit URI, else ``MLFLOW_TRACKING_URI``, else the embedded default of ``data_dir``."""
+def resolve_tracking_uri(
+    tracking_uri: str | None, data_dir: str | None = None, *, create: bool = True
+) -> str:
+    """The explicit URI, else ``MLFLOW_TRACKING_URI``, else the embedded default of ``data_dir``.
+
+    A reader passes ``create=False``: the embedded store's folder is then not made.
+    """
     if tracking_uri:
         return tracking_uri
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
-    return default_tracking_uri(data_dir or os.environ.get("RAYPIPE_DATA_DIR", DEFAULT_DATA_DIR))
+    return default_tracking_uri(
+        data_dir or os.environ.get("RAYPIPE_DATA_DIR", DEFAULT_DATA_DIR), create=create
+    )
 
 
 def audit_path(data_dir: str | None) -> Path:

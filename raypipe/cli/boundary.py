@@ -13,7 +13,7 @@ from collections.abc import Iterator, Sequence
 
 from raypipe.errors import DataError, RaypipeError, StorageError
 
-__all__ = ["explain", "option_of", "require_exists"]
+__all__ = ["explain", "option_of", "require_exists", "require_writable"]
 
 _CREDENTIALS_HINT = (
     "set AWS_PROFILE, or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_ENDPOINT_URL for "
@@ -52,10 +52,56 @@ def require_exists(url: str, option: str) -> None:
     from raypipe.io.fs import resolve_fs
 
     fs, path = resolve_fs(url)
-    if not fs.exists(path):
-        raise DataError(
-            f"`{url}` (`{option}`) not found",
-            hint=f"check the path given to `{option}`",
+    if fs.exists(path):
+        return
+    _require_bucket(fs, url, option)
+    raise DataError(f"`{url}` (`{option}`) not found", hint=f"check the path given to `{option}`")
+
+
+def require_writable(url: str, option: str) -> None:
+    """Raise a :class:`StorageError` naming ``option`` when ``url`` cannot be written.
+
+    Checked before any work and without creating anything: the nearest existing folder above a
+    local path must be a writable folder; an object store's bucket must exist.
+    """
+    import os
+    from pathlib import Path
+
+    from raypipe.io.fs import is_local, resolve_fs
+
+    fs, path = resolve_fs(url)
+    if not is_local(fs):
+        _require_bucket(fs, url, option)
+        return
+    existing = Path(path)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if existing == Path(path) and existing.is_file():
+        existing = existing.parent
+    if not existing.is_dir():
+        raise StorageError(
+            f"cannot write `{url}` (`{option}`): `{existing}` is a file, not a folder",
+            hint=f"give `{option}` a path whose parents are folders",
+        )
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise StorageError(
+            f"cannot write `{url}` (`{option}`): no permission to write in `{existing}`",
+            hint=f"give `{option}` a folder you can write to",
+        )
+
+
+def _require_bucket(fs: object, url: str, option: str) -> None:
+    """An object store URL whose bucket does not exist fails with the bucket's name."""
+    scheme, _, rest = url.partition("://")
+    if scheme not in ("s3", "s3a", "gs", "gcs", "abfs", "az") or not rest:
+        return
+    bucket = rest.split("/", 1)[0]
+    if not fs.exists(bucket):  # type: ignore[attr-defined]
+        raise StorageError(
+            f"bucket `{bucket}` of `{url}` (`{option}`) does not exist, or these credentials "
+            "cannot see it",
+            hint="check the bucket's name and AWS_ENDPOINT_URL; `aws s3 ls` lists the buckets "
+            "these credentials see",
         )
 
 

@@ -61,6 +61,14 @@ def check(
         raise SpecError(["give `--rules FILE`, `--infer-from URL`, or both"])
     if (quarantine is None) != (clean is None):
         raise SpecError(["`--quarantine` and `--clean` go together"])
+    from raypipe.cli.boundary import require_exists, require_writable
+
+    require_exists(data, "--data")
+    outputs = {"--write-rules": write_rules, "--json": json_path}
+    outputs |= {"--quarantine": quarantine, "--clean": clean}
+    for option, target in outputs.items():
+        if target is not None:
+            require_writable(str(target), option)
     manifest = read_manifest(data)
     with executor_for(address, in_process) as executor:
         chosen = list(read_rules(rules).rules) if rules is not None else []

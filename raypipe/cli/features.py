@@ -88,9 +88,15 @@ def discover(
     ] = None,
 ) -> None:
     """Generate candidate features as of each label's cutoff, select them, write a report."""
+    from raypipe.cli.boundary import require_exists, require_writable
     from raypipe.features.discover import DiscoveryOptions, run_discovery
     from raypipe.io.fs import join_url
 
+    require_exists(events, "--events")
+    require_exists(labels, "--labels")
+    if players is not None:
+        require_exists(players, "--players")
+    require_writable(out, "--out")
     options = DiscoveryOptions(keys=_split(keys), label=label, windows=_split(windows), k=k)
     with _executor(inline, address) as executor:
         result = run_discovery(

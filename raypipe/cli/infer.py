@@ -83,6 +83,9 @@ def infer(
         on_bad_file=on_bad_file,  # type: ignore[arg-type]
         shap=shap,
     )
+    from raypipe.cli.boundary import require_writable
+
+    require_writable(output_url, "--output")
     blob = read_model(model, tracking_uri=tracking_uri)
     # Loaded once here too, so a file that is not a model fails before Ray starts.
     Predictor(blob)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
+import posixpath
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
@@ -51,9 +51,9 @@ def executor_for(address: str | None, in_process: bool) -> Iterator[Any]:
 def drift(
     reference: Annotated[str, typer.Option("--reference", help="Committed reference dataset.")],
     current: Annotated[str, typer.Option("--current", help="Committed current dataset.")],
-    json_path: Annotated[Path, typer.Option("--json", help="Where the JSON result goes.")],
+    json_path: Annotated[str, typer.Option("--json", help="Where the JSON result goes.")],
     html_path: Annotated[
-        Optional[Path],  # noqa: UP045
+        Optional[str],  # noqa: UP045
         typer.Option("--html", help="Also write a self-contained HTML page."),
     ] = None,
     columns: Annotated[
@@ -105,10 +105,13 @@ def drift(
             f"unknown drift method `{method}`",
             hint=f"use one of {', '.join(METHODS)}",
         )
-    from raypipe.cli.boundary import require_exists
+    from raypipe.cli.boundary import require_exists, require_writable
 
     require_exists(reference, "--reference")
     require_exists(current, "--current")
+    require_writable(json_path, "--json")
+    if html_path is not None:
+        require_writable(html_path, "--html")
     ref_manifest = read_manifest(reference)
     cur_manifest = read_manifest(current)
     _check_not_empty(
@@ -159,13 +162,11 @@ def drift(
     document = report.to_dict()
     document["reference"] = {"url": reference, "version": ref_manifest.version}
     document["current"] = {"url": current, "version": cur_manifest.version}
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(document, indent=1))
+    _write_text(json_path, json.dumps(document, indent=1))
     if html_path is not None:
         from raypipe.monitoring.report import MonitoringReport, render_html
 
-        html_path.parent.mkdir(parents=True, exist_ok=True)
-        html_path.write_text(render_html(MonitoringReport(title="Drift", drift=report)))
+        _write_text(html_path, render_html(MonitoringReport(title="Drift", drift=report)))
     _print_drift(report)
     console.print(f"wrote `{json_path}`" + (f" and `{html_path}`" if html_path else ""))
     if fail_on_drift and report.dataset_drifted:
@@ -179,7 +180,7 @@ def report(
     ],
     current: Annotated[str, typer.Option("--current", help="Scored rows of the period.")],
     html_path: Annotated[
-        Path, typer.Option("--html", help="The page to write; its JSON goes beside it.")
+        str, typer.Option("--html", help="The page to write; its JSON goes beside it.")
     ],
     current_labels: Annotated[
         Optional[str],  # noqa: UP045
@@ -226,11 +227,12 @@ def report(
         "current_features": current_features,
         "quality": quality,
     }
-    from raypipe.cli.boundary import require_exists
+    from raypipe.cli.boundary import require_exists, require_writable
 
     for name, url in urls.items():
         if url:
             require_exists(url, f"--{name.replace('_', '-')}")
+    require_writable(html_path, "--html")
     inputs = {name: DatasetInput(url, read_manifest(url)) for name, url in urls.items() if url}
     options = MonitorReportOptions(
         label=label,
@@ -241,14 +243,21 @@ def report(
     )
     with executor_for(address, in_process) as executor:
         built, _ = build_report(inputs, options, executor)
-    html_path.parent.mkdir(parents=True, exist_ok=True)
-    html_path.write_text(render_html(built))
-    json_path = html_path.with_suffix(".json")
-    json_path.write_text(json.dumps(report_json(built), indent=1))
+    _write_text(html_path, render_html(built))
+    json_path = posixpath.splitext(html_path)[0] + ".json"
+    _write_text(json_path, json.dumps(report_json(built), indent=1))
     status = "[red]ALERT[/]" if built.alert else "[green]OK[/]"
     console.print(f"{status}: wrote `{html_path}` and `{json_path}`")
     for cause in built.causes[:5]:
         console.print(f"  - {cause.kind}: {cause.subject} ({cause.evidence})", highlight=False)
+
+
+def _write_text(url: str, text: str) -> None:
+    """Write a result file whole or not at all, on any filesystem raypipe reads."""
+    from raypipe.io.fs import resolve_fs, write_bytes_atomic
+
+    fs, path = resolve_fs(url)
+    write_bytes_atomic(fs, path, text.encode("utf-8"))
 
 
 def _check_not_empty(datasets: dict[str, tuple[str, int]], *, allow_empty: bool) -> None:

@@ -70,8 +70,8 @@ def check(
         if target is not None:
             require_writable(str(target), option)
     manifest = read_manifest(data)
+    chosen = list(read_rules(rules).rules) if rules is not None else []
     with executor_for(address, in_process) as executor:
-        chosen = list(read_rules(rules).rules) if rules is not None else []
         if infer_from is not None:
             profile = run_profile("reference", infer_from, read_manifest(infer_from), executor)
             chosen += infer_rules(profile)

@@ -116,10 +116,14 @@ def discover(
     console.print(table)
     if result.leaky:
         console.print(f"[yellow]likely leakage[/]: {', '.join(result.leaky)}", highlight=False)
-    console.print(
-        f"report: `{join_url(out, 'report')}` (report.html, selection.json, selected_views.yaml)",
-        highlight=False,
-    )
+    report_url = join_url(out, "report")
+    for entry in result.report.files:
+        # Committed files sit in an attempt-named folder: print where each really is.
+        console.print(
+            f"{entry.path.rsplit('/', 1)[-1]}: {join_url(report_url, entry.path)}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @group.command("suggest")

@@ -108,14 +108,27 @@ def get_client(tracking_uri: str) -> Any:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
+#: Tells MLflow's UI this experiment trains models, so it opens on its runs and not on the
+#: (empty) GenAI overview.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+
+
 def get_or_create_experiment(client: Any, name: str, tracking_uri: str) -> str:
     """The id of experiment ``name``, created with artifacts beside the store if new."""
     experiment = retrying(lambda: client.get_experiment_by_name(name))
     if experiment is not None:
+        if EXPERIMENT_KIND[0] not in experiment.tags:
+            retrying(lambda: client.set_experiment_tag(experiment.experiment_id, *EXPERIMENT_KIND))
         return str(experiment.experiment_id)
     location = artifact_root(tracking_uri)
     try:
-        return str(retrying(lambda: client.create_experiment(name, artifact_location=location)))
+        return str(
+            retrying(
+                lambda: client.create_experiment(
+                    name, artifact_location=location, tags=dict([EXPERIMENT_KIND])
+                )
+            )
+        )
     except Exception:
         # Another process created it in between.
         experiment = client.get_experiment_by_name(name)

@@ -124,7 +124,8 @@ class TrainSearchStage(Stage):
         table = read_dataset(inputs["data"].url, storage_options=storage)
         spec = training_spec(table, options)
         prepared = prepare(table, spec)
-        report = _search(prepared, spec, options)
+        report_progress = getattr(context.executor, "report_progress", None)
+        report = _search(prepared, spec, options, report_progress)
         if report.best is None or report.best.final is None:
             from raypipe.errors import StageError
 
@@ -177,6 +178,8 @@ class TrainSearchStage(Stage):
                 inputs["data"].manifest.metadata.get("feature_version", version)
             ),
         }
+        if report_progress is not None:
+            report_progress("registering in MLflow", 0, 1)
         published = publish_training(
             tracking_uri=tracking_uri,
             experiment=options.experiment or model_name,
@@ -282,7 +285,12 @@ def training_spec(table: pa.Table, options: TrainSearchOptions) -> TrainingSpec:
     )
 
 
-def _search(prepared: Any, spec: TrainingSpec, options: TrainSearchOptions) -> TrainingReport:
+def _search(
+    prepared: Any,
+    spec: TrainingSpec,
+    options: TrainSearchOptions,
+    report_progress: Any = None,
+) -> TrainingReport:
     if options.engine == "tune":
         from raypipe.engine.tune_search import make_tune_engine
 
@@ -298,7 +306,13 @@ def _search(prepared: Any, spec: TrainingSpec, options: TrainSearchOptions) -> T
             engine.close()
     from raypipe.engine.search import make_trial_runner
 
-    runner = make_trial_runner(prepared.data, actors=options.actors, threads=options.threads)
+    runner: Any = make_trial_runner(prepared.data, actors=options.actors, threads=options.threads)
+    if report_progress is not None:
+        from raypipe.training.progress import ReportingRunner
+
+        searched = [name for name in spec.spaces if spec.trials.get(name, 0) > 0]
+        planned = sum(spec.trials[name] for name in searched) + len(searched)
+        runner = ReportingRunner(runner, report_progress, planned)
     try:
         return run_training(prepared, spec, runner)
     finally:

@@ -1,0 +1,74 @@
+"""The training stage reports its search trials as they finish, then its refits and MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from raypipe.engine.inline import InlineExecutor
+from raypipe.io.dataset import write_dataset
+from raypipe.stages.base import DatasetInput, StageContext
+from raypipe.training.progress import ReportingRunner
+from raypipe.training.stage import TrainSearchOptions, TrainSearchStage
+from raypipe.training.trial import TrialRequest, TrialResult
+from tests.unit.training.data import churn_table
+
+
+class _TwoSlotRunner:
+    slots = 2
+
+    def __init__(self) -> None:
+        self.queue: list[TrialRequest] = []
+
+    def submit(self, request: TrialRequest) -> None:
+        self.queue.append(request)
+
+    def next_result(self) -> TrialResult:
+        request = self.queue.pop(0)
+        return TrialResult(request.trial_id, request.candidate, params={}, score=0.5)
+
+
+def _request(trial_id: int) -> TrialRequest:
+    return TrialRequest(trial_id=trial_id, candidate="xgboost", params={}, seed=0)
+
+
+def test_each_finished_trial_is_reported_and_the_total_grows_with_submissions() -> None:
+    seen: list[tuple[str, int, int]] = []
+    runner = ReportingRunner(_TwoSlotRunner(), lambda *event: seen.append(event), planned=2)
+    for trial_id in (0, 1, 2):
+        runner.submit(_request(trial_id))
+    runner.submit(_request(-1))
+    results = [runner.next_result() for _ in range(4)]
+    assert [r.trial_id for r in results] == [0, 1, 2, -1]
+    assert runner.slots == 2
+    assert seen == [
+        ("xgboost trials", 1, 4),
+        ("xgboost trials", 2, 4),
+        ("xgboost trials", 3, 4),
+        ("refit", 4, 4),
+    ]
+
+
+@pytest.mark.slow
+def test_the_training_stage_reports_trials_refits_and_registration(tmp_path: Path) -> None:
+    table, _ = churn_table(800, seed=2)
+    url = str(tmp_path / "in")
+    data = DatasetInput(url, write_dataset(url, table))
+    seen: list[tuple[str, int, int]] = []
+    context = StageContext(
+        stage_name="train",
+        data_dir=str(tmp_path),
+        run_id="r",
+        executor=InlineExecutor(lambda *event: seen.append(event)),
+    )
+    options = TrainSearchOptions(
+        candidates=["xgboost", "logistic"], trials={"xgboost": 3, "logistic": 1}, max_rounds=20
+    )
+    TrainSearchStage().run(context, {"data": data}, options)
+    trials = [event for event in seen if event[0].endswith("trials")]
+    assert [done for _, done, _ in trials] == [1, 2, 3, 4]
+    assert {task for task, _, _ in trials} == {"xgboost trials", "logistic trials"}
+    refits = [event for event in seen if event[0] == "refit"]
+    assert [done for _, done, _ in refits] == [5, 6] and refits[-1][2] == 6
+    assert seen[-1] == ("registering in MLflow", 0, 1)

@@ -237,6 +237,7 @@ class TrackingSession:
         import sklearn
 
         model = pickle.loads(model_bytes)  # bytes this process produced a moment ago
+        _drop_pickle_advice()
         return mlflow.sklearn.log_model(
             model,
             name="model",
@@ -258,3 +259,20 @@ def _sha256_of_logged(tracking_uri: str, artifact_location: str, model_file: str
             dst_path=tmp,
         )
         return hashlib.sha256(Path(local).read_bytes()).hexdigest()
+
+
+class _PickleAdvice(logging.Filter):
+    """Drops MLflow's warning against pickled scikit-learn models.
+
+    raypipe unpickles a model only after its SHA-256 matched the registry's
+    (:func:`raypipe.tracking.models.load_model`), so the advice is nothing its user can act on.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Saving scikit-learn models in the pickle")
+
+
+def _drop_pickle_advice() -> None:
+    target = logging.getLogger("mlflow.sklearn")
+    if not any(isinstance(item, _PickleAdvice) for item in target.filters):
+        target.addFilter(_PickleAdvice())

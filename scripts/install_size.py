@@ -9,6 +9,7 @@ the rest (pip itself, anything installed by hand). Sizes are apparent bytes of t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import re
 from collections.abc import Iterable
 from importlib.metadata import Distribution, PackageNotFoundError, distribution, distributions
@@ -23,10 +24,8 @@ def canonical(name: str) -> str:
 def size_of(dist: Distribution) -> int:
     total = 0
     for file in dist.files or ():
-        try:
+        with contextlib.suppress(OSError):  # listed in RECORD, removed since
             total += file.locate().stat().st_size
-        except OSError:
-            pass
     return total
 
 
@@ -39,7 +38,7 @@ def requirements(dist: Distribution, extras: Iterable[str]) -> list[tuple[str, t
         extra = re.search(r"extra\s*==\s*['\"]([^'\"]+)['\"]", marker)
         if extra and extra.group(1) not in wanted:
             continue
-        if "platform_system == \"Windows\"" in marker or "sys_platform == \"win32\"" in marker:
+        if 'platform_system == "Windows"' in marker or 'sys_platform == "win32"' in marker:
             continue
         match = _NAME.match(spec)
         if match:

@@ -83,6 +83,11 @@ def mlflow_ui_lines(tracking_uri: str, mlflow_run_id: str | None, mlflow_bin: st
             page = f"{MLFLOW_UI}/#/experiments/{run.info.experiment_id}/runs"
         except Exception:  # the link is a convenience: the command alone still works
             page = MLFLOW_UI
+    import importlib.util
+
+    if importlib.util.find_spec("flask") is None:
+        # mlflow-skinny tracks and registers; serving the UI needs the full package.
+        command = f"pip install 'raypipe[ui]' && {command}"
     return [command, f"then open {page}"]
 
 

@@ -61,9 +61,17 @@ def check(
         raise SpecError(["give `--rules FILE`, `--infer-from URL`, or both"])
     if (quarantine is None) != (clean is None):
         raise SpecError(["`--quarantine` and `--clean` go together"])
+    from raypipe.cli.boundary import require_exists, require_writable
+
+    require_exists(data, "--data")
+    outputs = {"--write-rules": write_rules, "--json": json_path}
+    outputs |= {"--quarantine": quarantine, "--clean": clean}
+    for option, target in outputs.items():
+        if target is not None:
+            require_writable(str(target), option)
     manifest = read_manifest(data)
+    chosen = list(read_rules(rules).rules) if rules is not None else []
     with executor_for(address, in_process) as executor:
-        chosen = list(read_rules(rules).rules) if rules is not None else []
         if infer_from is not None:
             profile = run_profile("reference", infer_from, read_manifest(infer_from), executor)
             chosen += infer_rules(profile)

@@ -88,9 +88,15 @@ def discover(
     ] = None,
 ) -> None:
     """Generate candidate features as of each label's cutoff, select them, write a report."""
+    from raypipe.cli.boundary import require_exists, require_writable
     from raypipe.features.discover import DiscoveryOptions, run_discovery
     from raypipe.io.fs import join_url
 
+    require_exists(events, "--events")
+    require_exists(labels, "--labels")
+    if players is not None:
+        require_exists(players, "--players")
+    require_writable(out, "--out")
     options = DiscoveryOptions(keys=_split(keys), label=label, windows=_split(windows), k=k)
     with _executor(inline, address) as executor:
         result = run_discovery(
@@ -110,10 +116,14 @@ def discover(
     console.print(table)
     if result.leaky:
         console.print(f"[yellow]likely leakage[/]: {', '.join(result.leaky)}", highlight=False)
-    console.print(
-        f"report: `{join_url(out, 'report')}` (report.html, selection.json, selected_views.yaml)",
-        highlight=False,
-    )
+    report_url = join_url(out, "report")
+    for entry in result.report.files:
+        # Committed files sit in an attempt-named folder: print where each really is.
+        console.print(
+            f"{entry.path.rsplit('/', 1)[-1]}: {join_url(report_url, entry.path)}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @group.command("suggest")

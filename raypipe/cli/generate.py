@@ -59,6 +59,9 @@ def generate(
             for error in exc.errors()
         ]
         raise SpecError(problems, source="raypipe generate") from exc
+    from raypipe.cli.boundary import require_writable
+
+    require_writable(out, "--out")
     config = options.to_config()
     with RayRuntime(RuntimeOptions(address=address)) as runtime:
         started = time.perf_counter()

@@ -56,6 +56,17 @@ def infer(
         bool, typer.Option("--resume", help="Keep the units an interrupted run committed.")
     ] = False,
     shap: Annotated[bool, typer.Option("--shap", help="Add SHAP contributions.")] = False,
+    tracking_uri: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--tracking-uri",
+            help="Model registry of `models:/` URIs (default: ./raypipe-data/mlflow.db).",
+        ),
+    ] = None,
+    allow_empty: Annotated[
+        bool,
+        typer.Option("--allow-empty", help="Commit an empty output when INPUT has no rows."),
+    ] = False,
 ) -> None:
     """Score every row of INPUT with MODEL into OUTPUT, exactly once, on Ray."""
     from raypipe.engine.runtime import RayRuntime, RuntimeOptions
@@ -63,6 +74,7 @@ def infer(
     from raypipe.inference.batch import run_batch_inference
     from raypipe.inference.model import read_model
     from raypipe.inference.planning import InferenceSpec
+    from raypipe.inference.predictor import Predictor
 
     spec = InferenceSpec(
         input_url=input_url,
@@ -74,7 +86,26 @@ def infer(
         on_bad_file=on_bad_file,  # type: ignore[arg-type]
         shap=shap,
     )
-    blob = read_model(model)
+    from raypipe.cli.boundary import require_writable
+
+    require_writable(output_url, "--output")
+    blob = read_model(model, tracking_uri=tracking_uri)
+    # Loaded once here too, so a file that is not a model fails before Ray starts.
+    Predictor(blob)
+    if not _has_rows(input_url, skip_unreadable=on_bad_file == "quarantine"):
+        if not allow_empty:
+            from raypipe.errors import DataError
+
+            raise DataError(
+                f"`{input_url}` (`--input`) has no rows; expected at least one row to score",
+                hint="check that the input was written, or pass `--allow-empty` to commit an "
+                "empty output",
+            )
+        console.print(
+            f"[yellow]warning[/]: `{input_url}` (`--input`) has no rows; committing an empty "
+            "output",
+            highlight=False,
+        )
     with RayRuntime(RuntimeOptions(address=address)) as runtime:
         shape = pool_shape(actors)
         with ActorPoolRunner(shape) as runner:
@@ -103,6 +134,40 @@ def infer(
         console.print(f"[yellow]quarantined[/] `{item.file}`: {item.reason}", highlight=False)
     for line in report.advice:
         console.print(f"[dim]advice:[/] {line}", highlight=False)
+
+
+def _has_rows(input_url: str, *, skip_unreadable: bool) -> bool:
+    """Whether INPUT holds a row: its manifest's count, or file footers until one has rows.
+
+    An unreadable file fails here, before Ray starts, unless it is to be quarantined.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from raypipe.errors import DataError
+    from raypipe.inference.planning import committed_schema, list_input_files
+    from raypipe.io.fs import resolve_fs
+
+    if committed_schema(input_url) is not None:
+        from raypipe.io.manifest import read_manifest
+
+        return read_manifest(input_url).rows > 0
+    for file in list_input_files(input_url):
+        fs, path = resolve_fs(file.url)
+        try:
+            with fs.open(path, "rb") as handle:
+                rows = pq.read_metadata(handle).num_rows
+        except (pa.ArrowInvalid, OSError) as exc:
+            if skip_unreadable:
+                continue
+            raise DataError(
+                f"`{file.url}` in `{input_url}` (`--input`) is not readable Parquet: {exc}",
+                hint="the file is truncated or not Parquet; write it again or move it out of "
+                "the input, or pass `--on-bad-file quarantine` to score the others",
+            ) from exc
+        if rows:
+            return True
+    return False
 
 
 def register(app: typer.Typer) -> None:

@@ -14,6 +14,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from raypipe.cli.boundary import explain
 from raypipe.errors import RaypipeError
 
 __all__ = ["app", "main"]
@@ -99,6 +100,8 @@ def _configure_logging(debug: bool) -> None:
     from raypipe.redaction import RedactingFilter
 
     handler.addFilter(RedactingFilter())  # no password or URL signature in any log line
+    # MLflow logs its own INFO lines (creating database tables) through its own handler.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if debug else "WARNING")
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
@@ -163,6 +166,12 @@ def main(argv: list[str] | None = None) -> None:
     except (typer.Abort, KeyboardInterrupt):
         error_console.print("[yellow]interrupted[/]")
         sys.exit(130)
+    except Exception as exc:  # the boundary: a library's failure, said once
+        if debug:
+            error_console.print_exception()
+        explained = explain(exc, args)
+        render_error(explained, debug=debug)
+        sys.exit(explained.exit_code)
 
 
 if __name__ == "__main__":

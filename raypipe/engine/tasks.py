@@ -209,6 +209,10 @@ class RayExecutor:
         if self._on_progress is not None:
             self._on_progress(name, done, total)
 
+    def report_progress(self, name: str, done: int, total: int) -> None:
+        """Report work that is not this executor's tasks (a search's trials) the same way."""
+        self._report(name, done, total)
+
 
 def _task_failure(name: str, outcome: _TaskOutcome) -> RaypipeError:
     """The error to raise in the driver for a task whose function raised."""

@@ -144,7 +144,9 @@ def _resolve_stage(
     try:
         options = stage_class.options.model_validate(stage_spec.with_)
     except ValidationError as exc:
-        known = sorted(stage_class.options.model_fields)
+        known = sorted(
+            field.alias or name for name, field in stage_class.options.model_fields.items()
+        )
         problems += [
             _pydantic_problem(source, (*path, "with"), error, known_keys=known)
             for error in exc.errors()

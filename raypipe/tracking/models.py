@@ -268,7 +268,15 @@ def _load_registered(uri: str, match: re.Match[str], tracking_uri: str | None) -
 
     from raypipe.tracking.store import get_client, resolve_tracking_uri
 
-    store = resolve_tracking_uri(tracking_uri)
+    store = resolve_tracking_uri(tracking_uri, create=False)
+    # Reading a model must not leave an empty store behind where there was none.
+    if store.startswith("sqlite:///") and not Path(store[len("sqlite:///") :]).exists():
+        raise ModelError(
+            f"`{uri}` needs a model registry, and there is none at `{store}`",
+            hint="pass `--tracking-uri` with the registry the model was trained into (e.g. "
+            "`sqlite:////path/to/raypipe-data/mlflow.db`), or run from the folder that holds "
+            "`raypipe-data`",
+        )
     client = get_client(store)
     name = match["name"]
     try:

@@ -126,7 +126,8 @@ class TrainSearchStage(Stage):
         table = read_dataset(inputs["data"].url, storage_options=storage)
         spec = training_spec(table, options)
         prepared = prepare(table, spec)
-        report = _search(prepared, spec, options)
+        report_progress = getattr(context.executor, "report_progress", None)
+        report = _search(prepared, spec, options, report_progress)
         context.raise_if_cancelled()  # a search that ran past Ctrl-C must not publish
         if report.best is None or report.best.final is None:
             from raypipe.errors import StageError
@@ -183,6 +184,8 @@ class TrainSearchStage(Stage):
         }
         # Registering and promoting cannot be taken back: the last safe point of an interrupt.
         context.raise_if_cancelled()
+        if report_progress is not None:
+            report_progress("registering in MLflow", 0, 1)
         published = publish_training(
             tracking_uri=tracking_uri,
             experiment=options.experiment or model_name,
@@ -289,7 +292,12 @@ def training_spec(table: pa.Table, options: TrainSearchOptions) -> TrainingSpec:
     )
 
 
-def _search(prepared: Any, spec: TrainingSpec, options: TrainSearchOptions) -> TrainingReport:
+def _search(
+    prepared: Any,
+    spec: TrainingSpec,
+    options: TrainSearchOptions,
+    report_progress: Any = None,
+) -> TrainingReport:
     if options.engine == "tune":
         from raypipe.engine.tune_search import make_tune_engine
 
@@ -305,7 +313,13 @@ def _search(prepared: Any, spec: TrainingSpec, options: TrainSearchOptions) -> T
             engine.close()
     from raypipe.engine.search import make_trial_runner
 
-    runner = make_trial_runner(prepared.data, actors=options.actors, threads=options.threads)
+    runner: Any = make_trial_runner(prepared.data, actors=options.actors, threads=options.threads)
+    if report_progress is not None:
+        from raypipe.training.progress import ReportingRunner
+
+        searched = [name for name in spec.spaces if spec.trials.get(name, 0) > 0]
+        planned = sum(spec.trials[name] for name in searched) + len(searched)
+        runner = ReportingRunner(runner, report_progress, planned)
     try:
         return run_training(prepared, spec, runner)
     finally:

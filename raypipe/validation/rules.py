@@ -226,6 +226,13 @@ def read_rules(source: str | Path | Mapping[str, Any]) -> RuleSetSpec:
             raise SpecError([f"cannot read rules file `{where}`: {exc}"], source=where) from exc
         except yaml.YAMLError as exc:
             raise SpecError([f"`{where}` is not valid YAML: {exc}"], source=where) from exc
+    if not isinstance(data, Mapping):
+        received = f"a list of {len(data)} item(s)" if isinstance(data, list) else repr(data)[:40]
+        raise SpecError(
+            [f"`{where}`: expected a mapping with a `rules:` key, received {received}"],
+            source=where,
+            hint="put the list under `rules:` (`--write-rules FILE` writes a file of this shape)",
+        )
     try:
         return RuleSetSpec.model_validate(data)
     except ValidationError as exc:

@@ -104,8 +104,8 @@ def test_log_lines_are_redacted_by_the_filter(caplog: pytest.LogCaptureFixture) 
 
 
 def test_printed_mlflow_ui_hint_has_no_password() -> None:
-    from raypipe.cli.jobrun import mlflow_ui_command
+    from raypipe.cli.render import mlflow_ui_lines
 
-    command = mlflow_ui_command(SECRET_DB)
+    command = mlflow_ui_lines(SECRET_DB, None, "mlflow")[0]
     assert "pw-s3cret" not in command
     assert "--backend-store-uri postgresql://alice:***@db.internal:5432/mlflow" in command

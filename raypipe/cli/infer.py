@@ -71,6 +71,9 @@ def infer(
         on_bad_file=on_bad_file,  # type: ignore[arg-type]
         shap=shap,
     )
+    from raypipe.io.lease import ensure_writable_dataset
+
+    ensure_writable_dataset(output_url)  # before Ray starts: never mix into a user's folder
     blob = read_model(model)
     with RayRuntime(RuntimeOptions(address=address)) as runtime:
         shape = pool_shape(actors)

@@ -136,8 +136,17 @@ def publish(
         schema, ordered, partition_by=partition_by, kind=kind, names=kind == "artifact"
     )
     previous = history.get(version)
-    if previous is not None and _all_present(previous.files, listing, root):
+    if previous is not None and _all_present(previous.files, listing):
         ordered = previous.files  # same content: keep the files readers may hold open
+    elif not _all_present(ordered, listing):
+        missing = [entry.path for entry in ordered if listing.get(entry.path) != entry.bytes]
+        raise DatasetNotCommittedError(
+            f"`{url}`: {len(missing)} staged file(s) are missing or resized (first: "
+            f"`{missing[0]}`); not committing",
+            hint="another writer's commit removed them; a writer must hold the dataset's lease "
+            "(`hold_dataset_leases`) from its first staged file to its commit, as the CLI and "
+            "the driver do. Rerun the write",
+        )
     now = datetime.now(timezone.utc)
     manifest = Manifest(
         version=version,
@@ -207,7 +216,7 @@ def _listing(fs: fsspec.AbstractFileSystem, root: str) -> dict[str, int]:
     }
 
 
-def _all_present(files: Sequence[FileEntry], listing: Mapping[str, int], root: str) -> bool:
+def _all_present(files: Sequence[FileEntry], listing: Mapping[str, int]) -> bool:
     return all(listing.get(entry.path) == entry.bytes for entry in files)
 
 

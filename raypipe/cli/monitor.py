@@ -90,7 +90,7 @@ def drift(
     in_process: InProcessOption = False,
 ) -> None:
     """Test every column of CURRENT for drift against REFERENCE; write JSON (and HTML)."""
-    from raypipe.io.manifest import read_manifest
+    from raypipe.io.sources import open_dataset
     from raypipe.monitoring.drift import METHODS
     from raypipe.monitoring.drift_run import run_drift
 
@@ -101,8 +101,8 @@ def drift(
             f"unknown drift method `{method}`",
             hint=f"use one of {', '.join(METHODS)}",
         )
-    ref_manifest = read_manifest(reference)
-    cur_manifest = read_manifest(current)
+    ref_manifest = open_dataset(reference)  # committed datasets and plain Parquet alike
+    cur_manifest = open_dataset(current)
     names = _split(columns)
     stored = None
     if reference_profile is not None:
@@ -200,7 +200,7 @@ def report(
     in_process: InProcessOption = False,
 ) -> None:
     """Write the monitoring report of CURRENT against REFERENCE as HTML + JSON."""
-    from raypipe.io.manifest import read_manifest
+    from raypipe.io.sources import open_dataset
     from raypipe.monitoring.monitor_stage import MonitorReportOptions, build_report
     from raypipe.monitoring.report import render_html, report_json
     from raypipe.stages.base import DatasetInput
@@ -213,7 +213,7 @@ def report(
         "current_features": current_features,
         "quality": quality,
     }
-    inputs = {name: DatasetInput(url, read_manifest(url)) for name, url in urls.items() if url}
+    inputs = {name: DatasetInput(url, open_dataset(url)) for name, url in urls.items() if url}
     options = MonitorReportOptions(
         label=label,
         score=score,

@@ -184,6 +184,11 @@ def read_manifest(
     try:
         text = fs.cat_file(path).decode("utf-8")
     except FileNotFoundError as exc:
+        if not fs.exists(path.rsplit("/", 1)[0]):
+            raise DatasetNotCommittedError(
+                f"`{url}` does not exist (no committed manifest there)",
+                hint="check the URL; a job's stage outputs are under `<data_dir>/datasets/`",
+            ) from exc
         raise DatasetNotCommittedError(
             f"`{url}` has no committed manifest (`{MANIFEST_NAME}` is missing)",
             hint="the writer did not finish; rerun the stage",

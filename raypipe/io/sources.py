@@ -63,7 +63,7 @@ def locate_dataset(
     if fs.exists(f"{path}/{MANIFEST_NAME}") or version is not None:
         return read_manifest(url, storage_options, version=version), fs, path
     if not fs.exists(path):
-        raise DataError(
+        raise DatasetNotCommittedError(
             f"`{url}` does not exist",
             hint="pass a committed dataset, a Parquet file or a folder of Parquet files",
         )

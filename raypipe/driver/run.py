@@ -20,7 +20,7 @@ from raypipe.driver.record import OutputRecord, RunRecord, StageRecord, StageSta
 from raypipe.driver.state import DriverState, new_run_id
 from raypipe.errors import DataError, RaypipeError, StageError
 from raypipe.io.lease import hold_dataset_leases
-from raypipe.io.manifest import read_manifest
+from raypipe.io.manifest import pinned_manifests, read_manifest
 from raypipe.spec.job import Job, JobStage
 from raypipe.stages.base import DatasetInput, Executor, StageContext
 
@@ -270,11 +270,15 @@ class _StageRunner:
         )
         output_urls = [context.output_url(name) for name in stage.stage_class.outputs]
         # One writer per output for the whole stage; a foreign folder is refused before work.
-        with hold_dataset_leases(
-            output_urls,
-            self.job.storage_options,
-            run_id=self.record.run_id,
-            keep_versions=self.job.keep_versions,
+        # Inputs are read at the versions fingerprinted above, even if another run commits.
+        with (
+            hold_dataset_leases(
+                output_urls,
+                self.job.storage_options,
+                run_id=self.record.run_id,
+                keep_versions=self.job.keep_versions,
+            ),
+            pinned_manifests({item.url: item.manifest for item in inputs.values()}),
         ):
             result = stage.stage_class().run(context, inputs, stage.options)
         missing = set(stage.stage_class.outputs) - set(result.outputs)

@@ -12,9 +12,11 @@ few versions, see :mod:`raypipe.io.commit`), so a reader can open an older versi
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -32,6 +34,7 @@ __all__ = [
     "compute_version",
     "list_versions",
     "logical_name",
+    "pinned_manifests",
     "read_manifest",
     "schema_from_text",
     "schema_to_text",
@@ -41,6 +44,8 @@ MANIFEST_NAME = "_manifest.json"
 VERSIONS_DIR = "_versions"
 DATA_DIR = "_data"
 FORMAT_VERSION = 1
+
+_PINS = threading.local()
 
 
 @dataclass(frozen=True)
@@ -180,6 +185,9 @@ def read_manifest(
     """
     if version is not None:
         return _kept_version(url, version, storage_options)
+    pinned = getattr(_PINS, "manifests", {}).get(url.rstrip("/"))
+    if pinned is not None:
+        return pinned
     fs, path = resolve_fs(join_url(url, MANIFEST_NAME), storage_options)
     try:
         text = fs.cat_file(path).decode("utf-8")
@@ -194,6 +202,22 @@ def read_manifest(
             hint="the writer did not finish; rerun the stage",
         ) from exc
     return _parse(url, MANIFEST_NAME, text)
+
+
+@contextlib.contextmanager
+def pinned_manifests(manifests: Mapping[str, Manifest]) -> Iterator[None]:
+    """Within the block, this thread's reads of these URLs see these manifests.
+
+    The driver pins each stage's inputs to the versions it fingerprinted (a kept version for
+    ``<stage>.<output>@<version>``), so a stage that reads an input by URL reads exactly that
+    version, even while another run commits a newer one.
+    """
+    previous = getattr(_PINS, "manifests", {})
+    _PINS.manifests = {**previous, **{url.rstrip("/"): m for url, m in manifests.items()}}
+    try:
+        yield
+    finally:
+        _PINS.manifests = previous
 
 
 def list_versions(url: str, storage_options: Mapping[str, Any] | None = None) -> list[Manifest]:

@@ -47,6 +47,8 @@ def test_an_input_pinned_to_a_kept_version_reads_that_version(tmp_path: Path) ->
     pinned = _run(tmp_path, rows=40, reference=f"make.data@{old[:10]}")
     assert pinned.stages["left"].inputs["data"].version == old
     assert pinned.stages["left"].rows_in == 30
+    # The stage reads its input by URL: the driver's pin makes that the old version too.
+    assert pinned.stages["left"].metrics["sum"] == 2 * sum(range(30))
 
 
 def test_the_job_sets_how_many_versions_an_output_keeps(tmp_path: Path) -> None:

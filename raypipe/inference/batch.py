@@ -285,7 +285,11 @@ def _carried_schema(units: Sequence[ScoringUnit], spec: InferenceSpec) -> pa.Sch
     A committed input dataset's own schema gives the types of its partition columns (which are
     not stored in its files).
     """
-    dataset_schema = committed_schema(spec.input_url) if units and units[0].file.partition else None
+    dataset_schema = (
+        committed_schema(spec.input_url, dict(spec.storage_options) or None)
+        if units and units[0].file.partition
+        else None
+    )
     for unit in units:
         try:
             schema = (

@@ -25,7 +25,7 @@ from raypipe.io.fs import resolve_fs
 from raypipe.io.hive import decode_segment
 from raypipe.io.manifest import MANIFEST_NAME, FileEntry, Manifest, read_manifest
 
-__all__ = ["PLAIN_SOURCE", "locate_dataset", "open_dataset"]
+__all__ = ["PLAIN_SOURCE", "hive_partition", "locate_dataset", "open_dataset"]
 
 PLAIN_SOURCE = "plain parquet"
 
@@ -102,7 +102,7 @@ def _plain_manifest(
     files: Mapping[str, int],
     stamps: Mapping[str, str] | None = None,
 ) -> Manifest:
-    partitions = {relative: _partition_of(url, relative) for relative in files}
+    partitions = {relative: hive_partition(relative) for relative in files}
     keys = {tuple(values) for values in partitions.values()}
     if len(keys) > 1:
         layouts = ", ".join(sorted("/".join(key) or "(none)" for key in keys))
@@ -142,7 +142,14 @@ def _plain_manifest(
     )
 
 
-def _partition_of(url: str, relative: str) -> dict[str, str | None]:
+def hive_partition(relative: str) -> dict[str, str | None]:
+    """The Hive partition values in a file's path relative to the dataset root.
+
+    Examples
+    --------
+    >>> hive_partition("country=DE/day=1/part-0.parquet")
+    {'country': 'DE', 'day': '1'}
+    """
     values: dict[str, str | None] = {}
     for segment in relative.split("/")[:-1]:
         if "=" not in segment:

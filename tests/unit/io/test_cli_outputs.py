@@ -124,3 +124,20 @@ def test_monitor_drift_compares_folders_of_plain_parquet(
         ]
     )
     assert '"amount"' in out.read_text()
+
+
+def test_features_suggest_reads_a_plain_parquet_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    frame = pd.DataFrame(
+        {
+            "player_id": [1, 2, 1, 3],
+            "ts": pd.to_datetime(["2026-01-01", "2026-01-02", "2026-01-03", "2026-01-04"]),
+            "event_type": ["login", "purchase", "login", "login"],
+            "amount": [0.0, 9.99, 0.0, 0.0],
+        }
+    )
+    frame.to_parquet(tmp_path / "events.parquet")
+    main(["features", "suggest", "--events", str(tmp_path / "events.parquet")])
+    out = capsys.readouterr().out
+    assert "player_id" in out and "views" in out

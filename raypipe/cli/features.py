@@ -90,14 +90,16 @@ def discover(
     """Generate candidate features as of each label's cutoff, select them, write a report."""
     from raypipe.features.discover import DiscoveryOptions, run_discovery
     from raypipe.io.fs import join_url
+    from raypipe.io.lease import hold_dataset_leases
 
     options = DiscoveryOptions(keys=_split(keys), label=label, windows=_split(windows), k=k)
-    with _executor(inline, address) as executor:
+    outputs = [join_url(out, "candidates"), join_url(out, "report")]
+    # Refuses a user's folder before any work; one writer per output until the commits.
+    with hold_dataset_leases(outputs), _executor(inline, address) as executor:
         result = run_discovery(
             events,
             labels,
-            join_url(out, "candidates"),
-            join_url(out, "report"),
+            *outputs,
             executor,
             players_url=players,
             options=options,

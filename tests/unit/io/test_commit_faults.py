@@ -163,8 +163,8 @@ def test_readers_of_the_version_they_opened_are_never_broken_by_reruns(tmp_path:
     rerunner.start()
     try:
         reads, generations = 0, set()
-        deadline = time.monotonic() + 2.0
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 30.0  # a busy machine commits slower
+        while time.monotonic() < deadline and (reads <= 50 or len(generations) <= 3):
             opened = read_manifest(url)  # a stage's pinned input
             time.sleep(0.01)  # reruns commit meanwhile
             generations.add(_assert_whole(read_dataset(url, files=list(opened.files))))
@@ -172,7 +172,7 @@ def test_readers_of_the_version_they_opened_are_never_broken_by_reruns(tmp_path:
     finally:
         rerunner.kill()
         rerunner.join(30)
-    assert reads > 10 and len(generations) > 2  # reruns did commit under the readers
+    assert reads > 50 and len(generations) > 3  # reruns did commit under the readers
 
 
 def _contend(url: str, first: int, results: Any) -> None:

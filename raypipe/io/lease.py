@@ -49,6 +49,7 @@ __all__ = [
     "ensure_writable_dataset",
     "held_lease",
     "hold_dataset_leases",
+    "is_raypipe_name",
 ]
 
 logger = logging.getLogger(__name__)

@@ -122,7 +122,7 @@ def versions(
 
     Read one of them in a job with `inputs: {name: <stage>.<output>@<version>}`.
     """
-    from raypipe.errors import SpecError
+    from raypipe.errors import DataError, DatasetNotCommittedError, SpecError
     from raypipe.io.manifest import list_versions
 
     options: dict[str, str] = {}
@@ -131,7 +131,17 @@ def versions(
         if not (key and sep):
             raise SpecError([f"`--storage-option {item}`: expected KEY=VALUE"])
         options[key] = value
-    kept = list_versions(url, options or None)
+    try:
+        kept = list_versions(url, options or None)
+    except DatasetNotCommittedError:
+        from raypipe.io.sources import open_dataset
+
+        plain = open_dataset(url, options or None)  # raises its own error when not plain either
+        raise DataError(
+            f"`{url}` is plain Parquet ({len(plain.files)} file(s), {plain.rows:,} rows), not a "
+            "dataset raypipe committed: it has no kept versions",
+            hint="every raypipe command reads it as it is now; versions exist for raypipe outputs",
+        ) from None
     table = Table(title=f"versions of `{url}` (newest first)")
     for header in ("version", "committed", "rows", "files", ""):
         table.add_column(header)

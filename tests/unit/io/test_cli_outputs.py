@@ -141,3 +141,11 @@ def test_features_suggest_reads_a_plain_parquet_file(
     main(["features", "suggest", "--events", str(tmp_path / "events.parquet")])
     out = capsys.readouterr().out
     assert "player_id" in out and "views" in out
+
+
+def test_data_versions_of_plain_parquet_says_so(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _user_folder(tmp_path / "plain")
+    err = _fails(["data", "versions", str(tmp_path / "plain")], capsys)
+    assert "plain Parquet" in err and "no kept versions" in err

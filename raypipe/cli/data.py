@@ -52,7 +52,7 @@ def check(
 ) -> None:
     """Check DATA against RULES; exit 3 when a rule with policy `fail` does not pass."""
     from raypipe.errors import DataError, SpecError
-    from raypipe.io.lease import ensure_writable_dataset
+    from raypipe.io.lease import hold_dataset_leases
     from raypipe.io.sources import open_dataset
     from raypipe.validation.check_stage import describe_failures
     from raypipe.validation.checking import run_check
@@ -65,10 +65,9 @@ def check(
     if (quarantine is None) != (clean is None):
         raise SpecError(["`--quarantine` and `--clean` go together"])
     manifest = open_dataset(data)
-    for output in (clean, quarantine):
-        if output is not None:
-            ensure_writable_dataset(output)  # before any work: never mix into a user's folder
-    with executor_for(address, in_process) as executor:
+    outputs = [output for output in (clean, quarantine) if output is not None]
+    # Before any work: never mix into a user's folder; one writer per output until the commit.
+    with hold_dataset_leases(outputs), executor_for(address, in_process) as executor:
         chosen = list(read_rules(rules).rules) if rules is not None else []
         if infer_from is not None:
             profile = run_profile("reference", infer_from, open_dataset(infer_from), executor)

@@ -91,6 +91,7 @@ def discover(
     from raypipe.cli.boundary import require_exists, require_writable
     from raypipe.features.discover import DiscoveryOptions, run_discovery
     from raypipe.io.fs import join_url
+    from raypipe.io.lease import hold_dataset_leases
 
     require_exists(events, "--events")
     require_exists(labels, "--labels")
@@ -98,12 +99,13 @@ def discover(
         require_exists(players, "--players")
     require_writable(out, "--out")
     options = DiscoveryOptions(keys=_split(keys), label=label, windows=_split(windows), k=k)
-    with _executor(inline, address) as executor:
+    outputs = [join_url(out, "candidates"), join_url(out, "report")]
+    # Refuses a user's folder before any work; one writer per output until the commits.
+    with hold_dataset_leases(outputs), _executor(inline, address) as executor:
         result = run_discovery(
             events,
             labels,
-            join_url(out, "candidates"),
-            join_url(out, "report"),
+            *outputs,
             executor,
             players_url=players,
             options=options,

@@ -63,6 +63,12 @@ def generate(
 
     require_writable(out, "--out")
     config = options.to_config()
+    from raypipe.io.fs import join_url
+    from raypipe.io.lease import ensure_writable_dataset
+    from raypipe.synth.generate import TABLES
+
+    for name in TABLES:  # before Ray starts: never mix into a user's folder
+        ensure_writable_dataset(join_url(out, name))
     with RayRuntime(RuntimeOptions(address=address)) as runtime:
         started = time.perf_counter()
         manifests = run_generate(config, out, RayExecutor(runtime))

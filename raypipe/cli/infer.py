@@ -87,8 +87,10 @@ def infer(
         shap=shap,
     )
     from raypipe.cli.boundary import require_writable
+    from raypipe.io.lease import ensure_writable_dataset
 
     require_writable(output_url, "--output")
+    ensure_writable_dataset(output_url)  # before Ray starts: never mix into a user's folder
     blob = read_model(model, tracking_uri=tracking_uri)
     # Loaded once here too, so a file that is not a model fails before Ray starts.
     Predictor(blob)

@@ -94,7 +94,7 @@ def drift(
     in_process: InProcessOption = False,
 ) -> None:
     """Test every column of CURRENT for drift against REFERENCE; write JSON (and HTML)."""
-    from raypipe.io.manifest import read_manifest
+    from raypipe.io.sources import open_dataset
     from raypipe.monitoring.drift import METHODS
     from raypipe.monitoring.drift_run import run_drift
 
@@ -112,8 +112,8 @@ def drift(
     require_writable(json_path, "--json")
     if html_path is not None:
         require_writable(html_path, "--html")
-    ref_manifest = read_manifest(reference)
-    cur_manifest = read_manifest(current)
+    ref_manifest = open_dataset(reference)  # committed datasets and plain Parquet alike
+    cur_manifest = open_dataset(current)
     _check_not_empty(
         {"--reference": (reference, ref_manifest.rows), "--current": (current, cur_manifest.rows)},
         allow_empty=allow_empty,
@@ -219,7 +219,7 @@ def report(
     in_process: InProcessOption = False,
 ) -> None:
     """Write the monitoring report of CURRENT against REFERENCE as HTML + JSON."""
-    from raypipe.io.manifest import read_manifest
+    from raypipe.io.sources import open_dataset
     from raypipe.monitoring.monitor_stage import MonitorReportOptions, build_report
     from raypipe.monitoring.report import render_html, report_json
     from raypipe.stages.base import DatasetInput
@@ -238,7 +238,7 @@ def report(
         if url:
             require_exists(url, f"--{name.replace('_', '-')}")
     require_writable(html_path, "--html")
-    inputs = {name: DatasetInput(url, read_manifest(url)) for name, url in urls.items() if url}
+    inputs = {name: DatasetInput(url, open_dataset(url)) for name, url in urls.items() if url}
     options = MonitorReportOptions(
         label=label,
         score=score,

@@ -26,7 +26,8 @@ from raypipe.driver.heartbeat import HEARTBEAT_S, beat, live_driver
 from raypipe.driver.record import OutputRecord, RunRecord, StageRecord, StageStatus
 from raypipe.driver.state import DriverState, new_run_id
 from raypipe.errors import DataError, RaypipeError, RunInterruptedError, StageError
-from raypipe.io.manifest import read_manifest
+from raypipe.io.lease import hold_dataset_leases
+from raypipe.io.manifest import pinned_manifests, read_manifest
 from raypipe.spec.job import Job, JobStage
 from raypipe.stages.base import CancelToken, DatasetInput, Executor, StageContext
 
@@ -373,7 +374,19 @@ class _StageRunner:
             job_name=self.job.name,
             cancel_token=self.token,
         )
-        result = stage.stage_class().run(context, inputs, stage.options)
+        output_urls = [context.output_url(name) for name in stage.stage_class.outputs]
+        # One writer per output for the whole stage; a foreign folder is refused before work.
+        # Inputs are read at the versions fingerprinted above, even if another run commits.
+        with (
+            hold_dataset_leases(
+                output_urls,
+                self.job.storage_options,
+                run_id=self.record.run_id,
+                keep_versions=self.job.keep_versions,
+            ),
+            pinned_manifests({item.url: item.manifest for item in inputs.values()}),
+        ):
+            result = stage.stage_class().run(context, inputs, stage.options)
         missing = set(stage.stage_class.outputs) - set(result.outputs)
         if missing:
             raise StageError(
@@ -416,7 +429,8 @@ class _StageRunner:
                     f"Stage `{stage.name}` input `{name}`: `{ref}` was not produced",
                     hint=f"stage `{ref.stage}` must run first",
                 )
-            inputs[name] = DatasetInput(url=upstream.url, manifest=read_manifest(upstream.url))
+            manifest = read_manifest(upstream.url, self.job.storage_options, version=ref.version)
+            inputs[name] = DatasetInput(url=upstream.url, manifest=manifest)
         return inputs
 
     def _cached(self, stage: JobStage, fingerprint: str) -> StageRecord | None:
@@ -427,7 +441,7 @@ class _StageRunner:
             return None
         for output in commit.outputs.values():
             try:
-                if read_manifest(output.url).version != output.version:
+                if read_manifest(output.url, self.job.storage_options).version != output.version:
                     return None
             except DataError:
                 return None

@@ -41,8 +41,9 @@ from raypipe.features.views import FeatureView
 from raypipe.io.clustering import CLUSTERED_BY, balance, clustered_groups
 from raypipe.io.commit import verify_files
 from raypipe.io.dataset import DatasetWriter, read_dataset, scan_dataset
-from raypipe.io.fs import is_local, join_url, resolve_fs
-from raypipe.io.manifest import FileEntry, Manifest, read_manifest
+from raypipe.io.fs import is_local, join_url
+from raypipe.io.manifest import FileEntry, Manifest
+from raypipe.io.sources import locate_dataset, open_dataset
 
 __all__ = ["FeatureBuild", "FeatureBuildResult", "run_feature_build"]
 
@@ -111,8 +112,7 @@ class _TaskOutput:
 def _scan_events(build: FeatureBuild, files: list[FileEntry]) -> pl.LazyFrame:
     """The events of ``files`` as a lazy frame (local, unpartitioned: polars scans the files,
     so the cutoff filter and column choice are pushed into the Parquet reader)."""
-    manifest = read_manifest(build.events_url, build.storage)
-    fs, root = resolve_fs(build.events_url, build.storage)
+    manifest, fs, root = locate_dataset(build.events_url, build.storage)
     if is_local(fs) and not manifest.partition_by and files:
         root = root.rstrip("/")
         verify_files(fs, root, build.events_url, files)
@@ -215,7 +215,7 @@ def _with_players(build: FeatureBuild, features: pl.DataFrame) -> pl.DataFrame:
     assert build.players_url is not None
     keys = list(build.keys)
     wanted = list(dict.fromkeys([*keys, *build.player_columns]))
-    schema = read_manifest(build.players_url, build.storage).schema
+    schema = open_dataset(build.players_url, build.storage).schema
     tenure = build.install_column if build.install_column in schema.names else None
     if tenure:
         wanted.append(tenure)
@@ -253,7 +253,7 @@ def _remainder_task(build: FeatureBuild, seen: pl.DataFrame) -> _TaskOutput:
     if build.entity_columns:
         rows = rows.select(list(build.entity_columns))
     entities = rows.join(seen.lazy(), on=list(build.keys), how="anti", nulls_equal=True).collect()
-    schema = read_manifest(build.events_url, build.storage).schema
+    schema = open_dataset(build.events_url, build.storage).schema
     if build.columns:
         schema = pa.schema([schema.field(c) for c in build.columns])
     events = empty_frame(schema)
@@ -271,7 +271,7 @@ def _map_task(build: FeatureBuild, partitions: int, scratch: str,
 def _reduce_task(build: FeatureBuild, partitions: int,
                  item: tuple[int, list[str | None]]) -> _TaskOutput:
     index, pieces = item
-    schema = read_manifest(build.events_url, build.storage).schema
+    schema = open_dataset(build.events_url, build.storage).schema
     if build.columns:
         schema = pa.schema([schema.field(c) for c in build.columns])
     events = read_pieces(pieces, schema, build.storage)
@@ -304,7 +304,7 @@ def run_feature_build(
         Where a shuffle stages its pieces (removed afterwards); default next to the output.
     """
     started = time.perf_counter()
-    events_manifest = read_manifest(build.events_url, build.storage)
+    events_manifest = open_dataset(build.events_url, build.storage)
     tasks = partitions or max(
         1,
         int(getattr(executor, "parallelism", 1)),
@@ -328,7 +328,7 @@ def run_feature_build(
         bins = list(enumerate(balance(groups, tasks)))
         outputs = executor.map(partial(_clustered_task, build), bins, name=f"{name}.partition")
         used = len(bins)
-        entity_manifest = read_manifest(build.entities_url, build.storage)
+        entity_manifest = open_dataset(build.entities_url, build.storage)
         if sum(o.rows for o in outputs) < entity_manifest.rows:  # entities without events
             empty = empty_frame(entity_manifest.schema)
             seen = [o.seen for o in outputs if o.seen is not None]
@@ -365,7 +365,7 @@ def run_feature_build(
 
 def _output_schema(build: FeatureBuild, events_schema: pa.Schema) -> pa.Schema:
     """The output schema, from running the plan on empty inputs (so empty outputs commit)."""
-    entity_schema = read_manifest(build.entities_url, build.storage).schema
+    entity_schema = open_dataset(build.entities_url, build.storage).schema
     if build.entity_columns:
         entity_schema = pa.schema([entity_schema.field(c) for c in build.entity_columns])
     events = empty_frame(pa.schema([events_schema.field(c) for c in build.columns or

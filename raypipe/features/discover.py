@@ -31,7 +31,8 @@ from raypipe.features.spec import views_to_yaml
 from raypipe.features.views import FeatureView
 from raypipe.io.artifacts import write_artifact
 from raypipe.io.dataset import DatasetWriter, read_dataset, scan_dataset
-from raypipe.io.manifest import Manifest, read_manifest
+from raypipe.io.manifest import Manifest
+from raypipe.io.sources import open_dataset
 
 __all__ = ["DiscoveryOptions", "DiscoveryResult", "run_discovery", "selected_views"]
 
@@ -109,7 +110,7 @@ def run_discovery(
     storage = dict(storage_options or {}) or None
     events = scan_dataset(events_url, storage_options=storage)
     schema = events.collect_schema()
-    labels_schema = read_manifest(labels_url, storage).schema
+    labels_schema = open_dataset(labels_url, storage).schema
     if options.label not in labels_schema.names:
         raise SchemaError(f"labels have no column `{options.label}` "
                           f"(columns: {', '.join(f'`{c}`' for c in labels_schema.names)})",

@@ -26,7 +26,8 @@ from raypipe.features.pit import FeatureTable, pit_join
 from raypipe.features.views import parse_window
 from raypipe.io.dataset import DatasetWriter, read_dataset
 from raypipe.io.fs import join_url
-from raypipe.io.manifest import FileEntry, Manifest, read_manifest
+from raypipe.io.manifest import FileEntry, Manifest
+from raypipe.io.sources import open_dataset
 from raypipe.stages.base import DatasetInput, Stage, StageContext, StageOptions, StageResult
 
 __all__ = ["PitJoinOptions", "PitJoinStage", "run_pit_join"]
@@ -110,8 +111,8 @@ def run_pit_join(
     """
     started = time.perf_counter()
     storage = dict(storage_options or {}) or None
-    entity_manifest = read_manifest(entity_url, storage)
-    feature_manifest = read_manifest(features_url, storage)
+    entity_manifest = open_dataset(entity_url, storage)
+    feature_manifest = open_dataset(features_url, storage)
     entity_empty = empty_frame(entity_manifest.schema)
     feature_empty = empty_frame(feature_manifest.schema)
     chosen = FeatureTable(table.name, feature_empty, table.keys, table.timestamp,

@@ -100,7 +100,7 @@ class ScoreStage(Stage):
             logger.info("%s: %s", context.stage_name, line)
         from raypipe.io.manifest import read_manifest
 
-        manifest = read_manifest(spec.output_url)
+        manifest = read_manifest(spec.output_url, dict(spec.storage_options) or None)
         times = report.times
         return StageResult(
             outputs={"scores": manifest},

@@ -147,6 +147,7 @@ def run_generate(
     """
     from raypipe.io.dataset import DatasetWriter
     from raypipe.io.fs import join_url
+    from raypipe.io.lease import hold_dataset_leases
 
     urls = (
         {name: join_url(out_url, name) for name in TABLES}
@@ -162,6 +163,21 @@ def run_generate(
         for name in TABLES
     }
     started = time.perf_counter()
+    with hold_dataset_leases(list(urls.values()), storage_options):
+        manifests = _write_all(config, writers, executor)
+    logger.info(
+        "synth: %d players, %d events in %d shards, %.2f s",
+        manifests["players"].rows,
+        manifests["events"].rows,
+        config.shards,
+        time.perf_counter() - started,
+    )
+    return manifests
+
+
+def _write_all(
+    config: TelemetryConfig, writers: Mapping[str, Any], executor: Any
+) -> dict[str, Any]:
     results = executor.map(
         partial(write_shard, config, writers), list(range(config.shards)), name="synth.shard"
     )
@@ -174,7 +190,7 @@ def run_generate(
         # Each shard's files hold a disjoint set of players: per-player work needs no shuffle.
         "clustered_by": ["player_id"],
     }
-    manifests = {
+    return {
         name: writers[name].commit(
             [entry for result in results for entry in result[name]],
             metadata=metadata,
@@ -182,11 +198,3 @@ def run_generate(
         )
         for name in TABLES
     }
-    logger.info(
-        "synth: %d players, %d events in %d shards, %.2f s",
-        manifests["players"].rows,
-        manifests["events"].rows,
-        config.shards,
-        time.perf_counter() - started,
-    )
-    return manifests

@@ -146,14 +146,15 @@ def _has_rows(input_url: str, *, skip_unreadable: bool) -> bool:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from raypipe.errors import DataError
-    from raypipe.inference.planning import committed_schema, list_input_files
+    from raypipe.errors import DataError, DatasetNotCommittedError
+    from raypipe.inference.planning import list_input_files
     from raypipe.io.fs import resolve_fs
+    from raypipe.io.manifest import read_manifest
 
-    if committed_schema(input_url) is not None:
-        from raypipe.io.manifest import read_manifest
-
+    try:
         return read_manifest(input_url).rows > 0
+    except DatasetNotCommittedError:
+        pass  # plain Parquet: read the footers
     for file in list_input_files(input_url):
         fs, path = resolve_fs(file.url)
         try:

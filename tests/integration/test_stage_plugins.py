@@ -49,7 +49,7 @@ def test_installed_stage_kinds_run_on_ray(ray_runtime, tmp_path: Path) -> None:
     job = load_job(spec, env={})
     record = run_job(
         job,
-        make_executor=lambda on_progress: RayExecutor(ray_runtime, on_progress),
+        make_executor=lambda on_progress, cancel: RayExecutor(ray_runtime, on_progress, cancel),
         driver_node_id=ray_runtime.driver_node_id,
         options=RunOptions(),
     )

@@ -302,12 +302,12 @@ def test_an_unexpected_failure_is_one_line_and_the_traceback_needs_debug(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    import raypipe.io.manifest
+    import raypipe.io.sources
 
     def broken(*args: object, **kwargs: object) -> None:
         raise ValueError("something deep broke")
 
-    monkeypatch.setattr(raypipe.io.manifest, "read_manifest", broken)
+    monkeypatch.setattr(raypipe.io.sources, "open_dataset", broken)
     args = [*DRIFT, "--reference", "ref", "--current", "ref", "--json", "d.json"]
     with pytest.raises(SystemExit) as info:
         main(args)

@@ -34,7 +34,7 @@ def _run(tmp_path: Path, *, rows: int, reference: str = "make.data", keep: int =
     job = load_job(spec, env={})
     return run_job(
         job,
-        make_executor=lambda on_progress: InlineExecutor(on_progress),
+        make_executor=lambda on_progress, cancel: InlineExecutor(on_progress, cancel),
         options=RunOptions(),
     )
 

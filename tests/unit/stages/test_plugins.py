@@ -36,7 +36,7 @@ def write_job(tmp_path: Path, total: str = "plugin.total") -> Path:
 def run(spec: Path, *overrides: str):
     return run_job(
         load_job(spec, overrides=overrides, env={}),
-        make_executor=lambda on_progress: InlineExecutor(on_progress),
+        make_executor=lambda on_progress, cancel: InlineExecutor(on_progress, cancel),
         driver_node_id="node-0",
         options=RunOptions(),
     )

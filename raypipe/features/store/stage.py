@@ -21,6 +21,7 @@ warning and calls the webhook; with ``on_breach: fail`` it also fails the stage.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Mapping
 from typing import Any, ClassVar, Literal
 
@@ -29,9 +30,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from raypipe.errors import SpecError
 from raypipe.features.spec import FeatureViewSpec, load_views
+from raypipe.features.store.consistency import check_consistency
 from raypipe.features.store.freshness import FreshnessBreachError, alert, freshness_of
 from raypipe.features.store.materialize import materialize, read_state
-from raypipe.features.store.online import StoreConfig
+from raypipe.features.store.online import StoreConfig, open_store
 from raypipe.features.store.registry import register_view, served_view_of
 from raypipe.features.views import parse_window
 from raypipe.io.dataset import write_dataset
@@ -39,6 +41,8 @@ from raypipe.io.fs import is_local, join_url, resolve_fs
 from raypipe.stages.base import DatasetInput, Stage, StageContext, StageOptions, StageResult
 
 __all__ = ["MaterializeOptions", "MaterializeStage", "OnlineOptions", "default_store"]
+
+log = logging.getLogger(__name__)
 
 
 class OnlineOptions(BaseModel):
@@ -102,6 +106,7 @@ class MaterializeOptions(StageOptions):
     partitions: int | None = Field(None, ge=1)
     webhook_url: str | None = None
     on_breach: Literal["warn", "fail"] = "warn"
+    consistency_sample: int = Field(100, ge=0)
 
 
 class MaterializeStage(Stage):
@@ -175,6 +180,33 @@ class MaterializeStage(Stage):
                     freshness.message(),
                     hint="rerun the job that produces the view's source, or raise `freshness_sla`",
                 )
+        consistency: dict[str, Any] = {}
+        if options.consistency_sample and result.newest_event is not None:
+            opened = open_store(store)
+            try:
+                report = check_consistency(
+                    view,
+                    data.url,
+                    opened,
+                    result.newest_event,
+                    sample=options.consistency_sample,
+                    storage_options=storage or None,
+                )
+            finally:
+                opened.close()
+            consistency = {
+                "consistency_checked": report.checked,
+                "consistency_mismatches": report.checked - report.matching,
+            }
+            if not report.consistent:
+                log.warning(
+                    "feature view %s: %d of %d sampled entities differ online from "
+                    "offline, e.g. %s",
+                    view.name,
+                    report.checked - report.matching,
+                    report.checked,
+                    report.mismatches[:3],
+                )
         record = pa.table(
             {
                 "view": [view.name],
@@ -198,6 +230,7 @@ class MaterializeStage(Stage):
             "chunks": result.chunks,
             "seconds": round(result.seconds, 3),
             **freshness.metrics(),
+            **consistency,
         }
         return StageResult(
             outputs={"materialization": manifest},

@@ -48,6 +48,8 @@ def test_scoring_set_served_online(tmp_path: Path, capsys: pytest.CaptureFixture
         context, {"data": DatasetInput(url, read_manifest(url))}, options
     )
     assert result.metrics["written"] == 120
+    assert result.metrics["consistency_checked"] == 100
+    assert result.metrics["consistency_mismatches"] == 0
     offline = pl.from_arrow(read_dataset(url)).filter(pl.col("player_id") == 42).row(0, named=True)
     main(["features", "get", "churn_player", "--entity", "42", "--data-dir", data_dir, "--json"])
     [online] = json.loads(capsys.readouterr().out)

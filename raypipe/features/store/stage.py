@@ -28,7 +28,7 @@ from typing import Any, ClassVar, Literal
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field
 
-from raypipe.errors import SpecError
+from raypipe.errors import DataError, SpecError
 from raypipe.features.spec import FeatureViewSpec, load_views
 from raypipe.features.store.consistency import check_consistency
 from raypipe.features.store.freshness import FreshnessBreachError, alert, freshness_of
@@ -39,6 +39,8 @@ from raypipe.features.views import parse_window
 from raypipe.io.dataset import write_dataset
 from raypipe.io.fs import is_local, join_url, resolve_fs
 from raypipe.stages.base import DatasetInput, Stage, StageContext, StageOptions, StageResult
+from raypipe.validation.checking import run_check
+from raypipe.validation.rules import read_rules
 
 __all__ = ["MaterializeOptions", "MaterializeStage", "OnlineOptions", "default_store"]
 
@@ -154,6 +156,25 @@ class MaterializeStage(Stage):
             freshness_sla_s=_seconds(options.freshness_sla, "freshness_sla"),
             checks=tuple(options.checks),
         )
+        quality: dict[str, Any] = {}
+        if options.checks:
+            # The view's quality checks gate what is served: a failing `fail` rule stops the
+            # stage before anything reaches the online store.
+            report = run_check(
+                data.url,
+                data.manifest,
+                read_rules({"rules": options.checks}),
+                context.executor,
+                storage_options=storage or None,
+            )
+            quality = {"checks_failed": len(report.failed), "checks_warned": len(report.warnings)}
+            if report.failed:
+                names = ", ".join(f"`{r.rule}` ({r.failing} rows)" for r in report.failed)
+                raise DataError(
+                    f"feature view `{options.view}`: quality check(s) failed on "
+                    f"`data`: {names}; nothing was materialized",
+                    hint="fix the source data, or set the rule's `policy: warn`",
+                )
         view, new_version = register_view(context.data_dir, view, storage_options=storage)
         store = default_store(context.data_dir, options.online)
         chunk = parse_window(options.chunk) or dt.timedelta(days=1)
@@ -231,6 +252,7 @@ class MaterializeStage(Stage):
             "seconds": round(result.seconds, 3),
             **freshness.metrics(),
             **consistency,
+            **quality,
         }
         return StageResult(
             outputs={"materialization": manifest},

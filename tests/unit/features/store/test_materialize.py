@@ -14,11 +14,12 @@ import pyarrow as pa
 import pytest
 
 from raypipe.engine.inline import InlineExecutor
+from raypipe.errors import DataError
 from raypipe.features.store import materialize as materialize_module
 from raypipe.features.store.freshness import alert, freshness_of
 from raypipe.features.store.materialize import materialize, read_state
 from raypipe.features.store.online import Status, StoreConfig, open_store
-from raypipe.features.store.registry import ServedView, current_view
+from raypipe.features.store.registry import ServedView, current_view, list_views
 from raypipe.features.store.stage import MaterializeOptions, MaterializeStage
 from raypipe.io.dataset import read_dataset, write_dataset
 from raypipe.io.manifest import read_manifest
@@ -190,3 +191,16 @@ def test_stage_registers_materializes_and_records_freshness(tmp_path: Path, webh
     assert rerun.metrics["written"] == 0 and rerun.metrics["new_version"] is False
     committed = pl.from_arrow(read_dataset(ctx.output_url("materialization")))
     assert committed["written"].to_list() == [0]
+
+
+def test_quality_checks_gate_what_is_served(tmp_path: Path) -> None:
+    source = _events(tmp_path, "scoring", [(1, T0, 1.0), (2, T0, 600.0)])
+    data = DatasetInput(source, read_manifest(source))
+    ctx = StageContext("materialize", str(tmp_path / "data"), "run-1", InlineExecutor())
+    checks = [{"check": "range", "column": "x", "min": 0, "max": 500}]
+    warn = MaterializeOptions(view="v", timestamp="ts", checks=[{**checks[0], "policy": "warn"}])
+    assert MaterializeStage().run(ctx, {"data": data}, warn).metrics["checks_warned"] == 1
+    failing = MaterializeOptions(view="w", timestamp="ts", checks=checks)
+    with pytest.raises(DataError, match="quality check"):
+        MaterializeStage().run(ctx, {"data": data}, failing)
+    assert [v.name for v in list_views(ctx.data_dir)] == ["v"]  # `w` was never registered

@@ -5,7 +5,7 @@ partition) and, per micro-batch, writes
 
 * the windows it closed to ``<out>/windows/partition=P/batch-<position>.parquet`` and, when an
   online store is configured, the newest closed window per entity into it (conflict rule:
-  newest window end wins);
+  newest window end wins); with ``early_results`` also the open windows' results so far;
 * the late events to ``<out>/late/partition=P/batch-<position>.parquet`` (never dropped);
 * then its checkpoint ``<out>/checkpoints/partition-P.json`` (state + stream position).
 
@@ -58,6 +58,7 @@ class StreamConfig:
     store: StoreConfig | None = None
     namespace: str = "stream"
     write_windows: bool = True
+    early_results: bool = False
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,8 @@ class PartitionOperator:
         if position <= self.state.position:
             return PartitionReport(self.partition, position, 0, 0, 0, self.state.open_windows)
         closed, late = self.state.process(events, max_event_ts, position)
+        if self.config.early_results:
+            self._push(self.state.early(), 2 * position)
         self._sink(closed, late, position)
         self._save()
         return PartitionReport(
@@ -134,24 +137,34 @@ class PartitionOperator:
             return
         if self.config.write_windows:
             _write_parquet(join_url(self.config.out_url, "windows", name), closed)
-        if self.config.store is not None:
-            newest = closed.sort("end").group_by("key").last()
-            rows = [
-                OnlineRow(
-                    entity_key([row["key"]]),
-                    row["end"],
-                    0,
-                    json.dumps(
-                        {c: row[c] for c in newest.columns if c != "key"}, separators=(",", ":")
-                    ),
-                )
-                for row in newest.iter_rows(named=True)
-            ]
-            store = open_store(self.config.store)
-            try:
-                store.write(self.config.namespace, rows)
-            finally:
-                store.close()
+        self._push(closed, 2 * position + 1)
+
+    def _push(self, windows: pl.DataFrame, created: int) -> None:
+        """The newest window per entity into the online store.
+
+        ``created`` orders writes of the same window: early results of batch ``p`` are written
+        with ``2p`` and final ones with ``2p + 1``, so a final result replaces the early results
+        of its window and a replayed batch writes nothing new.
+        """
+        if self.config.store is None or not windows.height:
+            return
+        newest = windows.sort("end").group_by("key").last()
+        rows = [
+            OnlineRow(
+                entity_key([row["key"]]),
+                row["end"],
+                created,
+                json.dumps(
+                    {c: row[c] for c in newest.columns if c != "key"}, separators=(",", ":")
+                ),
+            )
+            for row in newest.iter_rows(named=True)
+        ]
+        store = open_store(self.config.store)
+        try:
+            store.write(self.config.namespace, rows)
+        finally:
+            store.close()
 
     def _save(self) -> None:
         fs, path = resolve_fs(self._checkpoint)

@@ -136,6 +136,17 @@ class WindowState:
         """Close every open window (end of a finite stream)."""
         return self._close(lambda end: True)
 
+    def early(self) -> pl.DataFrame:
+        """The open windows' results so far (speculative: they may still grow); state unchanged."""
+        if self.spec.kind != "session":
+            return finish(self.table)
+        rows = [
+            (key, start, int(acc[_END]), int(acc[_COUNT]), acc[_SUM], acc[_MIN], acc[_MAX])
+            for key, windows in self.windows.items()
+            for start, acc in windows.items()
+        ]
+        return finish(pl.DataFrame(rows, schema=_SCHEMA, orient="row"))
+
     def _close(self, done: Any) -> pl.DataFrame:
         if self.spec.kind != "session":
             is_done = done(pl.col("end"))
@@ -154,22 +165,11 @@ class WindowState:
                 del self.windows[key]
         if not rows:
             return self._empty_closed()
-        frame = pl.DataFrame(rows, schema=self._closed_schema(), orient="row")
+        frame = pl.DataFrame(rows, schema=_SCHEMA, orient="row")
         return finish(frame)
 
-    def _closed_schema(self) -> dict[str, Any]:
-        return {
-            "key": pl.Int64,
-            "start": pl.Int64,
-            "end": pl.Int64,
-            "count": pl.Int64,
-            "sum": pl.Float64,
-            "min": pl.Float64,
-            "max": pl.Float64,
-        }
-
     def _empty_closed(self) -> pl.DataFrame:
-        return finish(pl.DataFrame(schema=self._closed_schema()))
+        return finish(pl.DataFrame(schema=_SCHEMA))
 
     # -- checkpoints -----------------------------------------------------------------------
 

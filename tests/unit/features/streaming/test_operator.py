@@ -91,3 +91,20 @@ def test_folder_source_processes_new_files_once(tmp_path: Path) -> None:
         _read(tmp_path / "out" / "windows").sort("key", "start"),
         _read(reference / "windows").sort("key", "start"),
     )
+
+
+def test_early_results_are_replaced_by_the_final_ones(tmp_path: Path) -> None:
+    store = StoreConfig("sqlite", path=str(tmp_path / "online.sqlite"))
+    config = StreamConfig(
+        SPEC, str(tmp_path / "out"), partitions=1, store=store, namespace="e", early_results=True
+    )
+    runner = StreamRunner(config, InlineStreamBackend(config))
+    batch = pl.DataFrame({"player_id": [1, 1], "ts": [1, 3], "amount": [1.0, 2.0]})
+    runner.feed(batch)
+    [early] = open_store(store).read("e", ["1"])
+    assert early.values["count"] == 2 and early.values["end"] == 10  # window [0, 10) still open
+    runner.feed(batch.with_columns(pl.Series("ts", [4, 40])))  # closes [0, 10) with 3 events
+    final = open_store(store).read("e", ["1"])[0].values
+    assert final["start"] == 40 and final["count"] == 1  # the newest window, early, wins
+    closed = _read(tmp_path / "out" / "windows")
+    assert closed.select("start", "count").rows() == [(0, 3)]

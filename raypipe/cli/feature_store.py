@@ -1,4 +1,4 @@
-"""``raypipe features list|show|diff|materialize|get``: the feature store from the shell."""
+"""``raypipe features list|show|diff|materialize|get|stream``: the feature store from the shell."""
 
 from __future__ import annotations
 
@@ -234,6 +234,96 @@ def get(
         console.print(table)
 
 
+def stream(
+    folder: Annotated[str, typer.Argument(help="Folder where Parquet event files land.")],
+    out: Annotated[str, typer.Option("--out", help="Folder for windows, late events, state.")],
+    kind: Annotated[str, typer.Option("--kind", help="tumbling, sliding or session.")],
+    key: Annotated[str, typer.Option("--key", help="Entity key column (integer).")],
+    value: Annotated[str, typer.Option("--value", help="Numeric column aggregated.")],
+    timestamp: Annotated[str, typer.Option("--timestamp", help="Event-time column.")] = "ts",
+    size: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--size", help="Window size (tumbling, sliding), e.g. 1h."),
+    ] = None,
+    slide: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--slide", help="Slide (sliding), e.g. 10m."),
+    ] = None,
+    gap: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--gap", help="Session gap, e.g. 30m."),
+    ] = None,
+    lateness: Annotated[str, typer.Option("--lateness", help="Allowed lateness.")] = "0s",
+    partitions: Annotated[int, typer.Option("--partitions", help="Stream partitions.")] = 2,
+    namespace: Annotated[
+        str, typer.Option("--namespace", help="Online store key prefix for the windows.")
+    ] = "stream",
+    finish: Annotated[
+        bool, typer.Option("--finish", help="Close every open window at the end.")
+    ] = False,
+    data_dir: DataDir = None,
+    redis_url: RedisUrl = None,
+    sqlite_path: SqlitePath = None,
+    inline: Annotated[bool, typer.Option("--inline", help="Run in this process, no Ray.")] = False,
+    address: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--address", help="Ray cluster (`auto`, `ray://host:10001`)."),
+    ] = None,
+) -> None:
+    """Process the event files in FOLDER not processed yet; windows go to OUT and online."""
+    from raypipe.features.streaming.operator import (
+        InlineStreamBackend,
+        StreamConfig,
+        StreamRunner,
+    )
+    from raypipe.features.streaming.windows import WindowSpec
+
+    if kind not in ("tumbling", "sliding", "session"):
+        from raypipe.errors import SpecError
+
+        raise SpecError(
+            [f"`--kind {kind}` is not a window kind"], hint="use `tumbling`, `sliding` or `session`"
+        )
+    spec = WindowSpec.parse(
+        kind,
+        key=key,
+        timestamp=timestamp,
+        value=value,  # type: ignore[arg-type]
+        size=size,
+        slide=slide,
+        gap=gap,
+        allowed_lateness=lateness,
+    )
+    store = _store(_data_dir(data_dir), redis_url, sqlite_path)
+    config = StreamConfig(spec, out, partitions=partitions, store=store, namespace=namespace)
+
+    def run(backend: Any) -> StreamRunner:
+        runner = StreamRunner(config, backend)
+        files = runner.run_folder(folder)
+        if finish:
+            runner.finish()
+        console.print(
+            f"[green]stream[/]: {files} new file(s), {runner.events} event(s), "
+            f"{runner.closed} window(s) closed, {runner.late} late, "
+            f"{runner.open_windows} open",
+            highlight=False,
+        )
+        return runner
+
+    if inline:
+        run(InlineStreamBackend(config))
+        return
+    from raypipe.engine.runtime import RayRuntime, RuntimeOptions
+    from raypipe.engine.streaming import RayStreamBackend
+
+    with RayRuntime(RuntimeOptions(address=address)):
+        backend = RayStreamBackend(config)
+        try:
+            run(backend)
+        finally:
+            backend.close()
+
+
 def add_commands(group: typer.Typer) -> None:
     """Add the feature store commands to the ``raypipe features`` group."""
     group.command("list")(list_served)
@@ -241,3 +331,4 @@ def add_commands(group: typer.Typer) -> None:
     group.command("diff")(diff)
     group.command("materialize")(materialize_cmd)
     group.command("get")(get)
+    group.command("stream")(stream)

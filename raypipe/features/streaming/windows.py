@@ -102,7 +102,14 @@ class WindowSpec:
         """A spec from duration texts (``"1h"``, ``"5m"``, ``"30s"``)."""
 
         def micros(text: str | None) -> int:
-            delta = parse_window(text) if text else None
+            if not text or text.strip().rstrip("smhdw").strip() == "0":
+                return 0  # "0s": no lateness (parse_window takes positive windows only)
+            try:
+                delta = parse_window(text)
+            except ValueError as exc:
+                raise SpecError(
+                    [str(exc)], hint="write a duration like `30s`, `10m`, `1h`"
+                ) from exc
             return 0 if delta is None else int(delta.total_seconds()) * _US
 
         return cls(

@@ -133,3 +133,47 @@ def test_unknown_view_is_a_data_error(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exit_info:
         main(["features", "get", "nope", "--entity", "1", "--data-dir", str(tmp_path)])
     assert exit_info.value.code == 3
+
+
+def test_stream_command_processes_landed_files_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import polars as pl
+
+    landing = tmp_path / "landing"
+    landing.mkdir()
+    seconds = [dt.datetime(1970, 1, 1, 0, 0, s) for s in (1, 2, 12)]
+    events = {"player_id": [1, 2, 1], "ts": seconds, "amount": [1.0, 2.0, 3.0]}
+    pl.DataFrame(events).write_parquet(landing / "0001.parquet")
+    args = [
+        "features",
+        "stream",
+        str(landing),
+        "--out",
+        str(tmp_path / "out"),
+        "--kind",
+        "tumbling",
+        "--key",
+        "player_id",
+        "--value",
+        "amount",
+        "--size",
+        "10s",
+        "--data-dir",
+        str(tmp_path / "data"),
+        "--inline",
+    ]
+    main(args)
+    # Watermark 12s: both players' [0s, 10s) windows close; [10s, 20s) of player 1 stays open.
+    assert "1 new file(s), 3 event(s), 2 window(s) closed, 0 late, 1 open" in (
+        capsys.readouterr().out
+    )
+    main([*args, "--finish"])  # the file is not read again; the open window closes
+    assert "0 new file(s), 0 event(s), 1 window(s) closed, 0 late, 0 open" in (
+        capsys.readouterr().out
+    )
+    from raypipe.features.store.online import StoreConfig, open_store
+
+    online = open_store(StoreConfig("sqlite", path=str(tmp_path / "data/online/online.sqlite")))
+    [value] = online.read("stream", ["1"])
+    assert value.values is not None and value.values["start"] == 10_000_000

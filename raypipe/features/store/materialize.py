@@ -156,13 +156,12 @@ def materialize_chunk(chunk: MaterializeChunk) -> ChunkResult:
     if latest.height == 0:
         return ChunkResult(chunk.chunk_id, 0, 0, None)
     keys = latest.select(view.entities).rows()
-    values = latest.select(view.columns).to_dicts()
+    # Values encoded to JSON by polars (vectorized; the same text json.loads reads back).
+    payloads = latest.select(pl.struct(list(view.columns)).struct.json_encode()).to_series()
     rows = [
-        OnlineRow(
-            entity_key(key), event, created, json.dumps(value, separators=(",", ":"), default=str)
-        )
-        for key, event, created, value in zip(
-            keys, latest["_event_us"], latest["_created_us"], values, strict=True
+        OnlineRow(entity_key(key), event, created, payload)
+        for key, event, created, payload in zip(
+            keys, latest["_event_us"], latest["_created_us"], payloads, strict=True
         )
     ]
     store = open_store(chunk.store)

@@ -59,7 +59,7 @@ def _lag(seconds: float | None) -> str:
     return f"{seconds:.1f}s"
 
 
-def list_served(data_dir: DataDir = None) -> None:
+def _list_served(data_dir: DataDir = None) -> None:
     """List the served feature views: current version, keys, columns, owner, freshness."""
     from raypipe.features.store.freshness import freshness_of
     from raypipe.features.store.materialize import read_state
@@ -85,7 +85,7 @@ def list_served(data_dir: DataDir = None) -> None:
     console.print(table)
 
 
-def show(
+def _show(
     name: Annotated[str, typer.Argument(help="Feature view name.")],
     version: Annotated[
         Optional[str],  # noqa: UP045
@@ -106,7 +106,7 @@ def show(
     typer.echo(json.dumps(document, indent=1))
 
 
-def diff(
+def _diff(
     name: Annotated[str, typer.Argument(help="Feature view name.")],
     old: Annotated[
         Optional[str],  # noqa: UP045
@@ -135,7 +135,7 @@ def diff(
     typer.echo("\n".join(lines) if lines else "no difference")
 
 
-def materialize_cmd(
+def _materialize_cmd(
     name: Annotated[str, typer.Argument(help="Feature view name (registered by a job).")],
     data_dir: DataDir = None,
     redis_url: RedisUrl = None,
@@ -180,7 +180,7 @@ def materialize_cmd(
         )
 
 
-def get(
+def _get(
     name: Annotated[str, typer.Argument(help="Feature view name.")],
     entity: Annotated[list[str], typer.Option("--entity", help="Entity key (repeatable).")],
     data_dir: DataDir = None,
@@ -234,7 +234,7 @@ def get(
         console.print(table)
 
 
-def stream(
+def _stream(
     folder: Annotated[str, typer.Argument(help="Folder where Parquet event files land.")],
     out: Annotated[str, typer.Option("--out", help="Folder for windows, late events, state.")],
     kind: Annotated[str, typer.Option("--kind", help="tumbling, sliding or session.")],
@@ -326,9 +326,9 @@ def stream(
 
 def add_commands(group: typer.Typer) -> None:
     """Add the feature store commands to the ``raypipe features`` group."""
-    group.command("list")(list_served)
-    group.command("show")(show)
-    group.command("diff")(diff)
-    group.command("materialize")(materialize_cmd)
-    group.command("get")(get)
-    group.command("stream")(stream)
+    group.command("list")(_list_served)
+    group.command("show")(_show)
+    group.command("diff")(_diff)
+    group.command("materialize")(_materialize_cmd)
+    group.command("get")(_get)
+    group.command("stream")(_stream)

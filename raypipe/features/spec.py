@@ -118,8 +118,9 @@ def parse_views(data: Any, *, source: str | None = None) -> list[FeatureView]:
             f"`{'.'.join(str(p) for p in error['loc']) or '(root)'}`: {error['msg']}"
             for error in exc.errors()
         ]
-        raise SpecError(problems, source=source,
-                        hint="see the feature view format in raypipe.features.spec") from exc
+        raise SpecError(
+            problems, source=source, hint="see the feature view format in raypipe.features.spec"
+        ) from exc
     views = [view.to_view() for view in spec.views]
     problems = [problem for view in views for problem in view.problems()]
     if problems:
@@ -133,8 +134,9 @@ def load_views(path: str | Path) -> list[FeatureView]:
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as exc:
-        raise SpecError([f"cannot read `{path}`: {exc.strerror}"], source=str(path),
-                        hint="check the path") from exc
+        raise SpecError(
+            [f"cannot read `{path}`: {exc.strerror}"], source=str(path), hint="check the path"
+        ) from exc
     except yaml.YAMLError as exc:
         raise SpecError([f"not valid YAML: {exc}"], source=str(path)) from exc
     return parse_views(data, source=str(path))
@@ -157,8 +159,11 @@ def view_to_dict(view: FeatureView) -> dict[str, Any]:
         if feature.function == "time_since_last" and feature.unit != "d":
             item["unit"] = feature.unit
         features.append(item)
-    document: dict[str, Any] = {"name": view.name, "entities": list(view.entities),
-                                "timestamp": view.timestamp}
+    document: dict[str, Any] = {
+        "name": view.name,
+        "entities": list(view.entities),
+        "timestamp": view.timestamp,
+    }
     if view.source != "events":
         document["source"] = view.source
     if view.where:

@@ -47,6 +47,7 @@ __all__ = [
     "MaterializeChunk",
     "MaterializeResult",
     "MaterializeState",
+    "latest_per_key",
     "materialize",
     "materialize_chunk",
     "read_state",

@@ -33,6 +33,7 @@ from raypipe.io.fs import join_url, resolve_fs, write_bytes_atomic
 __all__ = [
     "ServedView",
     "current_view",
+    "definition_version",
     "diff_views",
     "list_views",
     "load_view",

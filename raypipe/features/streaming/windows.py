@@ -26,7 +26,14 @@ import polars as pl
 from raypipe.errors import SpecError
 from raypipe.features.views import parse_window
 
-__all__ = ["AGG_COLUMNS", "WindowSpec", "batch_windows", "finish", "window_partials"]
+__all__ = [
+    "AGG_COLUMNS",
+    "WindowSpec",
+    "batch_windows",
+    "event_micros",
+    "finish",
+    "window_partials",
+]
 
 #: Output columns of every window, after the key and the bounds.
 AGG_COLUMNS = ("count", "sum", "min", "max", "mean")

@@ -16,7 +16,8 @@ __all__ = ["register"]
 
 console = Console()
 group = typer.Typer(
-    help="Feature views, discovery and selection, suggestions.", no_args_is_help=True
+    help="Feature views, discovery and selection, suggestions; the online feature store.",
+    no_args_is_help=True,
 )
 
 
@@ -189,4 +190,7 @@ def suggest(
 
 def register(app: typer.Typer) -> None:
     """Add the ``features`` command group to the ``raypipe`` command."""
+    from raypipe.cli.feature_store import add_commands
+
+    add_commands(group)
     app.add_typer(group, name="features")

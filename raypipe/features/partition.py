@@ -43,19 +43,16 @@ def empty_frame(schema: pa.Schema) -> pl.DataFrame:
 
 def partition_of(keys: Sequence[str], partitions: int) -> pl.Expr:
     """The partition index (``UInt64``) of each row: a stable hash of ``keys`` modulo n."""
-    hashed = (pl.col(keys[0]).hash(seed=SEED) if len(keys) == 1
-              else pl.struct(*keys).hash(seed=SEED))
+    hashed = pl.col(keys[0]).hash(seed=SEED) if len(keys) == 1 else pl.struct(*keys).hash(seed=SEED)
     return hashed % partitions
 
 
-def hash_partition(frame: pl.DataFrame, keys: Sequence[str],
-                   partitions: int) -> list[pl.DataFrame]:
+def hash_partition(frame: pl.DataFrame, keys: Sequence[str], partitions: int) -> list[pl.DataFrame]:
     """Split ``frame`` into ``partitions`` frames by key hash (order kept within each)."""
     if partitions <= 1 or not keys:
         return [frame] + [frame.clear() for _ in range(max(0, partitions - 1))]
     tagged = frame.with_columns(partition_of(keys, partitions).alias(PARTITION))
-    groups = tagged.partition_by(PARTITION, as_dict=True, include_key=False,
-                                 maintain_order=True)
+    groups = tagged.partition_by(PARTITION, as_dict=True, include_key=False, maintain_order=True)
     empty = frame.clear()
     return [groups.get((index,), empty) for index in range(partitions)]
 
@@ -63,8 +60,7 @@ def hash_partition(frame: pl.DataFrame, keys: Sequence[str],
 def split_by(frame: pl.DataFrame, assign: pl.Expr, partitions: int) -> list[pl.DataFrame]:
     """Split ``frame`` by an expression giving each row's partition index (0..n-1)."""
     tagged = frame.with_columns(assign.cast(pl.Int64).alias(PARTITION))
-    groups = tagged.partition_by(PARTITION, as_dict=True, include_key=False,
-                                 maintain_order=True)
+    groups = tagged.partition_by(PARTITION, as_dict=True, include_key=False, maintain_order=True)
     empty = frame.clear()
     return [groups.get((index,), empty) for index in range(partitions)]
 
@@ -87,8 +83,11 @@ def write_pieces(
     fs, root = resolve_fs(scratch_url, storage_options)
     fs.makedirs(root, exist_ok=True)
     urls: list[str | None] = []
-    pieces = (split_by(frame, assign, partitions) if assign is not None
-              else hash_partition(frame, keys, partitions))
+    pieces = (
+        split_by(frame, assign, partitions)
+        if assign is not None
+        else hash_partition(frame, keys, partitions)
+    )
     for index, piece in enumerate(pieces):
         if piece.height == 0:
             urls.append(None)
@@ -101,8 +100,9 @@ def write_pieces(
     return urls
 
 
-def read_pieces(urls: Sequence[str | None], schema: pa.Schema,
-                storage_options: Mapping[str, Any] | None = None) -> pl.DataFrame:
+def read_pieces(
+    urls: Sequence[str | None], schema: pa.Schema, storage_options: Mapping[str, Any] | None = None
+) -> pl.DataFrame:
     """Concatenate the staged pieces of one partition (an empty frame of ``schema`` if none)."""
     frames = []
     for url in urls:

@@ -48,6 +48,7 @@ STAGE_KINDS: dict[str, str] = {
     "features.scoring_set": "raypipe.features.stage:ScoringSetStage",
     "features.point_in_time_join": "raypipe.features.pit_stage:PitJoinStage",
     "features.discover": "raypipe.features.discover_stage:DiscoverStage",
+    "features.materialize": "raypipe.features.store.stage:MaterializeStage",
     "train.search": "raypipe.training.stage:TrainSearchStage",
     "inference.score": "raypipe.inference.stage:ScoreStage",
     "monitor.report": "raypipe.monitoring.monitor_stage:MonitorReportStage",

@@ -32,6 +32,7 @@ from raypipe.federated.clients import (
     predict_global,
 )
 from raypipe.federated.models import LocalTrainSpec
+from raypipe.federated.privacy.dp import DPFixedClipping
 from raypipe.federated.privacy.secagg import SecAggConfig, secure_sum
 from raypipe.federated.strategies.base import ClientUpdates, Strategy
 from raypipe.federated.strategies.xgb_bagging import XgbUpdates
@@ -43,6 +44,7 @@ __all__ = [
     "FederationSpec",
     "InlineFederation",
     "RoundRecord",
+    "aggregate_round",
     "run_federation",
 ]
 
@@ -251,11 +253,34 @@ def summarize_clients(evals: list[ClientEval]) -> tuple[dict[str, float], dict[i
     return out, per_client
 
 
-def _secure_mean(updates: ClientUpdates, spec: FederationSpec, round_: int) -> ClientUpdates:
-    """The weighted mean through simulated SecAgg+, as a single pseudo-client."""
-    assert spec.secure_aggregation is not None
-    weights = np.minimum(updates.num_examples, spec.secagg_max_weight) / spec.secagg_max_weight
-    vectors = np.hstack([updates.params * weights[:, None], weights[:, None]])
+def aggregate_round(
+    strategy: Strategy[Any, Any],
+    spec: FederationSpec,
+    round_: int,
+    weights: np.ndarray,
+    updates: ClientUpdates,
+) -> tuple[np.ndarray, int]:
+    """The next global weights of a numpy round, and how many clients' updates went into them.
+
+    Without secure aggregation the strategy sees every answer. With it, the strategy only sees
+    the protocol's sum: plainly the example-weighted mean (weights capped at
+    ``secagg_max_weight``); under DP each client clips its own delta before masking, the sum of
+    clipped deltas and the count of uploads that arrived go to :meth:`DPFixedClipping.release`,
+    so clipping, noise ``z C / m`` and epsilon are those of DP without secure aggregation.
+    """
+    if spec.secure_aggregation is None:
+        return strategy.aggregate(round_, weights, updates), len(updates)
+    dp = strategy if isinstance(strategy, DPFixedClipping) else None
+    if dp is not None:
+        # client side: each row is clipped by its own client; every client weighs 1
+        clipped = np.vstack([dp.clip(weights, row) for row in updates.params])
+        dp.clipped_fraction_ = float(
+            np.mean(np.linalg.norm(updates.params - weights, axis=1) > dp.clipping_norm)
+        )
+        vectors = np.hstack([clipped, np.ones((len(updates), 1))])
+    else:
+        scale = np.minimum(updates.num_examples, spec.secagg_max_weight) / spec.secagg_max_weight
+        vectors = np.hstack([updates.params * scale[:, None], scale[:, None]])
     rng = np.random.default_rng([spec.seed, round_, 0xD0])
     dropped = np.flatnonzero(rng.random(len(updates)) < spec.secagg_dropout)
     result = secure_sum(
@@ -264,13 +289,18 @@ def _secure_mean(updates: ClientUpdates, spec: FederationSpec, round_: int) -> C
         dropped_after_masking=[int(i) for i in dropped],
         seed=spec.seed * 100_003 + round_,
     )
+    count = len(result.included)
+    if dp is not None:
+        return dp.release(round_, weights, result.total[:-1], count, updates), count
     mean = result.total[:-1] / result.total[-1]
-    return ClientUpdates(
-        client_ids=updates.client_ids[list(result.included)][:1],
+    included = list(result.included)
+    pseudo = ClientUpdates(
+        client_ids=updates.client_ids[included][:1],
         params=mean[None, :],
         num_examples=np.ones(1, np.int64),
-        losses=updates.losses[list(result.included)][:1],
+        losses=updates.losses[included][:1],
     )
+    return strategy.aggregate(round_, weights, pseudo), count
 
 
 def evaluate_central(
@@ -352,20 +382,17 @@ def run_federation(
                 "look at the failing clients' errors",
             )
         train_loss = float(np.average(updates.losses, weights=np.maximum(updates.num_examples, 1)))
-        if spec.secure_aggregation is not None:
-            updates = _secure_mean(updates, spec, round_)
+        aggregated = len(updates)
         if boosted:
             answers = XgbUpdates(updates.client_ids, models, updates.num_examples)
             global_model = strategy.aggregate(round_, array_to_model(weights), answers)
             weights = model_to_array(global_model)
         else:
-            weights = strategy.aggregate(round_, weights, updates)
+            weights, aggregated = aggregate_round(strategy, spec, round_, weights, updates)
         record = RoundRecord(
             round=round_,
             sampled=len(sampled),
-            answered=len(updates)
-            if spec.secure_aggregation is None
-            else len(sampled) - len(failed),
+            answered=aggregated,
             failed=failed,
             attempts=attempt,
             train_loss=train_loss,

@@ -194,7 +194,6 @@ def _strategy(options: FederatedTrainOptions) -> Any:
             noise_multiplier=options.dp.noise_multiplier,
             clipping_norm=options.dp.clipping_norm,
             delta=options.dp.delta,
-            seed=options.seed,
         )
     return strategy
 

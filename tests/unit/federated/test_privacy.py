@@ -67,7 +67,7 @@ def test_dp_uses_uniform_weights_noise_scale_and_reports_epsilon():
     w = np.zeros(p)
     params = np.tile([[0.01]], (k, p)) * np.arange(1, k + 1)[:, None]
     u = ClientUpdates(np.arange(k), params, np.arange(1, k + 1) * 100, np.zeros(k))
-    dp = DPFixedClipping(FedAvg(), noise_multiplier=1.0, clipping_norm=1e6, seed=3)
+    dp = DPFixedClipping(FedAvg(), noise_multiplier=1.0, clipping_norm=1e6)
     dp.sample(1, np.arange(100), np.random.default_rng(0))
     out = dp.aggregate(1, w, u)
     noise = out - params.mean(axis=0)  # uniform mean, not example-weighted

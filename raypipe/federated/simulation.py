@@ -33,7 +33,8 @@ from raypipe.federated.clients import (
 )
 from raypipe.federated.models import LocalTrainSpec
 from raypipe.federated.privacy.dp import DPFixedClipping
-from raypipe.federated.privacy.secagg import SecAggConfig, secure_sum
+from raypipe.federated.privacy.secagg import SecAggConfig
+from raypipe.federated.privacy.secagg_server import secure_sum
 from raypipe.federated.strategies.base import ClientUpdates, Strategy
 from raypipe.federated.strategies.xgb_bagging import XgbUpdates
 from raypipe.federated.xgb_clients import XgbTrainSpec, array_to_model, model_to_array
@@ -286,8 +287,9 @@ def aggregate_round(
     result = secure_sum(
         vectors,
         spec.secure_aggregation,
+        client_ids=updates.client_ids,
         dropped_after_masking=[int(i) for i in dropped],
-        seed=spec.seed * 100_003 + round_,
+        round_=round_,
     )
     count = len(result.included)
     if dp is not None:

@@ -51,7 +51,8 @@ def test_stage_trains_by_country_logs_and_registers(tmp_path: Path) -> None:
         rounds=5,
         min_fit_clients=3,
         register_as="churn_fl",
-        dp={"noise_multiplier": 0.3, "clipping_norm": 5.0},
+        # DP noise is fresh every run (OS entropy): sd 0.02 * 5 / 5 on the mean keeps AUC near
+        dp={"noise_multiplier": 0.02, "clipping_norm": 5.0},
     )
     m = result.metrics
     assert m["clients"] == 5 and m["rounds"] == 5

@@ -3,7 +3,8 @@
 :func:`run_federation` drives any :class:`ClientBackend`: each round it samples clients, sends
 the global weights (one array) to the groups hosting them, keeps the answers that arrived in time,
 retries the round when fewer than ``min_fit_clients`` answered (then stops with a clear error),
-aggregates with the strategy (through simulated secure aggregation when asked), and evaluates the
+aggregates with the strategy (through SecAgg+ between the clients and this server when asked:
+the clients keep their parameters and only the sum is unmasked), and evaluates the
 new global model on the central test set. Clients' holdout metrics of round ``r``'s model come
 back with round ``r + 1``'s answers (the groups evaluate the weights they receive before
 training), so evaluation costs no extra round trip; the last round's are fetched at the end.
@@ -34,7 +35,8 @@ from raypipe.federated.clients import (
 from raypipe.federated.models import LocalTrainSpec
 from raypipe.federated.privacy.dp import DPFixedClipping
 from raypipe.federated.privacy.secagg import SecAggConfig
-from raypipe.federated.privacy.secagg_server import secure_sum
+from raypipe.federated.secure_clients import SecureFit
+from raypipe.federated.secure_rounds import secure_aggregate
 from raypipe.federated.strategies.base import ClientUpdates, Strategy
 from raypipe.federated.strategies.xgb_bagging import XgbUpdates
 from raypipe.federated.xgb_clients import XgbTrainSpec, array_to_model, model_to_array
@@ -45,7 +47,6 @@ __all__ = [
     "FederationSpec",
     "InlineFederation",
     "RoundRecord",
-    "aggregate_round",
     "run_federation",
 ]
 
@@ -70,11 +71,13 @@ class FederationSpec:
     evaluate_clients
         Evaluate every round's model on every client's holdout.
     secure_aggregation
-        Aggregate through simulated SecAgg+ (mean strategies only).
+        Aggregate through the SecAgg+ protocol (mean strategies only); under DP each client clips
+        its own delta before masking.
     secagg_max_weight
         SecAgg+ caps a client's weight at this many examples (Flower's ``max_weight``).
     secagg_dropout
-        Fraction of answering clients that drop after masking (simulation of dropouts).
+        Fraction of answering clients that drop after sharing their keys, before their masked
+        upload (a drill of SecAgg+'s dropout recovery).
     """
 
     rounds: int = 10
@@ -103,6 +106,7 @@ class RoundRecord:
     clients: dict[str, float] = field(default_factory=dict)
     client_auc: dict[int, float] = field(default_factory=dict)
     epsilon: float | None = None
+    secagg_bytes_per_client: float | None = None
 
     def metrics(self) -> dict[str, float]:
         """Flat metric names for tracking."""
@@ -116,6 +120,8 @@ class RoundRecord:
         out.update({f"clients_{k}": v for k, v in self.clients.items()})
         if self.epsilon is not None:
             out["epsilon"] = self.epsilon
+        if self.secagg_bytes_per_client is not None:
+            out["secagg_bytes_per_client"] = self.secagg_bytes_per_client
         return out
 
 
@@ -153,6 +159,8 @@ class ClientBackend(Protocol):
     def evaluate(
         self, spec: LocalTrainSpec | XgbTrainSpec, weights: np.ndarray
     ) -> list[ClientEval]: ...
+
+    def secagg_step(self, name: str, payload: Any, timeout_s: float | None) -> dict[int, Any]: ...
 
     def close(self) -> None: ...
 
@@ -196,13 +204,23 @@ class InlineFederation:
     ) -> list[ClientEval]:
         return [g.evaluate(spec, weights) for g in self.groups]
 
+    def secagg_step(self, name: str, payload: Any, timeout_s: float | None) -> dict[int, Any]:
+        answers: dict[int, Any] = {}
+        for group in self.groups:
+            try:
+                answers.update(group.secagg_step(name, payload))
+            except Exception as exc:  # a failing group's clients drop out of the protocol
+                logger.warning("secure aggregation step %s failed in a group: %r", name, exc)
+        return answers
+
     def close(self) -> None:
         return None
 
 
 def failed_reply(client_ids: np.ndarray, reason: str, request: FitRequest) -> FitReply:
     """The reply standing for a group that did not answer: all its clients failed."""
-    p = 0 if isinstance(request.spec, XgbTrainSpec) else request.weights.shape[0]
+    secure_or_boosted = request.secure is not None or isinstance(request.spec, XgbTrainSpec)
+    p = 0 if secure_or_boosted else request.weights.shape[0]
     return FitReply(
         client_ids=np.empty(0, np.int64),
         params=np.empty((0, p)),
@@ -254,57 +272,6 @@ def summarize_clients(evals: list[ClientEval]) -> tuple[dict[str, float], dict[i
     return out, per_client
 
 
-def aggregate_round(
-    strategy: Strategy[Any, Any],
-    spec: FederationSpec,
-    round_: int,
-    weights: np.ndarray,
-    updates: ClientUpdates,
-) -> tuple[np.ndarray, int]:
-    """The next global weights of a numpy round, and how many clients' updates went into them.
-
-    Without secure aggregation the strategy sees every answer. With it, the strategy only sees
-    the protocol's sum: plainly the example-weighted mean (weights capped at
-    ``secagg_max_weight``); under DP each client clips its own delta before masking, the sum of
-    clipped deltas and the count of uploads that arrived go to :meth:`DPFixedClipping.release`,
-    so clipping, noise ``z C / m`` and epsilon are those of DP without secure aggregation.
-    """
-    if spec.secure_aggregation is None:
-        return strategy.aggregate(round_, weights, updates), len(updates)
-    dp = strategy if isinstance(strategy, DPFixedClipping) else None
-    if dp is not None:
-        # client side: each row is clipped by its own client; every client weighs 1
-        clipped = np.vstack([dp.clip(weights, row) for row in updates.params])
-        dp.clipped_fraction_ = float(
-            np.mean(np.linalg.norm(updates.params - weights, axis=1) > dp.clipping_norm)
-        )
-        vectors = np.hstack([clipped, np.ones((len(updates), 1))])
-    else:
-        scale = np.minimum(updates.num_examples, spec.secagg_max_weight) / spec.secagg_max_weight
-        vectors = np.hstack([updates.params * scale[:, None], scale[:, None]])
-    rng = np.random.default_rng([spec.seed, round_, 0xD0])
-    dropped = np.flatnonzero(rng.random(len(updates)) < spec.secagg_dropout)
-    result = secure_sum(
-        vectors,
-        spec.secure_aggregation,
-        client_ids=updates.client_ids,
-        dropped_after_masking=[int(i) for i in dropped],
-        round_=round_,
-    )
-    count = len(result.included)
-    if dp is not None:
-        return dp.release(round_, weights, result.total[:-1], count, updates), count
-    mean = result.total[:-1] / result.total[-1]
-    included = list(result.included)
-    pseudo = ClientUpdates(
-        client_ids=updates.client_ids[included][:1],
-        params=mean[None, :],
-        num_examples=np.ones(1, np.int64),
-        losses=updates.losses[included][:1],
-    )
-    return strategy.aggregate(round_, weights, pseudo), count
-
-
 def evaluate_central(
     spec: LocalTrainSpec | XgbTrainSpec,
     weights: np.ndarray,
@@ -342,6 +309,7 @@ def run_federation(
     rng = np.random.default_rng([0x5A, spec.seed])
     weights = np.asarray(initial_weights, dtype=np.uint8 if boosted else np.float64)
     available = backend.client_ids
+    secure = _secure_fit(spec, strategy, boosted)
     history: list[RoundRecord] = []
     started = time.perf_counter()
     for round_ in range(1, spec.rounds + 1):
@@ -358,6 +326,7 @@ def run_federation(
                 spec=local,
                 seed=spec.seed,
                 evaluate=spec.evaluate_clients and bool(history),
+                secure=secure,
             )
             updates, models, failed, evals = _merge(
                 backend.fit_round(request, spec.round_timeout_s)
@@ -384,13 +353,28 @@ def run_federation(
                 "look at the failing clients' errors",
             )
         train_loss = float(np.average(updates.losses, weights=np.maximum(updates.num_examples, 1)))
-        aggregated = len(updates)
+        aggregated, traffic = len(updates), None
         if boosted:
             answers = XgbUpdates(updates.client_ids, models, updates.num_examples)
             global_model = strategy.aggregate(round_, array_to_model(weights), answers)
             weights = model_to_array(global_model)
+        elif secure is not None:
+            assert spec.secure_aggregation is not None
+            drop_rng = np.random.default_rng([spec.seed, round_, 0xD0])  # simulated dropouts
+            gone = updates.client_ids[drop_rng.random(len(updates)) < spec.secagg_dropout]
+            weights, secure_round = secure_aggregate(
+                lambda name, payload: backend.secagg_step(name, payload, spec.round_timeout_s),
+                strategy,
+                spec.secure_aggregation,
+                round_,
+                weights,
+                updates,
+                frozenset(int(c) for c in gone),
+            )
+            aggregated = len(secure_round.result.included)
+            traffic = secure_round.bytes_per_client
         else:
-            weights, aggregated = aggregate_round(strategy, spec, round_, weights, updates)
+            weights = strategy.aggregate(round_, weights, updates)
         record = RoundRecord(
             round=round_,
             sampled=len(sampled),
@@ -401,6 +385,7 @@ def run_federation(
             seconds=0.0,
             test=evaluate_central(local, weights, test),
             epsilon=getattr(strategy, "epsilon_", None),
+            secagg_bytes_per_client=traffic,
         )
         record.seconds = time.perf_counter() - round_started
         history.append(record)
@@ -413,6 +398,19 @@ def run_federation(
     if on_round is not None and history:
         on_round(history[-1])
     return FederatedResult(weights=weights, history=history, seconds=time.perf_counter() - started)
+
+
+def _secure_fit(
+    spec: FederationSpec, strategy: Strategy[Any, Any], boosted: bool
+) -> SecureFit | None:
+    """What clients need for secure aggregation (None: plain round)."""
+    if spec.secure_aggregation is None or boosted:
+        return None
+    if isinstance(strategy, DPFixedClipping):
+        # the server cannot see who was clipped under secure aggregation
+        strategy.clipped_fraction_ = float("nan")
+        return SecureFit(spec.secagg_max_weight, strategy.clipping_norm)
+    return SecureFit(spec.secagg_max_weight)
 
 
 def _local_overrides(config: dict[str, Any], spec: Any) -> dict[str, Any]:

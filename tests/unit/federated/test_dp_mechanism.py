@@ -9,12 +9,9 @@ import pytest
 from raypipe.federated.clients import ClientGroup, build_shards
 from raypipe.federated.partition import partition_iid
 from raypipe.federated.privacy import DPFixedClipping, SecAggConfig
-from raypipe.federated.simulation import (
-    FederationSpec,
-    InlineFederation,
-    aggregate_round,
-    run_federation,
-)
+from raypipe.federated.secure_clients import SecAggHost, SecureFit, contribution
+from raypipe.federated.secure_rounds import secure_aggregate
+from raypipe.federated.simulation import FederationSpec, InlineFederation, run_federation
 from raypipe.federated.strategies import ClientUpdates, FedAvg
 
 M, P, Z, C = 10, 4000, 1.0, 1.0
@@ -27,12 +24,30 @@ def _updates(weights: np.ndarray) -> ClientUpdates:
     return ClientUpdates(np.arange(M), weights + deltas, np.full(M, 100), np.zeros(M))
 
 
-def _spec(secure: bool) -> FederationSpec:
-    return FederationSpec(
-        secure_aggregation=SecAggConfig(num_shares=4, reconstruction_threshold=2, clipping_range=2)
-        if secure
-        else None
+CONFIG = SecAggConfig(num_shares=9, reconstruction_threshold=2, clipping_range=2)
+
+
+def _aggregate(
+    dp: DPFixedClipping, secure: bool, weights: np.ndarray, updates: ClientUpdates, gone=()
+) -> tuple[np.ndarray, int]:
+    """One round through the real path: the strategy alone, or the clients' SecAgg+ hosts."""
+    dp.sample(1, np.arange(M), np.random.default_rng(0))
+    if not secure:
+        return dp.aggregate(1, weights, updates), len(updates)
+    host = SecAggHost()  # client side: each client clips its own delta before masking
+    for cid, row, n in zip(updates.client_ids, updates.params, updates.num_examples, strict=True):
+        host.hold(int(cid), contribution(row, weights, int(n), SecureFit(1000.0, dp.clipping_norm)))
+    answered = updates.with_params(np.empty((M, 0)))
+    out, secure_round = secure_aggregate(
+        lambda name, payload: host.step(name, payload),
+        dp,
+        CONFIG,
+        1,
+        weights,
+        answered,
+        frozenset(gone),
     )
+    return out, len(secure_round.result.included)
 
 
 @pytest.mark.parametrize("secure", [False, True], ids=["dp", "dp+secagg"])
@@ -45,15 +60,12 @@ def test_each_client_is_clipped_and_the_noise_on_the_mean_is_z_c_over_m(secure):
     expected_mean = (C - (M - 1) * 0.5) / M * e
 
     silent = DPFixedClipping(FedAvg(), noise_multiplier=0.0, clipping_norm=C)
-    silent.sample(1, np.arange(M), np.random.default_rng(0))
-    mean, count = aggregate_round(silent, _spec(secure), 1, weights, updates)
+    mean, count = _aggregate(silent, secure, weights, updates)
     assert count == M
     np.testing.assert_allclose(mean, expected_mean, atol=1e-4)
-    assert silent.clipped_fraction_ == pytest.approx(0.1)
 
     noisy = DPFixedClipping(FedAvg(), noise_multiplier=Z, clipping_norm=C)
-    noisy.sample(1, np.arange(M), np.random.default_rng(0))
-    out, _ = aggregate_round(noisy, _spec(secure), 1, weights, updates)
+    out, _ = _aggregate(noisy, secure, weights, updates)
     noise = out - expected_mean
     # sample std of P = 4000 normals: relative standard error 1/sqrt(2P) = 1.1 %; 5 % is 4.5 SE
     assert np.std(noise) == pytest.approx(Z * C / M, rel=0.05)
@@ -66,22 +78,14 @@ def test_each_client_is_clipped_and_the_noise_on_the_mean_is_z_c_over_m(secure):
 
 def test_dp_with_secagg_calibrates_noise_to_the_clients_whose_upload_arrived():
     weights = np.zeros(P)
-    spec = FederationSpec(
-        secure_aggregation=SecAggConfig(num_shares=9, reconstruction_threshold=2),
-        secagg_dropout=0.3,
-        seed=4,
-    )
+    gone = (2, 5, 7)  # shared their keys, never uploaded
     silent = DPFixedClipping(FedAvg(), noise_multiplier=0.0, clipping_norm=C)
-    silent.sample(1, np.arange(M), np.random.default_rng(0))
-    _, count = aggregate_round(silent, spec, 1, weights, _updates(weights))
-    assert 1 < count < M  # some dropped after masking
+    base, count = _aggregate(silent, True, weights, _updates(weights), gone)
+    assert count == M - len(gone)
+    e = np.ones(P) / np.sqrt(P)
+    np.testing.assert_allclose(base, (C - (count - 1) * 0.5) / count * e, atol=1e-4)
     noisy = DPFixedClipping(FedAvg(), noise_multiplier=Z, clipping_norm=C)
-    noisy.sample(1, np.arange(M), np.random.default_rng(0))
-    out, count2 = aggregate_round(noisy, spec, 1, weights, _updates(weights))
-    silent_again = DPFixedClipping(FedAvg(), noise_multiplier=0.0, clipping_norm=C)
-    silent_again.sample(1, np.arange(M), np.random.default_rng(0))
-    base, _ = aggregate_round(silent_again, spec, 1, weights, _updates(weights))
-    assert count2 == count
+    out, _ = _aggregate(noisy, True, weights, _updates(weights), gone)
     assert np.std(out - base) == pytest.approx(Z * C / count, rel=0.05)
 
 

@@ -24,6 +24,7 @@ from raypipe.federated.models import (
     train_clients,
     with_padding_row,
 )
+from raypipe.federated.privacy.homomorphic import EncryptedVector, encrypt
 from raypipe.federated.secure_clients import SecAggHost, SecureFit, contribution
 from raypipe.federated.xgb_clients import XgbTrainSpec, array_to_model, boost, predict_model
 
@@ -175,6 +176,7 @@ class FitReply:
     evaluation: ClientEval | None = None
     seconds: float = 0.0
     models: tuple[bytes, ...] = ()
+    encrypted: tuple[EncryptedVector, ...] = ()  # homomorphic: one per answering client
 
 
 def predict_global(
@@ -250,17 +252,18 @@ class ClientGroup:
             ok = []
             trained = None
         params = trained.params if trained else np.empty((0, request.weights.shape[0]))
-        if request.secure is not None and trained is not None:
-            for row, cid in enumerate(ok):  # the update stays here; only its masked form leaves
-                self.secagg.hold(
-                    cid,
-                    contribution(
-                        params[row],
-                        request.weights,
-                        int(trained.num_examples[row]),
-                        request.secure,
-                    ),
-                )
+        encrypted: tuple[EncryptedVector, ...] = ()
+        secure = request.secure
+        if secure is not None and trained is not None:
+            vectors = [
+                contribution(params[row], request.weights, int(trained.num_examples[row]), secure)
+                for row in range(len(ok))
+            ]
+            if secure.he_public is not None:  # only ciphertexts leave
+                encrypted = tuple(encrypt(secure.he_public, v, secure.he_slots) for v in vectors)
+            else:  # the update stays here; only its masked form leaves, later
+                for cid, vector in zip(ok, vectors, strict=True):
+                    self.secagg.hold(cid, vector)
             params = np.empty((len(ok), 0))
         return FitReply(
             client_ids=np.array(ok, dtype=np.int64),
@@ -270,6 +273,7 @@ class ClientGroup:
             failed=failed,
             evaluation=evaluation,
             seconds=time.perf_counter() - started,
+            encrypted=encrypted,
         )
 
     def _fit_xgb(

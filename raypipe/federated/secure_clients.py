@@ -1,10 +1,12 @@
-"""The clients' side of secure aggregation inside a client group (a Ray actor hosts many).
+"""The clients' side of secure and homomorphic aggregation inside a client group (a Ray actor
+hosts many).
 
 After local training, a :class:`SecAggHost` keeps each client's contribution (never sent in the
 clear): under DP the client's own delta clipped to ``clipping_norm`` and a weight of 1, else its
 parameters times its capped example weight and that weight. Each protocol step the server sends
 one payload for the whole round; the host hands every client only the messages addressed to it,
 and each :class:`~raypipe.federated.privacy.secagg.SecAggClient` keeps its secrets to itself.
+With homomorphic aggregation the contribution is encrypted at once and sent with the answer.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ class SecureFit:
 
     max_weight: float = 1000.0
     clipping_norm: float | None = None  # set under DP: clip before masking, weight 1
+    he_public: bytes | None = None  # homomorphic: encrypt under this public CKKS context
+    he_slots: int = 2048
 
 
 def contribution(

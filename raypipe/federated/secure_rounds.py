@@ -28,7 +28,7 @@ from raypipe.federated.privacy.secagg import (
 from raypipe.federated.privacy.secagg_server import SecAggResult, SecAggServer
 from raypipe.federated.strategies.base import ClientUpdates, Strategy
 
-__all__ = ["SecureRound", "secure_aggregate", "message_bytes"]
+__all__ = ["SecureRound", "aggregate_sum", "message_bytes", "secure_aggregate"]
 
 StepFn = Callable[[str, Any], Mapping[int, Any]]
 
@@ -101,8 +101,24 @@ def secure_aggregate(
         step, answered.client_ids, weights.shape[0] + 1, config, round_, drop_after_sharing
     )
     total, count = secure.result.total, len(secure.result.included)
+    return aggregate_sum(strategy, round_, weights, total, count, answered), secure
+
+
+def aggregate_sum(
+    strategy: Strategy[Any, Any],
+    round_: int,
+    weights: np.ndarray,
+    total: np.ndarray,
+    count: int,
+    answered: ClientUpdates,
+) -> np.ndarray:
+    """The next global weights from the unmasked (or decrypted) sum of ``count`` contributions.
+
+    Under DP the sum is of clipped deltas (plus a 1 each); else of weighted parameters (plus the
+    weights), whose ratio is the mean the strategy receives as one answer.
+    """
     if isinstance(strategy, DPFixedClipping):
-        return strategy.release(round_, weights, total[:-1], count, answered), secure
+        return strategy.release(round_, weights, total[:-1], count, answered)
     mean = total[:-1] / total[-1]
     pseudo = ClientUpdates(
         client_ids=answered.client_ids[:1],
@@ -110,4 +126,4 @@ def secure_aggregate(
         num_examples=np.ones(1, np.int64),
         losses=answered.losses[:1],
     )
-    return strategy.aggregate(round_, weights, pseudo), secure
+    return strategy.aggregate(round_, weights, pseudo)

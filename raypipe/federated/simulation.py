@@ -34,9 +34,15 @@ from raypipe.federated.clients import (
 )
 from raypipe.federated.models import LocalTrainSpec
 from raypipe.federated.privacy.dp import DPFixedClipping
+from raypipe.federated.privacy.homomorphic import (
+    EncryptedVector,
+    HeAggregator,
+    HeConfig,
+    HeKeyHolder,
+)
 from raypipe.federated.privacy.secagg import SecAggConfig
 from raypipe.federated.secure_clients import SecureFit
-from raypipe.federated.secure_rounds import secure_aggregate
+from raypipe.federated.secure_rounds import aggregate_sum, secure_aggregate
 from raypipe.federated.strategies.base import ClientUpdates, Strategy
 from raypipe.federated.strategies.xgb_bagging import XgbUpdates
 from raypipe.federated.xgb_clients import XgbTrainSpec, array_to_model, model_to_array
@@ -78,6 +84,10 @@ class FederationSpec:
     secagg_dropout
         Fraction of answering clients that drop after sharing their keys, before their masked
         upload (a drill of SecAgg+'s dropout recovery).
+    homomorphic
+        Clients encrypt their contribution with CKKS, the server sums ciphertexts and a separate
+        key holder decrypts the sum only (mean strategies only; ``secagg_max_weight`` caps the
+        example weights as with secure aggregation).
     """
 
     rounds: int = 10
@@ -88,6 +98,7 @@ class FederationSpec:
     secure_aggregation: SecAggConfig | None = None
     secagg_max_weight: float = 1000.0
     secagg_dropout: float = 0.0
+    homomorphic: HeConfig | None = None
     seed: int = 0
 
 
@@ -106,7 +117,7 @@ class RoundRecord:
     clients: dict[str, float] = field(default_factory=dict)
     client_auc: dict[int, float] = field(default_factory=dict)
     epsilon: float | None = None
-    secagg_bytes_per_client: float | None = None
+    privacy_bytes_per_client: float | None = None  # secure/homomorphic traffic, up + down
 
     def metrics(self) -> dict[str, float]:
         """Flat metric names for tracking."""
@@ -120,8 +131,8 @@ class RoundRecord:
         out.update({f"clients_{k}": v for k, v in self.clients.items()})
         if self.epsilon is not None:
             out["epsilon"] = self.epsilon
-        if self.secagg_bytes_per_client is not None:
-            out["secagg_bytes_per_client"] = self.secagg_bytes_per_client
+        if self.privacy_bytes_per_client is not None:
+            out["privacy_bytes_per_client"] = self.privacy_bytes_per_client
         return out
 
 
@@ -232,9 +243,12 @@ def failed_reply(client_ids: np.ndarray, reason: str, request: FitRequest) -> Fi
 
 def _merge(
     replies: list[FitReply],
-) -> tuple[ClientUpdates, tuple[bytes, ...], dict[int, str], list[ClientEval]]:
+) -> tuple[
+    ClientUpdates, tuple[bytes, ...], tuple[EncryptedVector, ...], dict[int, str], list[ClientEval]
+]:
     answered = [r for r in replies if len(r.client_ids)]
     models = tuple(m for r in answered for m in r.models)
+    encrypted = tuple(e for r in answered for e in r.encrypted)
     p = replies[0].params.shape[1] if replies else 0
     updates = ClientUpdates(
         client_ids=np.concatenate([r.client_ids for r in answered]) if answered else np.empty(0),
@@ -248,7 +262,7 @@ def _merge(
     for r in replies:
         failed.update(r.failed)
     evals = [r.evaluation for r in replies if r.evaluation is not None]
-    return updates, models, failed, evals
+    return updates, models, encrypted, failed, evals
 
 
 def summarize_clients(evals: list[ClientEval]) -> tuple[dict[str, float], dict[int, float]]:
@@ -298,8 +312,16 @@ def run_federation(
     For federated XGBoost pass an empty ``uint8`` array (or a booster's bytes, see
     :func:`~raypipe.federated.xgb_clients.model_to_array`) as ``initial_weights``.
     """
-    if spec.secure_aggregation is not None and not strategy.is_mean:
-        raise SpecError([f"secure aggregation needs a mean strategy, not `{strategy.name}`"])
+    protected = spec.secure_aggregation is not None or spec.homomorphic is not None
+    if protected and not strategy.is_mean:
+        raise SpecError(
+            [f"secure and homomorphic aggregation need a mean strategy, not `{strategy.name}`"]
+        )
+    if spec.secure_aggregation is not None and spec.homomorphic is not None:
+        raise SpecError(
+            ["`secure_aggregation` and `homomorphic` both hide single updates: choose one"],
+            hint="keep `secure_aggregation` (no key holder) or `homomorphic` (fewer messages)",
+        )
     boosted = isinstance(spec.local, XgbTrainSpec)
     if boosted != str(getattr(strategy, "name", "")).startswith("xgb_"):
         raise SpecError(
@@ -309,7 +331,8 @@ def run_federation(
     rng = np.random.default_rng([0x5A, spec.seed])
     weights = np.asarray(initial_weights, dtype=np.uint8 if boosted else np.float64)
     available = backend.client_ids
-    secure = _secure_fit(spec, strategy, boosted)
+    key_holder = HeKeyHolder(spec.homomorphic) if spec.homomorphic and not boosted else None
+    secure = _secure_fit(spec, strategy, boosted, key_holder)
     history: list[RoundRecord] = []
     started = time.perf_counter()
     for round_ in range(1, spec.rounds + 1):
@@ -328,7 +351,7 @@ def run_federation(
                 evaluate=spec.evaluate_clients and bool(history),
                 secure=secure,
             )
-            updates, models, failed, evals = _merge(
+            updates, models, encrypted, failed, evals = _merge(
                 backend.fit_round(request, spec.round_timeout_s)
             )
             if history and evals:
@@ -358,6 +381,14 @@ def run_federation(
             answers = XgbUpdates(updates.client_ids, models, updates.num_examples)
             global_model = strategy.aggregate(round_, array_to_model(weights), answers)
             weights = model_to_array(global_model)
+        elif key_holder is not None:
+            # the aggregator sums ciphertexts; the key holder decrypts the sum only
+            total, count = HeAggregator(key_holder.public).total(encrypted)
+            aggregated = count
+            weights = aggregate_sum(
+                strategy, round_, weights, key_holder.decrypt(total), count, updates
+            )
+            traffic = len(key_holder.public) + sum(e.nbytes for e in encrypted) / max(count, 1)
         elif secure is not None:
             assert spec.secure_aggregation is not None
             drop_rng = np.random.default_rng([spec.seed, round_, 0xD0])  # simulated dropouts
@@ -385,7 +416,7 @@ def run_federation(
             seconds=0.0,
             test=evaluate_central(local, weights, test),
             epsilon=getattr(strategy, "epsilon_", None),
-            secagg_bytes_per_client=traffic,
+            privacy_bytes_per_client=traffic,
         )
         record.seconds = time.perf_counter() - round_started
         history.append(record)
@@ -401,16 +432,22 @@ def run_federation(
 
 
 def _secure_fit(
-    spec: FederationSpec, strategy: Strategy[Any, Any], boosted: bool
+    spec: FederationSpec,
+    strategy: Strategy[Any, Any],
+    boosted: bool,
+    key_holder: HeKeyHolder | None,
 ) -> SecureFit | None:
-    """What clients need for secure aggregation (None: plain round)."""
-    if spec.secure_aggregation is None or boosted:
+    """What clients need for secure or homomorphic aggregation (None: plain round)."""
+    if (spec.secure_aggregation is None and key_holder is None) or boosted:
         return None
+    he = {}
+    if key_holder is not None:
+        he = {"he_public": key_holder.public, "he_slots": key_holder.config.slots}
     if isinstance(strategy, DPFixedClipping):
-        # the server cannot see who was clipped under secure aggregation
+        # the server cannot see who was clipped when it only sees the sum
         strategy.clipped_fraction_ = float("nan")
-        return SecureFit(spec.secagg_max_weight, strategy.clipping_norm)
-    return SecureFit(spec.secagg_max_weight)
+        return SecureFit(spec.secagg_max_weight, strategy.clipping_norm, **he)
+    return SecureFit(spec.secagg_max_weight, **he)
 
 
 def _local_overrides(config: dict[str, Any], spec: Any) -> dict[str, Any]:

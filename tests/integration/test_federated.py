@@ -127,4 +127,4 @@ def test_secure_aggregation_between_actors_matches_the_plain_mean(ray_runtime) -
         backend.close()
     np.testing.assert_allclose(secure.weights, plain.weights, atol=1e-4)
     assert all(r.answered == 20 for r in secure.history)
-    assert all(r.secagg_bytes_per_client > 0 for r in secure.history)
+    assert all(r.privacy_bytes_per_client > 0 for r in secure.history)

@@ -114,12 +114,10 @@ def _kdf(secret: bytes, purpose: bytes) -> bytes:
     return HKDF(hashes.SHA256(), 32, salt=None, info=b"raypipe-secagg/" + purpose).derive(secret)
 
 
-def pair_seed(private: bytes, public: bytes) -> bytes:
+def pair_seed(private: bytes | X25519PrivateKey, public: bytes) -> bytes:
     """The pairwise mask seed of an X25519 private key and the other side's public key."""
-    shared = X25519PrivateKey.from_private_bytes(private).exchange(
-        X25519PublicKey.from_public_bytes(public)
-    )
-    return _kdf(shared, b"mask")
+    key = X25519PrivateKey.from_private_bytes(private) if isinstance(private, bytes) else private
+    return _kdf(key.exchange(X25519PublicKey.from_public_bytes(public)), b"mask")
 
 
 def pair_mask(owner: int, other: int, seed: bytes, size: int, config: SecAggConfig) -> np.ndarray:
@@ -218,14 +216,17 @@ class SecAggClient:
     vector: np.ndarray
     setup: RoundSetup
     _cipher_key: X25519PrivateKey = field(init=False, repr=False)
+    _mask_private: X25519PrivateKey = field(init=False, repr=False)
     _mask_key: bytes = field(init=False, repr=False)
     _self_seed: bytes = field(init=False, repr=False)
     _adverts: dict[int, KeyAdvert] = field(init=False, repr=False, default_factory=dict)
     _held: dict[int, tuple[bytes, bytes]] = field(init=False, repr=False, default_factory=dict)
+    _channels: dict[int, ChaCha20Poly1305] = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self._cipher_key = X25519PrivateKey.generate()
-        self._mask_key = X25519PrivateKey.generate().private_bytes_raw()
+        self._mask_private = X25519PrivateKey.generate()
+        self._mask_key = self._mask_private.private_bytes_raw()
         self._self_seed = os.urandom(32)
 
     @property
@@ -234,7 +235,7 @@ class SecAggClient:
 
     def advertise(self) -> KeyAdvert:
         """Step 1: the two public keys."""
-        mask_public = X25519PrivateKey.from_private_bytes(self._mask_key).public_key()
+        mask_public = self._mask_private.public_key()
         return KeyAdvert(
             self.client,
             self._cipher_key.public_key().public_bytes_raw(),
@@ -242,8 +243,12 @@ class SecAggClient:
         )
 
     def _channel(self, other: int) -> ChaCha20Poly1305:
-        public = X25519PublicKey.from_public_bytes(self._adverts[other].cipher_public)
-        return ChaCha20Poly1305(_kdf(self._cipher_key.exchange(public), b"share"))
+        """The authenticated channel to ``other`` (one key agreement, both directions)."""
+        if other not in self._channels:
+            public = X25519PublicKey.from_public_bytes(self._adverts[other].cipher_public)
+            key = _kdf(self._cipher_key.exchange(public), b"share")
+            self._channels[other] = ChaCha20Poly1305(key)
+        return self._channels[other]
 
     def share_keys(self, adverts: Mapping[int, KeyAdvert]) -> list[EncryptedShare]:
         """Step 2: Shamir shares of the mask key and ``b``, one ciphertext per neighbour."""
@@ -285,7 +290,7 @@ class SecAggClient:
         )
         for j in self._held:  # neighbours whose shares arrived: the ones the server can unmask
             if j != self.client:
-                seed = pair_seed(self._mask_key, self._adverts[j].mask_public)
+                seed = pair_seed(self._mask_private, self._adverts[j].mask_public)
                 y = y + pair_mask(self.client, j, seed, size, config)
         return MaskedInput(self.client, y & config.ring_mask)
 

@@ -183,7 +183,7 @@ def test_homomorphic_aggregation_matches_the_plain_capped_mean_and_composes_with
     he = run_federation(_federation(x, y, parts), FedAvg(), he_spec, np.zeros(6), test=test)
     # every client has > max_weight examples, so capped weights are uniform = FedAvg's here
     np.testing.assert_allclose(he.weights, plain.weights, atol=1e-7)
-    assert all(r.privacy_bytes_per_client > 60_000 for r in he.history)  # a 64 KB ciphertext
+    assert all(60_000 < r.privacy_bytes_per_client < 70_000 for r in he.history)  # 64 KB
     dp = DPFixedClipping(FedAvg(), noise_multiplier=0.5, clipping_norm=1.0)
     with_dp = run_federation(_federation(x, y, parts), dp, he_spec, np.zeros(6), test=test)
     assert with_dp.history[-1].epsilon == pytest.approx(_epsilon(0.5, 1.0, 3))

@@ -96,9 +96,14 @@ def test_federated_xgboost_on_actors_matches_the_in_process_run(ray_runtime) -> 
     assert on_ray.history[-1].clients["auc"] == pytest.approx(inline.history[-1].clients["auc"])
 
 
-def test_secure_aggregation_between_actors_matches_the_plain_mean(ray_runtime) -> None:
+@pytest.mark.parametrize("protection", ["secagg", "homomorphic"])
+def test_protected_aggregation_between_actors_matches_the_plain_mean(ray_runtime, protection):
     from raypipe.engine.federation import RayFederation
     from raypipe.federated.privacy import SecAggConfig
+    from raypipe.federated.privacy.homomorphic import HeConfig
+
+    if protection == "homomorphic":
+        pytest.importorskip("tenseal")
 
     x, y = _data()
     shards = build_shards(x, y, partition_dirichlet(y, 20, 1.0, seed=3), 2)
@@ -107,7 +112,10 @@ def test_secure_aggregation_between_actors_matches_the_plain_mean(ray_runtime) -
         rounds=3,
         evaluate_clients=False,
         secagg_max_weight=1.0,  # every client weighs 1: the mean with equal weights
-        secure_aggregation=SecAggConfig(num_shares=6, reconstruction_threshold=3),
+        secure_aggregation=SecAggConfig(num_shares=6, reconstruction_threshold=3)
+        if protection == "secagg"
+        else None,
+        homomorphic=HeConfig() if protection == "homomorphic" else None,
     )
 
     class _Uniform(FedAvg):

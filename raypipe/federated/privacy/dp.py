@@ -1,19 +1,20 @@
 """Client-level differential privacy with fixed clipping (Flower's fixed clipping).
 
 Per client, the update ``delta_k = w_k - w`` is scaled to an L2 norm of at most ``clipping_norm``
-(over the whole flat vector) by :meth:`DPFixedClipping.clip`; the clipped deltas are averaged with
-**uniform weights** over the ``m`` clients whose update reached the aggregate (with example weights
-a client's influence would be ``C * n_k / sum n``, more than the ``C / m`` the noise is calibrated
-for); Gaussian noise with ``sigma = noise_multiplier * clipping_norm / m`` is added to that mean;
-and only then does the wrapped strategy turn the noisy mean into the next global model (FedAdam's
-server step is post-processing of the released mean). An :class:`RdpAccountant` reports epsilon
-after each round.
+(over the whole flat vector); the clipped deltas are averaged with **uniform weights** over the
+``m`` clients whose update reached the aggregate (with example weights a client's influence
+would be ``C * n_k / sum n``, more than the ``C / m`` the noise is calibrated for); Gaussian
+noise with ``sigma = noise_multiplier * clipping_norm / m`` is added to that mean; and only then
+does the wrapped strategy turn the noisy mean into the next global model (FedAdam's server step
+is post-processing of the released mean). An :class:`RdpAccountant` reports epsilon after each
+round.
 
-The same mechanism runs with secure aggregation: each client clips its own delta *before*
-masking, the protocol returns the sum of the clipped deltas and the count ``m`` of clients whose
-masked upload arrived, and :meth:`DPFixedClipping.release` adds the noise calibrated to that
-``m``. Either way the sum has sensitivity ``C`` per client and noise ``z * C``, so the accountant's
-epsilon is that of the mechanism that ran.
+The same mechanism runs with secure or homomorphic aggregation: each client clips its own delta
+(:func:`raypipe.federated.secure_clients.contribution`) *before* masking or encrypting, the
+protocol returns the sum of the clipped deltas and the count ``m`` of clients whose upload
+arrived, and :meth:`DPFixedClipping.release` adds the noise calibrated to that ``m``. Either way
+the sum has sensitivity ``C`` per client and noise ``z * C``, so the accountant's epsilon is
+that of the mechanism that ran.
 
 The noise comes from the operating system's entropy (``np.random.default_rng()`` without a seed),
 never from the run's seed: the seed is logged, and noise derived from it could be subtracted by
@@ -99,14 +100,6 @@ class DPFixedClipping(Strategy[np.ndarray, ClientUpdates]):
 
     def client_config(self, round_: int) -> dict[str, Any]:
         return self.strategy.client_config(round_)
-
-    def clip(self, weights: np.ndarray, params: np.ndarray) -> np.ndarray:
-        """Each client's delta ``params_k - weights`` clipped to L2 norm ``clipping_norm``.
-
-        With secure aggregation this runs per client before masking (one row at a time).
-        """
-        clipped, _ = clip_updates(np.atleast_2d(params) - weights, self.clipping_norm)
-        return clipped
 
     def aggregate(self, round_: int, weights: np.ndarray, updates: ClientUpdates) -> np.ndarray:
         clipped, was_clipped = clip_updates(updates.params - weights, self.clipping_norm)

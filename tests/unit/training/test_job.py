@@ -46,7 +46,7 @@ def _fingerprint(report) -> tuple:
     return (
         best.candidate,
         sorted(best.final.params.items()),
-        best.final.model if best.final.model_format != "sklearn" else None,
+        best.final.model if not best.final.model_format.startswith("sklearn") else None,
         pickle.dumps(sorted(best.test_metrics.items())),
         report.test_scores.tobytes(),
         pickle.dumps(report.selection.to_dict()),
@@ -105,4 +105,19 @@ def test_small_data_is_compared_by_cross_validation_with_fold_scores() -> None:
         assert math.isclose(np.mean(candidate.cv_scores), selection.scores[candidate.candidate])
     chosen = max(selection.scores, key=selection.scores.__getitem__)
     assert report.best.candidate == chosen and report.best.final.model is not None
+    assert 0.5 < report.best.test_metrics["roc_auc"] <= 1.0
+
+
+@pytest.mark.parametrize("candidate", ["random_forest", "logistic"])
+def test_a_scikit_learn_winner_scores_the_test_rows_from_its_skops_bytes(candidate: str) -> None:
+    table, _ = churn_table(3_000, seed=3)
+    spec = _spec()
+    spec = TrainingSpec(
+        **{**spec.__dict__, "spaces": resolve_spaces([candidate]), "trials": {candidate: 2}}
+    )
+    prepared = prepare(table, spec)
+    report = run_training(prepared, spec, InlineRunner(TrialWorker(prepared.data, nthread=1)))
+    assert report.best.candidate == candidate
+    assert report.best.final.model_format == "sklearn-skops"
+    assert len(report.test_scores) == len(prepared.y_test)
     assert 0.5 < report.best.test_metrics["roc_auc"] <= 1.0

@@ -52,6 +52,8 @@ STAGE_KINDS: dict[str, str] = {
     "inference.score": "raypipe.inference.stage:ScoreStage",
     "monitor.report": "raypipe.monitoring.monitor_stage:MonitorReportStage",
     "federated.train": "raypipe.federated.stage:FederatedTrainStage",
+    "synth.player_spend": "raypipe.synth.spend:PlayerSpendStage",
+    "evaluate.regression": "raypipe.evaluation.regression_stage:RegressionEvalStage",
 }
 
 _HOW_TO_NAME = (

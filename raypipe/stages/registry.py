@@ -54,6 +54,9 @@ STAGE_KINDS: dict[str, str] = {
     "federated.train": "raypipe.federated.stage:FederatedTrainStage",
     "synth.player_spend": "raypipe.synth.spend:PlayerSpendStage",
     "evaluate.regression": "raypipe.evaluation.regression_stage:RegressionEvalStage",
+    "synth.recommendations": "raypipe.synth.catalog:RecommendationDataStage",
+    "recommend.als": "raypipe.recommend.stage:AlsStage",
+    "evaluate.ranking": "raypipe.evaluation.ranking_stage:RankingEvalStage",
 }
 
 _HOW_TO_NAME = (

@@ -1,0 +1,193 @@
+"""The ``recommend.als`` stage: implicit ALS on Ray, batch top-k for every player to Parquet.
+
+Input ``interactions``: one row per feedback event (user, item, and an event type weighed by
+``event_weights`` or a weight column): the generator's, or a studio's own through ``ingest``.
+Optional ``players``: every player to recommend for; those without history get the most popular
+items (``source = popular``). The fit runs as one Ray task, the top-k as one task per block of
+players, each writing its Parquet files; the driver commits. Output ``model`` holds the factors
+as ``.npy`` files (no pickles) and ``params.json``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Mapping
+from dataclasses import asdict
+from functools import partial
+from typing import Any, ClassVar
+
+import numpy as np
+import pyarrow as pa
+from pydantic import Field
+
+from raypipe.recommend.als import AlsParams, fit_als, interaction_matrix, popular_items, top_k
+from raypipe.stages.base import DatasetInput, Stage, StageContext, StageOptions, StageResult
+
+__all__ = ["AlsOptions", "AlsStage", "RECOMMENDATIONS_SCHEMA"]
+
+logger = logging.getLogger(__name__)
+
+RECOMMENDATIONS_SCHEMA = pa.schema(
+    [
+        pa.field("player_id", pa.int64(), nullable=False),
+        pa.field("rank", pa.int32()),
+        pa.field("item_id", pa.int64()),
+        pa.field("score", pa.float32()),
+        pa.field("source", pa.string()),
+    ]
+)
+
+
+class AlsOptions(StageOptions):
+    """Options of ``recommend.als``."""
+
+    user_column: str = "player_id"
+    item_column: str = "item_id"
+    event_column: str | None = "event_type"
+    event_weights: dict[str, float] = Field(
+        default_factory=lambda: {"view": 1.0, "play": 3.0, "purchase": 10.0}
+    )
+    weight_column: str | None = None
+    factors: int = Field(default=32, ge=1, le=1024)
+    regularization: float = Field(default=0.05, ge=0)
+    alpha: float = Field(default=4.0, gt=0)
+    iterations: int = Field(default=15, ge=1, le=500)
+    seed: int = Field(default=0, ge=0)
+    top_k: int = Field(default=10, ge=1, le=1000)
+    block_players: int = Field(default=50_000, ge=1)
+
+
+def _write_block(
+    writer: Any,
+    item_ids: np.ndarray,
+    k: int,
+    block: tuple[int, np.ndarray, np.ndarray, np.ndarray],
+) -> list[Any]:
+    """Top-k of one block of players (their ids and factors), staged as Parquet."""
+    index, user_ids, user_factors, item_factors = block
+    items, scores = top_k(user_factors, item_factors, k)
+    width = items.shape[1]
+    table = pa.table(
+        {
+            "player_id": np.repeat(user_ids, width),
+            "rank": np.tile(np.arange(1, width + 1, dtype=np.int32), len(user_ids)),
+            "item_id": item_ids[items.ravel()],
+            "score": scores.ravel(),
+            "source": pa.array(["als"] * (len(user_ids) * width), pa.string()),
+        },
+        schema=RECOMMENDATIONS_SCHEMA,
+    )
+    return writer.write(table, part=index)
+
+
+class AlsStage(Stage):
+    """Train implicit ALS and write every player's top-k items."""
+
+    kind = "recommend.als"
+    options = AlsOptions
+    inputs: ClassVar[tuple[str, ...]] = ("interactions",)
+    optional_inputs: ClassVar[tuple[str, ...]] = ("players",)
+    outputs: ClassVar[tuple[str, ...]] = ("recommendations", "model")
+
+    def run(
+        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: Any
+    ) -> StageResult:
+        from raypipe.io.artifacts import write_artifact
+        from raypipe.io.dataset import DatasetWriter, read_dataset
+
+        storage = dict(context.storage_options)
+        columns = [options.user_column, options.item_column]
+        columns += [c for c in (options.event_column, options.weight_column) if c]
+        table = read_dataset(inputs["interactions"].url, columns=columns, storage_options=storage)
+        matrix = interaction_matrix(
+            table,
+            user_column=options.user_column,
+            item_column=options.item_column,
+            event_column=None if options.weight_column else options.event_column,
+            event_weights=options.event_weights,
+            weight_column=options.weight_column,
+        )
+        params = AlsParams(
+            options.factors, options.regularization, options.alpha, options.iterations, options.seed
+        )
+        [(user_factors, item_factors)] = context.executor.map(
+            partial(fit_als, matrix.matrix), [params], name="recommend.als_fit"
+        )
+        writer = DatasetWriter(context.output_url("recommendations"), storage_options=storage)
+        size = options.block_players
+        blocks = [
+            (i, matrix.user_ids[s : s + size], user_factors[s : s + size], item_factors)
+            for i, s in enumerate(range(0, len(matrix.user_ids), size))
+        ]
+        k = min(options.top_k, len(matrix.item_ids))
+        entries = [
+            entry
+            for result in context.executor.map(
+                partial(_write_block, writer, matrix.item_ids, k), blocks, name="recommend.top_k"
+            )
+            for entry in result
+        ]
+        popular = popular_items(matrix, k)
+        cold = 0
+        if "players" in inputs:
+            players = (
+                read_dataset(
+                    inputs["players"].url, columns=[options.user_column], storage_options=storage
+                )
+                .column(0)
+                .to_numpy()
+            )
+            cold_ids = np.setdiff1d(np.unique(players), matrix.user_ids)
+            cold = len(cold_ids)
+            if cold:
+                entries += writer.write(_popular_table(cold_ids, popular), part="popular")
+        manifest = writer.commit(entries, schema=RECOMMENDATIONS_SCHEMA)
+        model = write_artifact(
+            context.output_url("model"),
+            {
+                "user_factors.npy": _npy(user_factors),
+                "item_factors.npy": _npy(item_factors),
+                "user_ids.npy": _npy(matrix.user_ids),
+                "item_ids.npy": _npy(matrix.item_ids),
+                "params.json": json.dumps(asdict(params), sort_keys=True).encode(),
+            },
+            storage_options=storage,
+        )
+        metrics = {
+            "interactions": table.num_rows,
+            "users": len(matrix.user_ids),
+            "items": len(matrix.item_ids),
+            "nonzero": int(matrix.matrix.nnz),  # type: ignore[attr-defined]
+            "cold_start_players": cold,
+            "top_k": k,
+            "popular_items": [int(i) for i in popular],
+            "online_store": "not written: raypipe.features.store does not exist in this version",
+        }
+        return StageResult(
+            outputs={"recommendations": manifest, "model": model},
+            metrics=metrics,
+            rows_in=table.num_rows,
+            rows_out=manifest.rows,
+        )
+
+
+def _popular_table(player_ids: np.ndarray, popular: np.ndarray) -> pa.Table:
+    k = len(popular)
+    return pa.table(
+        {
+            "player_id": np.repeat(player_ids.astype(np.int64), k),
+            "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), len(player_ids)),
+            "item_id": np.tile(popular.astype(np.int64), len(player_ids)),
+            "score": np.zeros(len(player_ids) * k, dtype=np.float32),
+            "source": pa.array(["popular"] * (len(player_ids) * k), pa.string()),
+        },
+        schema=RECOMMENDATIONS_SCHEMA,
+    )
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    return buffer.getvalue()

@@ -57,6 +57,8 @@ STAGE_KINDS: dict[str, str] = {
     "synth.recommendations": "raypipe.synth.catalog:RecommendationDataStage",
     "recommend.als": "raypipe.recommend.stage:AlsStage",
     "evaluate.ranking": "raypipe.evaluation.ranking_stage:RankingEvalStage",
+    "synth.build_telemetry": "raypipe.synth.builds:BuildTelemetryStage",
+    "buildqa.detect": "raypipe.buildqa.stage:BuildQaStage",
 }
 
 _HOW_TO_NAME = (

@@ -59,6 +59,7 @@ STAGE_KINDS: dict[str, str] = {
     "evaluate.ranking": "raypipe.evaluation.ranking_stage:RankingEvalStage",
     "synth.build_telemetry": "raypipe.synth.builds:BuildTelemetryStage",
     "buildqa.detect": "raypipe.buildqa.stage:BuildQaStage",
+    "difficulty.simulate": "raypipe.difficulty.stage:DifficultyStage",
 }
 
 _HOW_TO_NAME = (

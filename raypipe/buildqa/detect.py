@@ -61,7 +61,7 @@ class Telemetry:
                 hint="set `build_column`, `time_column`, `dimensions`, `exposure` and "
                 "`outcomes` to its columns",
             )
-        frame = pl.from_arrow(table.select(needed)).with_columns(pl.col(build_column).cast(str))
+        frame = pl.DataFrame(table.select(needed)).with_columns(pl.col(build_column).cast(str))
         first_seen = dict(frame.group_by(build_column).agg(pl.col(time_column).min()).iter_rows())
         release = {b: int((releases or {}).get(b, first_seen[b])) for b in first_seen}
         builds = sorted(release, key=lambda b: (release[b], b))
@@ -166,7 +166,7 @@ def _test_build(
         if best is None:
             break
         found.append(best)
-        index = [slice(None)] * current_n.ndim
+        index: list[slice | int] = [slice(None)] * current_n.ndim
         index[best[0]] = best[1]
         current_n[tuple(index)] = 0  # explain these sessions away
         current_c[tuple(index)] = 0

@@ -63,7 +63,7 @@ class BuildQaOptions(StageOptions):
 
 def explained(findings: list[Finding]) -> list[dict[str, Any]]:
     """Findings as rows, each with its cause (weight, evidence, action), heaviest first."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for finding in findings:
         [cause] = explain_alert(
             segments=[

@@ -11,7 +11,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from raypipe.synth.difficulty import OPTIMAL_FAIL_RATE, SETTINGS, World, fail_probability
+from raypipe.synth.difficulty import (
+    OPTIMAL_FAIL_RATE,
+    SETTINGS,
+    Policy,
+    World,
+    fail_probability,
+)
 
 __all__ = ["FailRateController", "FixedSetting", "Oracle", "make_policy"]
 
@@ -63,7 +69,7 @@ class Oracle:
         return np.argmin(distance, axis=0)
 
 
-def make_policy(name: str, target_fail_rate: float) -> object:
+def make_policy(name: str, target_fail_rate: float) -> Policy:
     """``fixed_<setting>``, ``controller`` or ``oracle``."""
     from raypipe.synth.difficulty import SETTING_NAMES
 

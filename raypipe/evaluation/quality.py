@@ -42,9 +42,9 @@ def join_on_keys(
             f"received {right.column_names}",
             hint="set the stage's `keys` and column options to columns of its inputs",
         )
-    frame = pl.from_arrow(left).with_row_index("_row")
+    frame = pl.DataFrame(left).with_row_index("_row")
     other = (
-        pl.from_arrow(right.select([*keys, *columns]))
+        pl.DataFrame(right.select([*keys, *columns]))
         .unique(subset=list(keys), keep="first")
         .with_columns(pl.lit(True).alias("_matched"))
     )

@@ -49,7 +49,7 @@ def _lists(
 
     u, i, r = options.user_column, options.item_column, options.rank_column
     frame = (
-        pl.from_arrow(table.select([u, i, r]))
+        pl.DataFrame(table.select([u, i, r]))
         .filter(pl.col(r) <= k)
         .filter(pl.col(u).is_in(users))
         .sort([u, r])
@@ -123,7 +123,7 @@ class RankingEvalStage(Stage):
             return table
 
         recommendations = read("recommendations")
-        relevant = pl.from_arrow(
+        relevant = pl.DataFrame(
             read("relevant").select(
                 [u, i, *([options.event_column] if options.event_column else [])]
             )
@@ -168,7 +168,7 @@ class RankingEvalStage(Stage):
             lists["truth"] = _lists(read("truth"), options, users, items, k)
         if "history" in inputs:
             counts = (
-                pl.from_arrow(read("history").select([u, i]))
+                pl.DataFrame(read("history").select([u, i]))
                 .unique()
                 .group_by(i)
                 .len()

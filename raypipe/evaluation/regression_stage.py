@@ -83,10 +83,10 @@ class RegressionEvalStage(Stage):
 
         storage = dict(context.storage_options)
         table = read_dataset(inputs["predictions"].url, storage_options=storage)
-        for column in (options.label, options.score):
-            if column not in table.column_names:
+        for name in (options.label, options.score):
+            if name not in table.column_names:
                 raise DataError(
-                    f"input `predictions` has no column `{column}` (columns: "
+                    f"input `predictions` has no column `{name}` (columns: "
                     f"{', '.join(table.column_names)})",
                     hint="set `label` and `score` to columns of the predictions",
                 )

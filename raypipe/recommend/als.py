@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -35,7 +36,7 @@ class AlsParams:
 class InteractionMatrix:
     """A users x items CSR of summed feedback weights with the ids of its rows and columns."""
 
-    matrix: object  # scipy.sparse.csr_matrix
+    matrix: Any  # scipy.sparse.csr_matrix
     user_ids: np.ndarray
     item_ids: np.ndarray
 
@@ -67,7 +68,7 @@ def interaction_matrix(
             hint="set `user_column`, `item_column` and `event_column`/`weight_column` to its "
             "columns",
         )
-    frame = pl.from_arrow(table.select(needed))
+    frame = pl.DataFrame(table.select(needed))
     if weight_column:
         weight = pl.col(weight_column).cast(pl.Float64)
     elif event_column:
@@ -94,7 +95,7 @@ def interaction_matrix(
     return InteractionMatrix(matrix, users, items)
 
 
-def fit_als(matrix: object, params: AlsParams) -> tuple[np.ndarray, np.ndarray]:
+def fit_als(matrix: Any, params: AlsParams) -> tuple[np.ndarray, np.ndarray]:
     """Fit implicit ALS on a users x items CSR; returns ``(user_factors, item_factors)``.
 
     One BLAS thread: the task holds one CPU, and ``implicit`` parallelises its own loops.
@@ -138,6 +139,6 @@ def top_k(
 
 def popular_items(matrix: InteractionMatrix, k: int) -> np.ndarray:
     """Item ids of the ``k`` items most users interacted with (the popularity baseline)."""
-    users_per_item = np.asarray((matrix.matrix > 0).sum(axis=0)).ravel()  # type: ignore[operator]
+    users_per_item = np.asarray((matrix.matrix > 0).sum(axis=0)).ravel()
     order = np.argsort(-users_per_item, kind="stable")[:k]
     return matrix.item_ids[order]

@@ -159,7 +159,7 @@ class AlsStage(Stage):
             "interactions": table.num_rows,
             "users": len(matrix.user_ids),
             "items": len(matrix.item_ids),
-            "nonzero": int(matrix.matrix.nnz),  # type: ignore[attr-defined]
+            "nonzero": int(matrix.matrix.nnz),
             "cold_start_players": cold,
             "top_k": k,
             "popular_items": [int(i) for i in popular],

@@ -24,9 +24,11 @@ from raypipe.stages.base import DatasetInput, Stage, StageContext, StageOptions,
 from raypipe.synth.sharded import run_sharded, shard_bounds, shard_count, shard_rng
 
 __all__ = [
+    "Catalog",
     "CatalogConfig",
     "RecommendationDataOptions",
     "RecommendationDataStage",
+    "affinity",
     "catalog",
     "generate_catalog_shard",
 ]

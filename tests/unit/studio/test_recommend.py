@@ -60,7 +60,7 @@ def test_interaction_matrix_weighs_events_and_logs() -> None:
         event_weights={"view": 1, "play": 3, "purchase": 10},
     )
     assert m.user_ids.tolist() == [7, 8, 9] and m.item_ids.tolist() == [1, 2]
-    dense = m.matrix.toarray()  # type: ignore[attr-defined]
+    dense = m.matrix.toarray()
     assert dense[0, 0] == pytest.approx(np.log1p(11))
     assert dense[0, 1] == 0  # an unlisted event weighs nothing
     assert dense[2, 1] == pytest.approx(np.log1p(3))

@@ -25,19 +25,40 @@ from pydantic import Field
 from raypipe.recommend.als import AlsParams, fit_als, interaction_matrix, popular_items, top_k
 from raypipe.stages.base import DatasetInput, Stage, StageContext, StageOptions, StageResult
 
-__all__ = ["AlsOptions", "AlsStage", "RECOMMENDATIONS_SCHEMA"]
+__all__ = ["AlsOptions", "AlsStage", "recommendations_schema"]
 
 logger = logging.getLogger(__name__)
 
-RECOMMENDATIONS_SCHEMA = pa.schema(
-    [
-        pa.field("player_id", pa.int64(), nullable=False),
-        pa.field("rank", pa.int32()),
-        pa.field("item_id", pa.int64()),
-        pa.field("score", pa.float32()),
-        pa.field("source", pa.string()),
-    ]
-)
+
+def recommendations_schema(user: pa.Field, item: pa.Field) -> pa.Schema:
+    """The lists' schema: the input's user and item columns (names and types kept), ``rank``,
+    ``score`` and ``source`` (``als`` or ``popular``)."""
+    return pa.schema(
+        [
+            user,
+            pa.field("rank", pa.int32()),
+            item,
+            pa.field("score", pa.float32()),
+            pa.field("source", pa.string()),
+        ]
+    )
+
+
+def _lists_table(
+    schema: pa.Schema, users: np.ndarray, items: np.ndarray, scores: np.ndarray, source: str
+) -> pa.Table:
+    """One row per (user, rank): ``items`` and ``scores`` are ``(len(users), k)``."""
+    count, width = items.shape
+    return pa.table(
+        [
+            pa.array(np.repeat(users, width), type=schema.field(0).type),
+            pa.array(np.tile(np.arange(1, width + 1, dtype=np.int32), count)),
+            pa.array(items.ravel(), type=schema.field(2).type),
+            pa.array(scores.ravel().astype(np.float32)),
+            pa.array([source] * (count * width), pa.string()),
+        ],
+        schema=schema,
+    )
 
 
 class AlsOptions(StageOptions):
@@ -61,6 +82,7 @@ class AlsOptions(StageOptions):
 
 def _write_block(
     writer: Any,
+    schema: pa.Schema,
     item_ids: np.ndarray,
     k: int,
     block: tuple[int, np.ndarray, np.ndarray, np.ndarray],
@@ -68,18 +90,7 @@ def _write_block(
     """Top-k of one block of players (their ids and factors), staged as Parquet."""
     index, user_ids, user_factors, item_factors = block
     items, scores = top_k(user_factors, item_factors, k)
-    width = items.shape[1]
-    table = pa.table(
-        {
-            "player_id": np.repeat(user_ids, width),
-            "rank": np.tile(np.arange(1, width + 1, dtype=np.int32), len(user_ids)),
-            "item_id": item_ids[items.ravel()],
-            "score": scores.ravel(),
-            "source": pa.array(["als"] * (len(user_ids) * width), pa.string()),
-        },
-        schema=RECOMMENDATIONS_SCHEMA,
-    )
-    return writer.write(table, part=index)
+    return writer.write(_lists_table(schema, user_ids, item_ids[items], scores, "als"), part=index)
 
 
 class AlsStage(Stage):
@@ -116,6 +127,9 @@ class AlsStage(Stage):
             partial(fit_als, matrix.matrix), [params], name="recommend.als_fit"
         )
         writer = DatasetWriter(context.output_url("recommendations"), storage_options=storage)
+        schema = recommendations_schema(
+            table.schema.field(options.user_column), table.schema.field(options.item_column)
+        )
         size = options.block_players
         blocks = [
             (i, matrix.user_ids[s : s + size], user_factors[s : s + size], item_factors)
@@ -125,7 +139,9 @@ class AlsStage(Stage):
         entries = [
             entry
             for result in context.executor.map(
-                partial(_write_block, writer, matrix.item_ids, k), blocks, name="recommend.top_k"
+                partial(_write_block, writer, schema, matrix.item_ids, k),
+                blocks,
+                name="recommend.top_k",
             )
             for entry in result
         ]
@@ -142,8 +158,10 @@ class AlsStage(Stage):
             cold_ids = np.setdiff1d(np.unique(players), matrix.user_ids)
             cold = len(cold_ids)
             if cold:
-                entries += writer.write(_popular_table(cold_ids, popular), part="popular")
-        manifest = writer.commit(entries, schema=RECOMMENDATIONS_SCHEMA)
+                lists = np.broadcast_to(popular, (cold, len(popular)))
+                table = _lists_table(schema, cold_ids, lists, np.zeros(lists.shape), "popular")
+                entries += writer.write(table, part="popular")
+        manifest = writer.commit(entries, schema=schema)
         model = write_artifact(
             context.output_url("model"),
             {
@@ -173,21 +191,9 @@ class AlsStage(Stage):
         )
 
 
-def _popular_table(player_ids: np.ndarray, popular: np.ndarray) -> pa.Table:
-    k = len(popular)
-    return pa.table(
-        {
-            "player_id": np.repeat(player_ids.astype(np.int64), k),
-            "rank": np.tile(np.arange(1, k + 1, dtype=np.int32), len(player_ids)),
-            "item_id": np.tile(popular.astype(np.int64), len(player_ids)),
-            "score": np.zeros(len(player_ids) * k, dtype=np.float32),
-            "source": pa.array(["popular"] * (len(player_ids) * k), pa.string()),
-        },
-        schema=RECOMMENDATIONS_SCHEMA,
-    )
-
-
 def _npy(array: np.ndarray) -> bytes:
+    if array.dtype == object:  # string ids: a fixed-width unicode array needs no pickle
+        array = array.astype(str)
     buffer = io.BytesIO()
     np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
     return buffer.getvalue()

@@ -3,7 +3,7 @@ implicit feedback (views, plays, purchases) they emit.
 
 Items (level packs, cosmetics, offers) have a latent taste vector and a popularity; players have
 a taste vector and an activity. The true affinity of player ``p`` for item ``i`` is
-``taste_p · taste_i + popularity_i``; each interaction picks an item with probability
+``2 taste_p · taste_i + popularity_i``; each interaction picks an item with probability
 ``softmax(affinity_p)`` and becomes a view, a play or a purchase (the higher the affinity, the
 deeper). ``interactions`` holds the history, ``future`` the next period (the relevance labels of
 an evaluation), ``affinity_topk`` each player's items ranked by true affinity: the best possible

@@ -135,13 +135,11 @@ def generate_spend_shard(config: SpendConfig, shard_index: int) -> dict[str, pa.
     purchases_before, spend_before = _window_spend(history, earlier, basket)
     purchases_lifetime = purchases_30d + purchases_before
     spend_lifetime = np.round(spend_30d + spend_before, 2)
-    days_since = np.where(
-        purchases_lifetime > 0,
-        np.minimum(np.ceil(history.exponential(30.0 / np.maximum(rate, 1e-3))), age),
-        np.nan,
-    )
-    days_since = np.where(purchases_30d > 0, np.minimum(days_since, 29), np.maximum(days_since, 30))
-    days_since = np.where(purchases_lifetime > 0, np.minimum(days_since, age), np.nan)
+    # Days since the last purchase: exponential in the rate, inside the window that saw it
+    # (the last 30 days if any purchase fell there, else before them); null for non-payers.
+    gap = np.ceil(history.exponential(30.0 / np.maximum(rate, 1e-3)))
+    gap = np.where(purchases_30d > 0, np.minimum(gap, 29), np.maximum(gap, 30))
+    days_since = np.where(purchases_lifetime > 0, np.minimum(gap, age), np.nan)
 
     future = shard_rng(config.seed, shard_index, FUTURE_STREAM)
     _, spend_next = _window_spend(future, rate, basket)

@@ -5,7 +5,8 @@ Input ``interactions``: one row per feedback event (user, item, and an event typ
 Optional ``players``: every player to recommend for; those without history get the most popular
 items (``source = popular``). The fit runs as one Ray task, the top-k as one task per block of
 players, each writing its Parquet files; the driver commits. Output ``model`` holds the factors
-as ``.npy`` files (no pickles) and ``params.json``.
+as ``.npy`` files (no pickles) and ``params.json``. With ``online:`` each top-k task also writes
+its players' lists to the online store (:mod:`raypipe.recommend.online`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 from collections.abc import Mapping
 from dataclasses import asdict
 from functools import partial
@@ -23,6 +25,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from raypipe.recommend.als import AlsParams, fit_als, interaction_matrix, popular_items, top_k
+from raypipe.recommend.online import OnlineTarget, store_config, write_lists
 from raypipe.stages.base import DatasetInput, Stage, StageContext, StageOptions, StageResult
 
 __all__ = ["AlsOptions", "AlsStage", "recommendations_schema"]
@@ -78,6 +81,9 @@ class AlsOptions(StageOptions):
     seed: int = Field(default=0, ge=0)
     top_k: int = Field(default=10, ge=1, le=1000)
     block_players: int = Field(default=50_000, ge=1)
+    online: OnlineTarget | None = Field(
+        default=None, description="also write each player's list to this online store"
+    )
 
 
 def _write_block(
@@ -85,12 +91,23 @@ def _write_block(
     schema: pa.Schema,
     item_ids: np.ndarray,
     k: int,
+    online: tuple[Any, str, int] | None,
     block: tuple[int, np.ndarray, np.ndarray, np.ndarray],
-) -> list[Any]:
-    """Top-k of one block of players (their ids and factors), staged as Parquet."""
+) -> tuple[list[Any], int]:
+    """Top-k of one block of players (their ids and factors), staged as Parquet and, with
+    ``online`` (store config, namespace, as-of), written to the online store."""
     index, user_ids, user_factors, item_factors = block
     items, scores = top_k(user_factors, item_factors, k)
-    return writer.write(_lists_table(schema, user_ids, item_ids[items], scores, "als"), part=index)
+    table = _lists_table(schema, user_ids, item_ids[items], scores, "als")
+    return writer.write(table, part=index), _write_online(online, schema, table)
+
+
+def _write_online(online: tuple[Any, str, int] | None, schema: pa.Schema, table: pa.Table) -> int:
+    if online is None:
+        return 0
+    config, namespace, as_of_us = online
+    columns = {"user": schema.field(0).name, "item": schema.field(2).name}
+    return write_lists(config, namespace, table, columns, as_of_us)
 
 
 class AlsStage(Stage):
@@ -136,15 +153,22 @@ class AlsStage(Stage):
             for i, s in enumerate(range(0, len(matrix.user_ids), size))
         ]
         k = min(options.top_k, len(matrix.item_ids))
-        entries = [
-            entry
-            for result in context.executor.map(
-                partial(_write_block, writer, schema, matrix.item_ids, k),
-                blocks,
-                name="recommend.top_k",
+        online = None
+        if options.online is not None:
+            # One as-of for the whole run: every list carries it, a retried task rewrites
+            # nothing, and a later run's lists replace these.
+            online = (
+                store_config(options.online, context.data_dir),
+                options.online.namespace,
+                time.time_ns() // 1_000,
             )
-            for entry in result
-        ]
+        results = context.executor.map(
+            partial(_write_block, writer, schema, matrix.item_ids, k, online),
+            blocks,
+            name="recommend.top_k",
+        )
+        entries = [entry for block_entries, _ in results for entry in block_entries]
+        written = sum(count for _, count in results)
         popular = popular_items(matrix, k)
         cold = 0
         if "players" in inputs:
@@ -159,8 +183,9 @@ class AlsStage(Stage):
             cold = len(cold_ids)
             if cold:
                 lists = np.broadcast_to(popular, (cold, len(popular)))
-                table = _lists_table(schema, cold_ids, lists, np.zeros(lists.shape), "popular")
-                entries += writer.write(table, part="popular")
+                cold_table = _lists_table(schema, cold_ids, lists, np.zeros(lists.shape), "popular")
+                entries += writer.write(cold_table, part="popular")
+                written += _write_online(online, schema, cold_table)
         manifest = writer.commit(entries, schema=schema)
         model = write_artifact(
             context.output_url("model"),
@@ -180,8 +205,16 @@ class AlsStage(Stage):
             "nonzero": int(matrix.matrix.nnz),
             "cold_start_players": cold,
             "top_k": k,
-            "popular_items": [int(i) for i in popular],
-            "online_store": "not written: raypipe.features.store does not exist in this version",
+            "popular_items": popular.tolist(),
+            "online_store": (
+                {
+                    "kind": options.online.kind,
+                    "namespace": options.online.namespace,
+                    "written": written,
+                }
+                if options.online is not None
+                else "not written (no `online:` option)"
+            ),
         }
         return StageResult(
             outputs={"recommendations": manifest, "model": model},

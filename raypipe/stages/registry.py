@@ -53,6 +53,14 @@ STAGE_KINDS: dict[str, str] = {
     "inference.score": "raypipe.inference.stage:ScoreStage",
     "monitor.report": "raypipe.monitoring.monitor_stage:MonitorReportStage",
     "federated.train": "raypipe.federated.stage:FederatedTrainStage",
+    "synth.player_spend": "raypipe.synth.spend:PlayerSpendStage",
+    "evaluate.regression": "raypipe.evaluation.regression_stage:RegressionEvalStage",
+    "synth.recommendations": "raypipe.synth.catalog:RecommendationDataStage",
+    "recommend.als": "raypipe.recommend.stage:AlsStage",
+    "evaluate.ranking": "raypipe.evaluation.ranking_stage:RankingEvalStage",
+    "synth.build_telemetry": "raypipe.synth.builds:BuildTelemetryStage",
+    "buildqa.detect": "raypipe.buildqa.stage:BuildQaStage",
+    "difficulty.simulate": "raypipe.difficulty.stage:DifficultyStage",
 }
 
 _HOW_TO_NAME = (

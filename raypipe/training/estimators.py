@@ -93,8 +93,12 @@ def xgboost_params(params: dict[str, Any], *, task: str, seed: int, nthread: int
     """XGBoost ``xgb.train`` parameters from a sampled configuration."""
     out = {key: value for key, value in params.items() if key not in {"n_estimators"}}
     out.setdefault("tree_method", "hist")
+    # A regression may name its loss in the space's `fixed` (e.g. `reg:tweedie` for spend).
+    objective = out.pop("objective", None)
+    if task == "binary" or objective is None:
+        objective = "binary:logistic" if task == "binary" else "reg:squarederror"
     out.update(
-        objective="binary:logistic" if task == "binary" else "reg:squarederror",
+        objective=objective,
         eval_metric="auc" if task == "binary" else "rmse",
         seed=seed,
         nthread=nthread,

@@ -50,6 +50,10 @@ class JobSpec(BaseModel):
     data_dir: str = "./raypipe-data"
     storage_options: dict[str, Any] = Field(default_factory=dict)
     stages: dict[str, StageSpec] = Field(min_length=1)
+    lifecycle: dict[str, Any] | None = Field(
+        default=None,
+        description="Model lifecycle policy, validated by `raypipe.tracking.policy` when used.",
+    )
 
     @field_validator("stages")
     @classmethod

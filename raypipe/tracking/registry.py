@@ -166,6 +166,7 @@ class Registry:
         reason: str,
         who: str | None = None,
         expected_previous: str | None = ANY_PREVIOUS,
+        details: dict[str, Any] | None = None,
     ) -> AuditEntry:
         """Point ``alias`` at ``version`` if nobody moved it meanwhile (see the module docstring).
 
@@ -174,6 +175,8 @@ class Registry:
         expected_previous
             The version the caller believes ``alias`` holds (``None``: unset). Default: whatever
             the head of the audit stream says when this call reads it.
+        details
+            Evidence kept in the audit entry (the lifecycle's checked conditions).
 
         Raises
         ------
@@ -203,6 +206,7 @@ class Registry:
             reason=reason,
             who=who,
             sequence=sequence + 1,
+            details=details,
         )
         self.sync_alias(name, alias)
         self._tag(name, version, alias, entry)

@@ -262,6 +262,61 @@ def audit(
         )
 
 
+@group.command("history")
+def history(
+    name: Annotated[str, typer.Argument(help="Registered model name.")],
+    serving_logs: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--serving-logs",
+            help="Request logs (partitioned Parquet; default <data-dir>/serving/requests).",
+        ),
+    ] = None,
+    alias: Annotated[str, typer.Option("--alias", help="The production alias.")] = "champion",
+    use_registry: Annotated[
+        bool,
+        typer.Option("--registry/--no-registry", help="Add each version's registry tags."),
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    data_dir: DataDir = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Which version of NAME served which traffic, when, and why it changed."""
+    from raypipe.tracking.audit import AuditLog
+    from raypipe.tracking.history import ParquetServingLogs, model_history
+    from raypipe.tracking.store import audit_path, serving_log_path
+
+    logs = ParquetServingLogs(serving_logs or serving_log_path(data_dir))
+    tags = None
+    if use_registry:
+        registry = _registry(data_dir, tracking_uri)
+        tags = lambda version: registry.version_tags(name, version)  # noqa: E731
+    story = model_history(
+        AuditLog(audit_path(data_dir)),
+        name,
+        production_alias=alias,
+        serving=logs,
+        version_tags=tags,
+    )
+    if as_json:
+        typer.echo(json.dumps(story.to_dict(), indent=2, default=str))
+        return
+    served = Table(
+        "version", "since", "until", "requests", "promoted by", "why", "replaced because"
+    )
+    for i in story.intervals:
+        served.add_row(
+            i.version, i.since, i.until or "now",
+            str(i.traffic.requests) if i.traffic else "-",
+            i.promoted_by, i.why_promoted, i.why_replaced or "-",
+        )  # fmt: skip
+    console.print(served)
+    events = Table("when", "who", "stream", "action", "version", "why")
+    for e in story.events:
+        events.add_row(e.at, e.who, e.alias, e.action, str(e.to_version or "-"), e.reason)
+    console.print(events)
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``models`` command group to ``app``."""
     app.add_typer(group, name="models")

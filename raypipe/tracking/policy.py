@@ -114,6 +114,7 @@ class ChallengerSpec(_Strict):
     """
 
     metric: str = "roc_auc"
+    train_periods: int = Field(default=3, ge=1, description="periods a retrain learns from")
     fresh_margin: float = 0.0
     replay_tolerance: float = Field(default=0.02, ge=0)
     replay_periods: int = Field(default=3, ge=0)

@@ -230,6 +230,10 @@ class WatchLoop:
         labels = self._labels(period.table)
         metric = self._metric(labels, scores) if scores is not None and labels is not None else None
         reference = self.periods.get(self.state.reference_period or "")
+        if reference is None and champion and self.state.reference_period is None:
+            # A champion promoted outside the loop: its first watched period is the baseline.
+            self._reference(period, self._metric(self._labels(period.table), scores))
+            reference = period
         firings = evaluate_triggers(
             self.policy.triggers,
             period_start=period.start,

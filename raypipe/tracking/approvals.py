@@ -25,6 +25,7 @@ __all__ = [
     "approvals_for",
     "record_approval",
     "resolve_identity",
+    "roles_of",
     "sign_token",
 ]
 

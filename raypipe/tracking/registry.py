@@ -41,7 +41,6 @@ __all__ = [
     "ANY_PREVIOUS",
     "CHALLENGER",
     "CHAMPION",
-    "ConcurrentChangeError",
     "GateDecision",
     "Registry",
     "bless",

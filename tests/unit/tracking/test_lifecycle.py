@@ -118,3 +118,12 @@ def test_identity_sources_in_order_and_signed_token(tmp_path: Path) -> None:
     assert resolve_identity(spec, {"RAYPIPE_USER": "eve"}) == "eve"
     with pytest.raises(SpecError, match="no identity source"):
         resolve_identity(IdentitySpec(sources=("env",)), {})
+
+
+def test_the_shipped_example_policy_loads() -> None:
+    policy = load_policy(Path(__file__).resolve().parents[3] / "jobs" / "churn-lifecycle.yaml")
+    assert policy.model == "churn" and policy.challenger.warm_start
+    assert [r.when for r in policy.rules("production", "retired")] == [
+        ("newer_model_available",),
+        ("performance_degraded", "approved"),
+    ]

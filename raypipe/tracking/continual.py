@@ -278,7 +278,8 @@ class WatchLoop:
         window = [self.periods[n] for n in names[-spec.train_periods :]]
         train, _ = self._split(window)
         champion = seen.champion
-        models = self.retrainer.retrain(train, champion=champion if spec.warm_start else None)
+        # Both variants are trained and recorded; the policy picks which one challenges.
+        models = self.retrainer.retrain(train, champion=champion)
         chosen = "warm" if spec.warm_start and "warm" in models else "scratch"
         older = (
             [self.periods[n] for n in names[:-1]][-spec.replay_periods :]

@@ -120,7 +120,9 @@ class ChallengerSpec(_Strict):
     replay_periods: int = Field(default=3, ge=0)
     replay_rows: int = Field(default=2000, ge=1, description="rows sampled from the replay")
     warm_start: bool = Field(
-        default=False, description="XGBoost: continue boosting the champion (xgb_model=)"
+        default=False,
+        description="XGBoost: the challenger continues boosting the champion (xgb_model=); "
+        "a retrainer that can warm-start trains both and the record compares them",
     )
 
 

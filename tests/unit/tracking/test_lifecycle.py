@@ -127,3 +127,40 @@ def test_the_shipped_example_policy_loads() -> None:
         ("newer_model_available",),
         ("performance_degraded", "approved"),
     ]
+
+
+def test_cli_approve_uses_the_configured_identity_and_completes_the_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import typer
+    from typer.testing import CliRunner
+
+    from raypipe.cli import models as models_cli
+
+    lifecycle, registry = _lifecycle(tmp_path)
+    monkeypatch.setattr(models_cli, "_registry", lambda data_dir, tracking_uri: registry)
+    v1 = registry.add_version("churn")
+    lifecycle.request(v1, "staging", GOOD, reason="trained", who="ci")
+    assert lifecycle.request(v1, "production", GOOD, reason="r", who="ci").status == "waiting"
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        "model: churn\nroles: {ml-lead: [ann]}\nidentity: {sources: [env], env_var: TEAM_USER}\n"
+    )
+    app = typer.Typer()
+    models_cli.register(app)
+    args = ["models", "approve", "churn", v1, "--to", "production", "--policy", str(policy)]
+    runner = CliRunner()
+    denied = runner.invoke(app, [*args, "--reason", "ok"], env={"TEAM_USER": "bob"})
+    assert isinstance(denied.exception, PermissionDeniedError)
+    assert lifecycle.stage_of(v1) == "staging"
+    done = runner.invoke(app, [*args, "--reason", "ok"], env={"TEAM_USER": "ann"})
+    assert done.exit_code == 0, done.output
+    assert "approved by ann" in done.output and "production: done" in done.output
+    assert lifecycle.stage_of(v1) == "production"
+    other = tmp_path / "other.yaml"
+    other.write_text("model: fraud\nroles: {ml-lead: [ann]}\n")
+    wrong = runner.invoke(app, ["models", "approve", "churn", v1, "--to", "production",
+                                "--policy", str(other), "--reason", "x"])  # fmt: skip
+    assert isinstance(wrong.exception, SpecError) and "governs model `fraud`" in str(
+        wrong.exception
+    )

@@ -239,6 +239,11 @@ def register(app: typer.Typer) -> None:
                     + (f", retrained -> {outcome.challenger}" if outcome.retrained else "")
                     + (" (cooling down)" if outcome.cooling_down else "")
                     + (f"; {outcome.transition.describe()}" if outcome.transition else "")
+                    + (
+                        f"; challenger refused: {'; '.join(outcome.challenge.reasons)}"
+                        if outcome.challenge and not outcome.challenge.passed
+                        else ""
+                    )
                 )
             if once:
                 return

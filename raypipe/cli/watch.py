@@ -19,6 +19,7 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -112,15 +113,19 @@ class JobRetrainer:
             )
         return {"scratch": after}  # a job retrains from scratch; warm start is in-process only
 
-    def register(self, model: Any, *, tags: dict[str, Any]) -> str:
+    def register(self, model: Any, *, tags: Mapping[str, Any]) -> str:
+        """The job registered the version already: only add the loop's tags."""
         from raypipe.tracking.store import retrying
 
-        for key, value in tags.items():
+        def tag(key: str, value: Any) -> None:
             retrying(
-                lambda k=key, v=value: self.registry.client.set_model_version_tag(
-                    self.model_name, model, k, str(v)
+                lambda: self.registry.client.set_model_version_tag(
+                    self.model_name, model, key, str(value)
                 )
             )
+
+        for key, value in tags.items():
+            tag(key, value)
         return str(model)
 
     def score(self, model: Any, table: pa.Table) -> np.ndarray:

@@ -312,8 +312,8 @@ class Lifecycle:
         logger.info(
             "%s version %s: %s -> %s (%s)", self.model, version, from_stage, to_stage, reason
         )
-        retire = to_stage == "production" and replaced and replaced != version
-        if retire and self.policy.rules("production", "retired"):
+        retire = to_stage == "production" and self.policy.rules("production", "retired")
+        if retire and replaced is not None and replaced != version:
             self.request(
                 replaced,
                 "retired",

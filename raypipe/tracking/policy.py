@@ -174,13 +174,16 @@ DEFAULT_TRANSITIONS = (
 )
 
 
+def _default_aliases() -> dict[Literal["staging", "production"], str]:
+    # The aliases the scoring stages already read, so a governed model keeps being served.
+    return {"staging": "challenger", "production": "champion"}
+
+
 class LifecyclePolicy(_Strict):
     """The whole ``lifecycle:`` section (or policy file)."""
 
     model: str
-    aliases: dict[Literal["staging", "production"], str] = Field(
-        default_factory=lambda: {"staging": "challenger", "production": "champion"}
-    )
+    aliases: dict[Literal["staging", "production"], str] = Field(default_factory=_default_aliases)
     sla: SlaSpec = Field(default_factory=SlaSpec)
     transitions: tuple[TransitionRule, ...] = Field(
         default_factory=lambda: tuple(TransitionRule.model_validate(r) for r in DEFAULT_TRANSITIONS)

@@ -125,7 +125,9 @@ class Registry:
         self.client = get_client(tracking_uri)
         self.audit = audit
 
-    def register(self, name: str, model_uri: str, *, run_id: str, tags: dict[str, Any]) -> str:
+    def register(
+        self, name: str, model_uri: str, *, run_id: str | None, tags: dict[str, Any]
+    ) -> str:
         """Create a new version of ``name`` from a logged model; returns the version number."""
         from mlflow.exceptions import MlflowException
 

@@ -111,7 +111,7 @@ def test_six_months_retrain_once_wait_for_approval_promote_and_tell_the_story(
         app, ["models", "history", "churn", "--no-registry", "--json", "--data-dir", data_dir]
     )
     assert result.exit_code == 0, result.output
-    story = json.loads(result.output)
+    story = json.loads(result.stdout)
     served = [(s["version"], s["promoted_by"], s["until"] is None) for s in story["served"]]
     assert served == [(first, "ann", False), (challenger, "ann", True)]
     assert "drifted" in story["served"][1]["why_promoted"]

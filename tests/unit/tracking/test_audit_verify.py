@@ -121,3 +121,23 @@ def test_entries_written_before_chaining_are_counted_not_failed(tmp_path: Path) 
     # Entry 3 still points at entry 2's old hash: re-chaining one entry shows downstream.
     assert report.unchained == 1
     assert [(p.kind, p.sequence) for p in report.problems] == [("broken-link", 3)]
+
+
+def test_the_trail_on_an_fsspec_store_verifies_and_reports_tampering() -> None:
+    import uuid
+
+    import fsspec
+
+    root = f"memory://audit-{uuid.uuid4().hex[:8]}"
+    log = AuditLog(root)
+    registry = AuditOnlyRegistry(log)
+    for n in range(3):
+        registry.promote("churn", registry.add_version("churn"), reason=f"p{n}", who="ann")
+    assert verify_audit(log).ok and verify_audit(log).entries == 3
+    fs = fsspec.filesystem("memory")
+    path = f"{root}/churn/champion/{2:010d}.json"
+    record = json.loads(fs.cat_file(path))
+    record["reason"] = "rewritten"
+    fs.pipe_file(path, json.dumps(record).encode())
+    kinds = [(p.kind, p.sequence) for p in verify_audit(log).problems]
+    assert kinds == [("edited", 2), ("broken-link", 3)]

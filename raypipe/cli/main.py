@@ -40,6 +40,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "raypipe.cli.models",
     "raypipe.cli.infer",
     "raypipe.cli.jobs",
+    "raypipe.cli.watch",
 )
 
 SetOption = Annotated[

@@ -57,6 +57,10 @@ class JobSpec(BaseModel):
         3, ge=1, le=1000, description="Committed versions each stage output keeps readable."
     )
     stages: dict[str, StageSpec] = Field(min_length=1)
+    lifecycle: dict[str, Any] | None = Field(
+        default=None,
+        description="Model lifecycle policy, validated by `raypipe.tracking.policy` when used.",
+    )
 
     @field_validator("stages")
     @classmethod

@@ -42,6 +42,7 @@ __all__ = [
     "MODEL_FILES",
     "SKLEARN_TRUSTED_TYPES",
     "LoadedModel",
+    "check_skops_types",
     "load_model",
     "load_model_blob",
     "load_sklearn_model",

@@ -26,6 +26,7 @@ __all__ = [
     "get_or_create_experiment",
     "resolve_tracking_uri",
     "retrying",
+    "serving_log_path",
 ]
 
 logger = logging.getLogger(__name__)
@@ -81,6 +82,12 @@ def audit_path(data_dir: str | None) -> str:
     if "://" in data_dir and not data_dir.startswith("file://"):
         return join_url(data_dir, "registry", "audit")
     return str(_local_dir(data_dir) / "registry" / "audit")
+
+
+def serving_log_path(data_dir: str | None) -> str:
+    """``<data_dir>/serving/requests``: where ``models history`` looks for request logs."""
+    audit = audit_path(data_dir)
+    return audit[: -len("registry/audit")] + "serving/requests"
 
 
 def artifact_root(tracking_uri: str) -> str | None:

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from raypipe.tracking.audit import AuditLog
+from raypipe.tracking.history import ParquetServingLogs, model_history
+from tests.support.registry import AuditOnlyRegistry
+
+
+def _requests(root: Path, day: str, version: str, count: int, start: dt.datetime) -> None:
+    folder = root / f"date={day}"
+    folder.mkdir(parents=True, exist_ok=True)
+    table = pa.table(
+        {
+            "model": ["churn"] * count + ["other"],
+            "model_version": [version] * count + ["9"],
+            "ts": [start + dt.timedelta(minutes=i) for i in range(count)] + [start],
+        }
+    )
+    pq.write_table(table, folder / f"part-{version}.parquet")
+
+
+def test_history_joins_promotions_with_the_traffic_each_version_served(tmp_path: Path) -> None:
+    registry = AuditOnlyRegistry(AuditLog(tmp_path / "audit"))
+    v1, v2 = registry.add_version("churn"), registry.add_version("churn")
+    registry.promote("churn", v1, reason="first model", who="ann")
+    registry.promote("churn", v2, reason="drift in m4; challenger won", who="ann")
+    logs = tmp_path / "serving"
+    _requests(logs, "2026-04-01", v1, 5, dt.datetime(2026, 4, 1))
+    _requests(logs, "2026-04-02", v2, 3, dt.datetime(2026, 4, 2))
+
+    story = model_history(registry.audit, "churn", serving=ParquetServingLogs(str(logs)))
+    assert [(i.version, i.traffic.requests if i.traffic else 0) for i in story.intervals] == [
+        (v1, 5),
+        (v2, 3),
+    ]
+    first, second = story.intervals
+    assert first.until == second.since and second.until is None
+    assert first.why_replaced == "promote: drift in m4; challenger won"
+    assert first.traffic is not None and first.traffic.first.startswith("2026-04-01 00:00")
+    # No logs yet (the serving layer has not run): history still comes from the audit trail.
+    quiet = model_history(
+        registry.audit, "churn", serving=ParquetServingLogs(str(tmp_path / "none"))
+    )
+    assert [i.traffic for i in quiet.intervals] == [None, None]

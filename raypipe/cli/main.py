@@ -39,6 +39,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "raypipe.cli.models",
     "raypipe.cli.infer",
     "raypipe.cli.jobs",
+    "raypipe.cli.serve",
 )
 
 SetOption = Annotated[

@@ -27,6 +27,7 @@ STAGE_KINDS: dict[str, str] = {
     "inference.score": "raypipe.inference.stage:ScoreStage",
     "monitor.report": "raypipe.monitoring.monitor_stage:MonitorReportStage",
     "federated.train": "raypipe.federated.stage:FederatedTrainStage",
+    "serve.deploy": "raypipe.serving.stage:DeployStage",
 }
 
 

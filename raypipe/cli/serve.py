@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -22,7 +23,7 @@ from raypipe.errors import RaypipeError, SpecError
 __all__ = ["register", "serve"]
 
 console = Console()
-COMMANDS = ("status", "stop", "switch")
+COMMANDS = ("status", "stop", "switch", "report")
 TOKEN_ENV = "RAYPIPE_SERVE_TOKEN"
 
 
@@ -116,6 +117,16 @@ def serve(
     detach: Annotated[
         bool, typer.Option("--detach", help="With --address: deploy and return.")
     ] = False,
+    labels: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option("--labels", help="`report`: Parquet file or folder of labels by entity."),
+    ] = None,
+    label_column: Annotated[str, typer.Option("--label-column", help="`report`: 0/1 column.")] = (
+        "label"
+    ),
+    threshold: Annotated[
+        float, typer.Option("--threshold", help="`report`: a score at or above it is an alert.")
+    ] = 0.5,
 ) -> None:
     """Serve a registered model over HTTP on Ray Serve (or show, stop or switch services)."""
     data_dir = _data_dir(data_dir)
@@ -125,6 +136,13 @@ def serve(
         return
     if target == "stop":
         _stop(data_dir, _one_name(rest, "stop NAME"))
+        return
+    if target == "report":
+        if not labels:
+            raise SpecError(
+                ["`report` needs `--labels`"], hint="raypipe serve report fraud --labels l.parquet"
+            )
+        _report(data_dir, _one_name(rest, "report NAME"), labels, entity, label_column, threshold)
         return
     if target == "switch":
         if len(rest) != 2:
@@ -298,6 +316,56 @@ def _switch(data_dir: str, name: str, variant: str) -> None:
     console.print(
         f"[green]switched[/] `{name}` to `{variant}` (replicas follow within their reload interval)"
     )
+
+
+def _report(
+    data_dir: str, name: str, labels: str, entity: str, label_column: str, threshold: float
+) -> None:
+    """Per-variant success and the always-valid p-value of each variant against the baseline.
+
+    Every run is one look of the mSPRT (:mod:`raypipe.serving.sequential`): run it daily and
+    stop at the first decision; the error rate holds however many looks are taken.
+    """
+    import datetime as dt
+
+    import pyarrow.dataset as ds
+
+    from raypipe.serving.record import ServiceRecord
+    from raypipe.serving.sequential import SequentialTest, variant_outcomes
+
+    record = ServiceRecord.read(data_dir, name)
+    root = os.path.join(data_dir, "serving", name, "requests")
+    if not os.path.isdir(root):
+        raise RaypipeError(f"service `{name}` has logged no requests yet (no `{root}`)")
+    log = ds.dataset(root, partitioning="hive").to_table(columns=["entity", "variant", "score"])
+    outcomes = variant_outcomes(log, ds.dataset(labels).to_table(), entity, label_column, threshold)
+    baseline = next(iter(record.variants))
+    table = Table("variant", "labelled", "success rate", "log loss", "p (always valid)", "decided")
+    today = dt.date.today().isoformat()
+    for variant, result in outcomes.items():
+        p_text, decided = "-", "-"
+        if variant != baseline and baseline in outcomes:
+            path = Path(data_dir) / "serving" / name / "tests" / f"{variant}.json"
+            test = SequentialTest.load(path, baseline, variant)
+            base = outcomes[baseline]
+            test.look(
+                today,
+                int(base["labelled"]),
+                int(base["successes"]),
+                int(result["labelled"]),
+                int(result["successes"]),
+            )
+            test.save(path)
+            p_text, decided = f"{test.p_value:.4f}", "yes" if test.decided else "not yet"
+        table.add_row(
+            variant,
+            str(int(result["labelled"])),
+            f"{result['success_rate']:.4f}",
+            f"{result['log_loss']:.4f}",
+            p_text,
+            decided,
+        )
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:

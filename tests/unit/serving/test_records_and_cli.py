@@ -108,3 +108,32 @@ def test_metrics_text_is_prometheus_exposition() -> None:
     assert 'raypipe_serve_rows_total{service="svc",replica="r1",variant="a"} 4' in text
     for line in text.splitlines():
         assert line.startswith("#") or line.rsplit(" ", 1)[1].replace(".", "").isdigit()
+
+
+def test_report_looks_once_per_run_with_always_valid_p(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from raypipe.serving.sequential import SequentialTest
+
+    ServiceRecord("svc", "http://x", 0, None, {"a": "m1", "b": "m2"}).write(str(tmp_path))
+    log = RequestLog(tmp_path / "serving" / "svc" / "requests", "r1", 10**6, 3600)
+    for i in range(400):
+        variant = "a" if i % 2 else "b"
+        score = 0.9 if (i % 4 < 2) == (variant == "b") else 0.1  # b always right, a always wrong
+        log.append(
+            log_row(1_764_590_400_000_000 + i, str(i), variant, "1", score, 1.0, 200, "{}", {})
+        )
+    log.close()
+    pq.write_table(
+        pa.table({"player_id": list(range(400)), "label": [int(i % 4 < 2) for i in range(400)]}),
+        tmp_path / "labels.parquet",
+    )
+    args = ["serve", "report", "svc", "--data-dir", str(tmp_path)]
+    args += ["--labels", str(tmp_path / "labels.parquet")]
+    assert _cli(args) == 0
+    assert _cli(args) == 0
+    out = capsys.readouterr().out
+    assert "yes" in out
+    test = SequentialTest.load(tmp_path / "serving" / "svc" / "tests" / "b.json", "a", "b")
+    assert len(test.looks) == 2 and test.looks[0].n_a == 200 and test.decided

@@ -1,9 +1,12 @@
 """Online features for request rows: one batched store read per served view, merged into rows.
 
 Request fields win over stored values of the same name: what the caller knows at request time
-(the purchase being scored) is newer than anything materialized. A value whose status is not
-``PRESENT`` (not found, or older than the view's ``max_age``) is left out, so the model sees it
-as missing, exactly as a null in batch.
+(the purchase being scored) is newer than anything materialized. With ``full_feature_names``
+a stored column ``c`` of view ``v`` is named ``v__c`` (Feast's convention), so views with the
+same column names (every streaming window has ``count``, ``sum``, ...) do not collide.
+
+A value whose status is not ``PRESENT`` (not found, or older than the view's ``max_age``) is
+left out, so the model sees it as missing, exactly as a null in batch.
 """
 
 from __future__ import annotations
@@ -38,9 +41,12 @@ class FeatureLookup:
         The served views whose columns the model may use, each with its entity key columns.
     """
 
-    def __init__(self, store: OnlineStore, views: Sequence[ServedView]) -> None:
+    def __init__(
+        self, store: OnlineStore, views: Sequence[ServedView], *, full_feature_names: bool = False
+    ) -> None:
         self.store = store
         self.views = tuple(views)
+        self.full_feature_names = full_feature_names
 
     @property
     def versions(self) -> dict[str, str]:
@@ -70,7 +76,12 @@ class FeatureLookup:
                     continue
                 statuses[index][view.name] = value.status.value
                 if value.status is Status.PRESENT and value.values:
-                    merged[index].update(value.values)
+                    if self.full_feature_names:
+                        merged[index].update(
+                            {f"{view.name}__{c}": value.values.get(c) for c in view.columns}
+                        )
+                    else:
+                        merged[index].update(value.values)
         for index, row in enumerate(rows):
             merged[index].update(row)
         return LookupResult(merged, statuses)

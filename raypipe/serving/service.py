@@ -8,6 +8,7 @@ them with one feature read per view and one model call per variant.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -69,7 +70,9 @@ class OnlineService:
         if spec.views:
             assert spec.store is not None
             views = [current_view(spec.data_dir, name) for name in spec.views]
-            self.lookup = FeatureLookup(open_store(spec.store), views)
+            self.lookup = FeatureLookup(
+                open_store(spec.store), views, full_feature_names=spec.full_feature_names
+            )
         self._versions_json = json.dumps(self.lookup.versions if self.lookup else {})
         self.router = Router(spec)
         self.guard = SloGuard(spec.traffic.slo)
@@ -87,13 +90,19 @@ class OnlineService:
 
     # -- the request path -------------------------------------------------------------------
 
-    def score(self, requests: Sequence[ParsedRequest]) -> list[dict[str, Any]]:
-        """Answer each request (one dict each: ``score`` or ``predictions``)."""
+    def score(
+        self, requests: Sequence[ParsedRequest], now: dt.datetime | None = None
+    ) -> list[dict[str, Any]]:
+        """Answer each request (one dict each: ``score`` or ``predictions``).
+
+        ``now`` is the time features are read as of (default: the clock); a replay of a
+        recorded stream passes each event's time.
+        """
         started = time.perf_counter()
         rows = [row for request in requests for row in request.rows]
         statuses: list[dict[str, str]] = [{} for _ in rows]
         if self.lookup is not None:
-            result = self.lookup.merge(rows)
+            result = self.lookup.merge(rows, now=now)
             rows, statuses = result.rows, result.statuses
             self.metrics.observe_features(statuses)
         entity = self.spec.entity

@@ -84,8 +84,9 @@ class ServiceSpec:
         ``models:/name@alias`` variant follows its alias: a promotion reloads it in place.
     entity
         The entity key every request row carries.
-    views
+    views, full_feature_names
         Served feature views (``raypipe features list``) looked up by entity; empty: none.
+        With ``full_feature_names`` their columns are named ``view__column``.
     store
         The online store holding the views.
     data_dir, tracking_uri
@@ -111,6 +112,7 @@ class ServiceSpec:
     variants: Mapping[str, str]
     entity: str = "player_id"
     views: tuple[str, ...] = ()
+    full_feature_names: bool = False
     store: StoreConfig | None = None
     data_dir: str = "./raypipe-data"
     tracking_uri: str | None = None

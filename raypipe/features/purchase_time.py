@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import polars as pl
 import pyarrow as pa
 
-from raypipe.features.store.registry import ServedView
+from raypipe.features.store.registry import ServedView, register_view
 from raypipe.features.streaming.windows import WindowSpec, batch_windows, event_micros
 from raypipe.io.dataset import read_dataset, write_dataset
 from raypipe.stages.base import DatasetInput, Stage, StageContext, StageOptions, StageResult
@@ -114,11 +114,16 @@ def window_features(purchases: pl.DataFrame) -> pl.DataFrame:
 
 
 def training_set(events: pl.DataFrame, players: pl.DataFrame, truth: pl.DataFrame) -> pl.DataFrame:
-    """Features of every purchase with its label and true probability (from ``fraud_truth``)."""
+    """Features of every purchase with its label and true probability (from ``fraud_truth``).
+
+    ``purchase_id`` numbers the purchases in time order (a key for the truth join).
+    """
     features = window_features(purchase_requests(events, players))
     labels = truth.select("player_id", "ts", "session_id", "is_fraud", "fraud_probability")
-    return features.join(labels, on=["player_id", "ts", "session_id"], how="inner").with_columns(
-        pl.col("is_fraud").cast(pl.Int8)
+    return (
+        features.join(labels, on=["player_id", "ts", "session_id"], how="inner")
+        .sort("ts", "player_id", "session_id")
+        .with_columns(pl.col("is_fraud").cast(pl.Int8), pl.int_range(pl.len()).alias("purchase_id"))
     )
 
 
@@ -127,12 +132,16 @@ class PurchaseTimeOptions(StageOptions):
 
 
 class PurchaseTimeStage(Stage):
-    """Stage kind ``features.purchase_time``: the fraud training set (see the module)."""
+    """Stage kind ``features.purchase_time``: the fraud training set and its truth.
+
+    Outputs ``training_set`` (features, ``is_fraud``, keys) and ``truth`` (``purchase_id``,
+    ``fraud_probability``, for ``train.search``'s ``truth`` input); registers the window views.
+    """
 
     kind = "features.purchase_time"
     options = PurchaseTimeOptions
     inputs: ClassVar[tuple[str, ...]] = ("events", "players", "truth")
-    outputs: ClassVar[tuple[str, ...]] = ("training_set",)
+    outputs: ClassVar[tuple[str, ...]] = ("training_set", "truth")
 
     def run(
         self, context: StageContext, inputs: Mapping[str, DatasetInput], options: Any
@@ -153,14 +162,19 @@ class PurchaseTimeStage(Stage):
             read("players", ["player_id", "country", "install_date"]),
             read("truth"),
         )
-        arrow: pa.Table = table.to_arrow()
+        # The window views are registered so a service can look them up; a stream fills them.
+        for view in window_views(inputs["events"].url):
+            register_view(context.data_dir, view, storage_options=storage)
+        arrow: pa.Table = table.drop("fraud_probability").to_arrow()
         manifest = write_dataset(context.output_url("training_set"), arrow, storage_options=storage)
+        truth: pa.Table = table.select("purchase_id", "fraud_probability").to_arrow()
+        truth_manifest = write_dataset(context.output_url("truth"), truth, storage_options=storage)
         metrics = {
             "purchases": table.height,
             "fraud_rate": round(float(table["is_fraud"].mean() or 0.0), 4),
         }
         return StageResult(
-            outputs={"training_set": manifest},
+            outputs={"training_set": manifest, "truth": truth_manifest},
             metrics=metrics,
             rows_in=inputs["events"].rows,
             rows_out=table.height,

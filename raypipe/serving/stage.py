@@ -48,6 +48,7 @@ class DeployOptions(StageOptions):
     alias: str = "champion"
     entity: str = "player_id"
     views: list[str] = Field(default_factory=list)
+    full_feature_names: bool = False
     online_path: str | None = None
     redis_url: str | None = None
     host: str = "127.0.0.1"
@@ -77,6 +78,7 @@ class DeployStage(Stage):
             variants={"champion": _model_uri(inputs, options, context.stage_name)},
             entity=options.entity,
             views=tuple(options.views),
+            full_feature_names=options.full_feature_names,
             store=_store(options, context.data_dir) if options.views else None,
             data_dir=context.data_dir,
             host=options.host,

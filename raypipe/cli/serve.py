@@ -239,11 +239,17 @@ def _run(spec: object, address: str | None, detach: bool) -> None:
     )
     try:
         serving.deploy(spec)
+        direct = serving.direct_urls(spec)
+        record = ServiceRecord(
+            record.name, record.url, record.pid, address, record.variants, direct_urls=direct
+        )
         record.write(spec.data_dir)
         console.print(
             f"[green]serving[/] `{spec.name}` at {spec.url}/predict "
             f"(health: {spec.url}/healthz, metrics: {spec.url}/metrics)"
         )
+        if direct:
+            console.print(f"replicas' own endpoints (one hop less): {', '.join(direct)}")
         if detach:
             return
         console.print("Ctrl-C or `raypipe serve stop " + spec.name + "` stops it")

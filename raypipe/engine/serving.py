@@ -37,6 +37,7 @@ __all__ = [
     "build_app",
     "delete",
     "deploy",
+    "direct_urls",
     "serve_environment",
     "status",
 ]
@@ -185,6 +186,32 @@ def status(name: str) -> str:
     """Serve's status of application ``name`` (``RUNNING``, ``DEPLOYING``, … or ``NOT_FOUND``)."""
     applications = serve.status().applications
     return str(applications[name].status.value) if name in applications else "NOT_FOUND"
+
+
+def direct_urls(spec: ServiceSpec) -> list[str]:
+    """The replicas' own HTTP endpoints (direct ingress), or ``[]`` without throughput mode.
+
+    With ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1`` every ingress replica also listens on its own
+    port, so a client can skip the proxy's hop. Serve has no public call for these ports in
+    2.60: this asks the controller as Serve's own ``get_application_urls`` does (private API,
+    hence the broad fallback). The ports change when a replica restarts.
+    """
+    try:
+        from ray.serve.context import _get_global_client
+
+        client = _get_global_client()
+        groups = ray.get(client._controller.get_target_groups.remote(spec.name), timeout=10)
+    except Exception:  # a private API: any failure means "no direct URLs"
+        return []
+    prefix = spec.route_prefix.rstrip("/")
+    urls = []
+    for group in groups:
+        if str(getattr(group.protocol, "value", group.protocol)).upper() != "HTTP":
+            continue
+        for target in group.targets:
+            if target.port != spec.port:  # the proxy's own target is not a direct one
+                urls.append(f"http://{spec.host}:{target.port}{prefix}")
+    return sorted(set(urls))
 
 
 def delete(name: str) -> None:

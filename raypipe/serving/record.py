@@ -28,7 +28,11 @@ def record_path(data_dir: str, name: str) -> Path:
 
 @dataclass(frozen=True)
 class ServiceRecord:
-    """Where service ``name`` runs and who owns it."""
+    """Where service ``name`` runs and who owns it.
+
+    ``direct_urls`` are the replicas' own ports (throughput mode): one hop less than ``url``,
+    but they change when a replica restarts, and ``url`` balances over replicas.
+    """
 
     name: str
     url: str
@@ -36,6 +40,7 @@ class ServiceRecord:
     address: str | None
     variants: dict[str, str]
     started_at: float = field(default_factory=time.time)
+    direct_urls: list[str] = field(default_factory=list)
 
     def write(self, data_dir: str) -> Path:
         path = record_path(data_dir, self.name)

@@ -96,7 +96,7 @@ class DeployStage(Stage):
 
         started = time.perf_counter()
         serving.deploy(spec)
-        ServiceRecord(spec.name, spec.url, 0, "job", dict(spec.variants)).write(spec.data_dir)
+        ServiceRecord(spec.name, spec.url, 0, None, dict(spec.variants)).write(spec.data_dir)
         metrics: dict[str, Any] = {
             "url": spec.url,
             "deploy_s": round(time.perf_counter() - started, 2),

@@ -25,7 +25,7 @@ from raypipe.features.store.registry import current_view
 from raypipe.serving.lookup import FeatureLookup
 from raypipe.serving.metrics import ServiceMetrics
 from raypipe.serving.requestlog import RequestLog, log_row
-from raypipe.serving.requests import ParsedRequest
+from raypipe.serving.requests import ParsedRequest, RequestError
 from raypipe.serving.scorer import ModelSlot, alias_resolver, registry_loader, score_rows
 from raypipe.serving.spec import ServiceSpec
 from raypipe.serving.traffic import ControlState, Router, SloGuard, control_path
@@ -110,11 +110,29 @@ class OnlineService:
         variants = self.router.assign(keys)
         scores = np.empty(len(rows), dtype=np.float64)
         versions: dict[str, str] = {}
-        for variant in dict.fromkeys(variants):
+        baseline = self.spec.baseline
+        for variant in sorted(set(variants), key=lambda v: v == baseline):  # baseline last
             model = self.slots[variant].current  # one model for the whole batch, even mid-swap
-            versions[variant] = model.version
             index = [i for i, v in enumerate(variants) if v == variant]
-            scores[index] = score_rows(model.predictor, [rows[i] for i in index])
+            try:
+                scores[index] = score_rows(model.predictor, [rows[i] for i in index])
+            except RequestError:
+                raise
+            except Exception:
+                if variant == baseline:
+                    raise
+                # A failing variant must not fail the request: its rows fall back to the
+                # baseline, and the failures count against its SLO (rollback).
+                logger.exception("variant `%s` failed; its rows go to `%s`", variant, baseline)
+                self.metrics.observe(variant, "500", 0.0, len(index))
+                for _ in index:
+                    self.guard.record(variant, False, 0.0)
+                for i in index:
+                    variants[i] = baseline
+                model = self.slots[baseline].current
+                scores[index] = score_rows(model.predictor, [rows[i] for i in index])
+                variant = baseline
+            versions[variant] = model.version
         shadow = self.router.shadow()
         shadow_scores = None
         if shadow is not None:

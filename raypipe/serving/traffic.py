@@ -148,8 +148,9 @@ class SloGuard:
 
     def breach(self, variant: str) -> str | None:
         """Why ``variant`` breaks its SLO now, or ``None``."""
-        window = self.recent.get(variant)
-        if not window or len(window) < self.slo.min_requests:
+        # A snapshot: the request path appends while the watch thread judges.
+        window = tuple(self.recent.get(variant, ()))
+        if len(window) < self.slo.min_requests:
             return None
         errors = sum(1 for ok, _ in window if not ok) / len(window)
         if errors > self.slo.max_error_rate:

@@ -127,3 +127,34 @@ def test_promotion_swaps_model_in_place_and_is_logged(
     assert sorted(log["model_version"].to_pylist()) == ["m@challenger", "m@champion"]
     assert log.schema.names[:3] == ["ts", "entity", "variant"]
     assert set(log["date"].to_pylist()) and log["code"].to_pylist() == [200, 200]
+
+
+def test_failing_variant_falls_back_then_is_rolled_back(
+    tmp_path: Path, table: pa.Table, blobs: dict[str, ModelBlob]
+) -> None:
+    from raypipe.serving.spec import SloSpec, TrafficSpec
+
+    service = OnlineService(
+        spec(
+            tmp_path,
+            variants={"champion": "m@champion", "candidate": "m@challenger"},
+            traffic=TrafficSpec(
+                "ab",
+                weights={"champion": 0.5, "candidate": 0.5},
+                slo=SloSpec(max_error_rate=0.05, window=50, min_requests=20),
+            ),
+            log_requests=False,
+        ),
+        loader=static_loader(blobs, {"m@champion": "m@champion", "m@challenger": "m@challenger"}),
+        resolver=lambda uri: None,
+    )
+    # The candidate's model breaks after it was loaded (e.g. a bad swap): its predict raises.
+    service.slots["candidate"].current.predictor.predict = lambda matrix: 1 / 0  # type: ignore[method-assign]
+    body = json.dumps({"instances": _request_rows(table.slice(0, 60))}).encode()
+    answer = service.score([parse_body(body, "player_id")])[0]
+    assert {p["variant"] for p in answer["predictions"]} == {"champion"}  # nobody saw an error
+    assert service.router.assign([str(i) for i in range(60)]).count("candidate") > 10
+    service.refresh_control()  # the watch tick: the candidate broke its error-rate SLO
+    assert "error rate" in service.router.state.disabled["candidate"]
+    assert set(service.router.assign([str(i) for i in range(60)])) == {"champion"}
+    assert "raypipe_serve_rollbacks_total" in service.metrics.render()

@@ -418,8 +418,9 @@ def main() -> None:
                 summary[f"{role}_lookup_max_rps"] = lookup["max_rps"]
                 if role == "raypipe" and "direct" in endpoints:
                     # The replica's own port: the same service without the proxy's hop.
-                    own = sweep(f"{endpoints['direct']}/direct", requests, seconds)
-                    own_lookup = sweep(f"{endpoints['lookup']}/lookup", requests, seconds)
+                    # (each URL already ends with its app's route prefix)
+                    own = sweep(endpoints["direct"], requests, seconds)
+                    own_lookup = sweep(endpoints["lookup"], requests, seconds)
                     summary[role]["replica_port"] = {"direct": own, "lookup": own_lookup}
                     summary["raypipe_replica_port_max_rps"] = own["max_rps"]
                     summary["raypipe_replica_port_p99_ms"] = own["p99_ms_at_max"]

@@ -158,3 +158,34 @@ def test_failing_variant_falls_back_then_is_rolled_back(
     assert "error rate" in service.router.state.disabled["candidate"]
     assert set(service.router.assign([str(i) for i in range(60)])) == {"champion"}
     assert "raypipe_serve_rollbacks_total" in service.metrics.render()
+
+
+def test_shadow_is_scored_and_logged_but_never_answers(
+    tmp_path: Path, table: pa.Table, blobs: dict[str, ModelBlob]
+) -> None:
+    from raypipe.serving.spec import TrafficSpec
+
+    service = OnlineService(
+        spec(
+            tmp_path,
+            variants={"champion": "m@champion", "candidate": "m@challenger"},
+            traffic=TrafficSpec("shadow", baseline="champion", candidate="candidate"),
+            log_flush_rows=10_000,
+            log_flush_s=3600,
+        ),
+        loader=static_loader(blobs, {"m@champion": "m@champion", "m@challenger": "m@challenger"}),
+        resolver=lambda uri: None,
+    )
+    rows = table.slice(0, 30).drop(["label"]).to_pylist()  # every feature in the request
+    for row in rows:
+        if math.isnan(row["amount"]):
+            row["amount"] = None
+    body = json.dumps({"instances": rows}).encode()
+    answer = service.score([parse_body(body, "player_id")])[0]
+    assert {p["variant"] for p in answer["predictions"]} == {"champion"}
+    service.close()
+    log = ds.dataset(request_log_root(service.spec), partitioning="hive").to_table()
+    shadow = Predictor(blobs["m@challenger"])(table.slice(0, 30))["score"].to_numpy()
+    assert set(log["shadow_variant"].to_pylist()) == {"candidate"}
+    np.testing.assert_allclose(log["shadow_score"].to_numpy(), shadow, rtol=1e-6)
+    assert not np.allclose(log["score"].to_numpy(), log["shadow_score"].to_numpy())

@@ -268,7 +268,7 @@ def _status(data_dir: str, name: str | None) -> None:
     from raypipe.serving.record import ServiceRecord, list_records, probe
 
     records = [ServiceRecord.read(data_dir, name)] if name else list_records(data_dir)
-    table = Table("service", "url", "state", "variants")
+    table = Table("service", "url", "state", "variants", "replica ports")
     for record in records:
         health = probe(record.url)
         state = "UP" if health else "DOWN"
@@ -276,7 +276,8 @@ def _status(data_dir: str, name: str | None) -> None:
         variants = ", ".join(
             f"{k}={v['version'] if isinstance(v, dict) else v}" for k, v in shown.items()
         )
-        table.add_row(record.name, record.url, state, variants)
+        direct = ", ".join(record.direct_urls) if health else "-"
+        table.add_row(record.name, record.url, state, variants, direct or "-")
     console.print(table)
 
 

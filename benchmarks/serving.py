@@ -16,6 +16,7 @@ Variants:
 (b) serve     a deployment written as Serve's docs show (``@serve.deployment`` class, ``async
               __call__(request)``, ``await request.json()``), Serve's default settings.
 (c) uvicorn   one uvicorn process, a starlette app with the model in memory.
+(d) raypipe without ``RAY_SERVE_THROUGHPUT_OPTIMIZED`` (through the proxy): what the flags buy.
 
 (b) and (c) do the same lookup through raypipe's SQLite store class at ``/lookup``.
 Per variant and path: closed-loop throughput, p50 and p99 at 1, 8 and 64 connections. Then, on
@@ -459,6 +460,15 @@ def main() -> None:
                     summary["failed_during_swap"] = swap["failed"]
             finally:
                 stop_server(process)
+        # What Serve's throughput flags buy raypipe: the same service without them (proxy path;
+        # without the flags there are no replica ports).
+        process = start_server("raypipe", [*server_args, "--plain-flags"], {})
+        try:
+            plain = sweep(f"http://127.0.0.1:{PORTS['raypipe']}/direct", requests, seconds)
+            summary["raypipe_without_flags"] = plain
+            summary["raypipe_without_flags_max_rps"] = plain["max_rps"]
+        finally:
+            stop_server(process)
     # Headline: the replica ports (see measure_raypipe); the proxy's figures stay beside them.
     ports = summary["raypipe"]["replica_port"]
     summary["raypipe_proxy_max_rps"] = summary["raypipe_max_rps"]

@@ -74,6 +74,10 @@ def serve(
         Optional[str],  # noqa: UP045
         typer.Option("--views", help="Served feature views to look up, comma separated."),
     ] = None,
+    full_feature_names: Annotated[
+        bool,
+        typer.Option("--full-feature-names", help="Name view columns `view__column`."),
+    ] = False,
     online_path: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option(
@@ -186,6 +190,7 @@ def serve(
         variants=variants,
         entity=entity,
         views=_split(views),
+        full_feature_names=full_feature_names,
         store=store,
         data_dir=data_dir,
         tracking_uri=tracking_uri,
@@ -286,7 +291,9 @@ def _stop(data_dir: str, name: str) -> None:
 
     record = ServiceRecord.read(data_dir, name)
     if record.pid and process_alive(record.pid):
-        os.kill(record.pid, signal.SIGTERM)  # the owner deletes the app and shuts Ray down
+        # SIGINT, as Ctrl-C: the owner deletes the app and shuts Ray down (Ray logs a stack for
+        # SIGTERM).
+        os.kill(record.pid, signal.SIGINT)
         deadline = time.monotonic() + 120
         while process_alive(record.pid) and time.monotonic() < deadline:
             time.sleep(0.5)

@@ -41,6 +41,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "raypipe.cli.infer",
     "raypipe.cli.jobs",
     "raypipe.cli.watch",
+    "raypipe.cli.serve",
 )
 
 SetOption = Annotated[

@@ -49,6 +49,7 @@ STAGE_KINDS: dict[str, str] = {
     "features.point_in_time_join": "raypipe.features.pit_stage:PitJoinStage",
     "features.discover": "raypipe.features.discover_stage:DiscoverStage",
     "features.materialize": "raypipe.features.store.stage:MaterializeStage",
+    "features.purchase_time": "raypipe.features.purchase_time:PurchaseTimeStage",
     "train.search": "raypipe.training.stage:TrainSearchStage",
     "inference.score": "raypipe.inference.stage:ScoreStage",
     "monitor.report": "raypipe.monitoring.monitor_stage:MonitorReportStage",
@@ -61,6 +62,7 @@ STAGE_KINDS: dict[str, str] = {
     "synth.build_telemetry": "raypipe.synth.builds:BuildTelemetryStage",
     "buildqa.detect": "raypipe.buildqa.stage:BuildQaStage",
     "difficulty.simulate": "raypipe.difficulty.stage:DifficultyStage",
+    "serve.deploy": "raypipe.serving.stage:DeployStage",
 }
 
 _HOW_TO_NAME = (

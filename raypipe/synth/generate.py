@@ -17,7 +17,12 @@ import numpy as np
 import pyarrow as pa
 
 from raypipe.synth.config import TelemetryConfig
-from raypipe.synth.events import EVENTS_SCHEMA, events_table
+from raypipe.synth.events import (
+    EVENTS_SCHEMA,
+    FRAUD_TRUTH_SCHEMA,
+    events_table,
+    fraud_truth_table,
+)
 from raypipe.synth.labels import (
     CHURN_LABELS_SCHEMA,
     CHURN_TRUTH_SCHEMA,
@@ -40,12 +45,13 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: The generated tables, in output order.
-TABLES = ("players", "events", "churn_labels", "churn_truth")
+TABLES = ("players", "events", "churn_labels", "churn_truth", "fraud_truth")
 SCHEMAS: Mapping[str, pa.Schema] = {
     "players": PLAYERS_SCHEMA,
     "events": EVENTS_SCHEMA,
     "churn_labels": CHURN_LABELS_SCHEMA,
     "churn_truth": CHURN_TRUTH_SCHEMA,
+    "fraud_truth": FRAUD_TRUTH_SCHEMA,
 }
 
 # Independent random streams of a shard: default_rng([seed, shard, stream]).
@@ -56,7 +62,7 @@ NULLS_STREAM = 3
 
 
 def generate_shard(config: TelemetryConfig, shard_index: int) -> dict[str, pa.Table]:
-    """Generate the four tables of one shard.
+    """Generate the tables of one shard.
 
     Parameters
     ----------
@@ -89,6 +95,7 @@ def generate_shard(config: TelemetryConfig, shard_index: int) -> dict[str, pa.Ta
         "events": events_table(config, players, simulation.rows, stream(NULLS_STREAM)),
         "churn_labels": churn_labels_table(config, players, simulation.label_window_sessions),
         "churn_truth": churn_truth_table(players, probability),
+        "fraud_truth": fraud_truth_table(config, players, simulation.rows),
     }
 
 
@@ -125,7 +132,7 @@ def run_generate(
     partition_events_by: tuple[str, ...] = (),
     storage_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Generate every shard as a task of ``executor`` and commit the four tables.
+    """Generate every shard as a task of ``executor`` and commit every table.
 
     Parameters
     ----------

@@ -269,7 +269,8 @@ def history(
         Optional[str],  # noqa: UP045
         typer.Option(
             "--serving-logs",
-            help="Request logs (partitioned Parquet; default <data-dir>/serving/requests).",
+            help="Request logs (partitioned Parquet; default <data-dir>/serving/NAME/requests, "
+            "where `raypipe serve` logs a service named after the model).",
         ),
     ] = None,
     alias: Annotated[str, typer.Option("--alias", help="The production alias.")] = "champion",
@@ -286,7 +287,7 @@ def history(
     from raypipe.tracking.history import ParquetServingLogs, model_history
     from raypipe.tracking.store import audit_path, serving_log_path
 
-    logs = ParquetServingLogs(serving_logs or serving_log_path(data_dir))
+    logs = ParquetServingLogs(serving_logs or serving_log_path(data_dir, name))
     tags = None
     if use_registry:
         registry = _registry(data_dir, tracking_uri)

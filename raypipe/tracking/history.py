@@ -8,8 +8,8 @@
 - the registry (optional): each version's tags (what it was trained on, its variant);
 - the serving logs (optional), read through the small :class:`ServingLogs` interface, which
   gives the requests each version answered. :class:`ParquetServingLogs` reads partitioned
-  Parquet request logs (columns ``model``, ``model_version`` or ``version``, and a timestamp
-  ``ts``); a serving layer with another layout supplies its own reader.
+  Parquet request logs (``raypipe serve``'s: ``model_version`` or ``version``, a timestamp ``ts``,
+  and ``model`` when one log holds several models); another layout supplies its own reader.
 """
 
 from __future__ import annotations
@@ -53,9 +53,10 @@ class ServingLogs(Protocol):
 
 class ParquetServingLogs:
     """Request logs as (hive-partitioned) Parquet under ``root``, e.g.
-    ``<data_dir>/serving/requests``; a missing folder means no traffic was logged.
+    ``<data_dir>/serving/<service>/requests``; a missing folder means no traffic was logged.
 
-    Expected columns: ``model``, ``model_version`` (or ``version``), ``ts`` (a timestamp).
+    Expected columns: ``model_version`` (or ``version``), ``ts`` (a timestamp), and ``model``
+    (optional: rows of other models are skipped when the log names them).
     """
 
     def __init__(self, root: str, storage_options: Mapping[str, Any] | None = None) -> None:

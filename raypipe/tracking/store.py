@@ -84,10 +84,11 @@ def audit_path(data_dir: str | None) -> str:
     return str(_local_dir(data_dir) / "registry" / "audit")
 
 
-def serving_log_path(data_dir: str | None) -> str:
-    """``<data_dir>/serving/requests``: where ``models history`` looks for request logs."""
+def serving_log_path(data_dir: str | None, service: str) -> str:
+    """``<data_dir>/serving/<service>/requests``: the request logs of ``raypipe serve``, whose
+    service is named after its model unless ``--name`` says otherwise."""
     audit = audit_path(data_dir)
-    return audit[: -len("registry/audit")] + "serving/requests"
+    return audit[: -len("registry/audit")] + f"serving/{service}/requests"
 
 
 def artifact_root(tracking_uri: str) -> str | None:

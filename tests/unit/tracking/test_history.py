@@ -47,3 +47,20 @@ def test_history_joins_promotions_with_the_traffic_each_version_served(tmp_path:
         registry.audit, "churn", serving=ParquetServingLogs(str(tmp_path / "none"))
     )
     assert [i.traffic for i in quiet.intervals] == [None, None]
+
+
+def test_history_counts_the_requests_raypipe_serve_logged(tmp_path) -> None:
+    """The default reader finds `raypipe serve`'s own request log and counts it per version."""
+    from raypipe.serving.requestlog import RequestLog, log_row
+    from raypipe.tracking.history import ParquetServingLogs
+    from raypipe.tracking.store import serving_log_path
+
+    root = serving_log_path(str(tmp_path), "churn")
+    log = RequestLog(root, "replica-1", flush_rows=1_000, flush_s=60.0)
+    start_us = 1_780_000_000_000_000
+    for i in range(5):
+        version = "3" if i < 2 else "4"
+        log.append(log_row(start_us + i, str(i), "champion", version, 0.5, 1.0, 200, "{}", {}))
+    log.close()
+    traffic = ParquetServingLogs(root).traffic("churn")
+    assert {v: t.requests for v, t in traffic.items()} == {"3": 2, "4": 3}

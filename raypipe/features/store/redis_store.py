@@ -3,14 +3,18 @@
 One string key per entity, ``rp:<namespace>:<entity>``, holding ``event_ts:created_ts:payload``.
 Writes run a Lua script that compares the stored ``(event_ts, created_ts)`` with the new one and
 sets the key only when the new pair is strictly greater: the comparison and the write are one
-atomic step inside Redis, for a whole batch of keys per call. A batch read is one ``MGET``.
+atomic step inside Redis, for a whole batch of keys per call. A batch read is one ``MGET`` sent
+on a connection the store holds (not checked out of redis-py's pool per call, which costs more
+than the round trip itself on loopback), under a lock so threads may share the store.
 Lua numbers are doubles, exact for microsecond timestamps (< 2**53 until the year 2255).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Sequence
+from typing import Any
 
 import redis
 
@@ -63,6 +67,8 @@ class RedisOnlineStore:
                 hint="start `redis-server` or use the SQLite online store (`kind: sqlite`)",
             ) from exc
         self._script = self._client.register_script(_COMPARE_AND_SET)
+        self._read_lock = threading.Lock()
+        self._read_connection: Any = self._client.connection_pool.get_connection()
 
     @staticmethod
     def _key(namespace: str, entity: str) -> str:
@@ -91,7 +97,7 @@ class RedisOnlineStore:
             return []
         now_us = resolve_now(now)
         age_us = max_age_micros(max_age)
-        raw = self._client.mget([self._key(namespace, e) for e in entities])
+        raw = self._read("MGET", *[self._key(namespace, e) for e in entities])
         values = []
         for entity, item in zip(entities, raw, strict=True):
             stored = None
@@ -102,5 +108,20 @@ class RedisOnlineStore:
             values.append(decode_value(entity, stored, now_us, age_us))
         return values
 
+    def _read(self, *command: str) -> Any:
+        """One read-only command on the held connection; retried once on a fresh connection
+        (a restarted server or a dropped socket), which is safe because it changes nothing."""
+        with self._read_lock:
+            connection = self._read_connection
+            try:
+                connection.send_command(*command)
+                return connection.read_response()
+            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+                connection.disconnect()
+                connection.send_command(*command)
+                return connection.read_response()
+
     def close(self) -> None:
+        with self._read_lock:
+            self._client.connection_pool.release(self._read_connection)
         self._client.close()

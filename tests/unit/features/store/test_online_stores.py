@@ -134,3 +134,24 @@ def test_any_write_order_keeps_the_newest(store: OnlineStore, writes: list, batc
         # The first write of the newest (event, created) pair wins; later equal pairs do not.
         expected = next(v for e, ts, c, v in writes if e == entity and (ts, c) == newest)
         assert value.values == {"x": expected}
+
+
+def test_redis_reads_reconnect_after_the_connection_is_dropped(
+    redis_url: str,  # noqa: F811 - fixture
+) -> None:
+    import redis
+
+    from raypipe.features.store.redis_store import RedisOnlineStore
+
+    store = RedisOnlineStore(redis_url)
+    try:
+        ns = _ns()
+        store.write(ns, [_row("1", T0, 0, 3.0)])
+        assert store.read(ns, ["1"], now=T0)[0].values == {"x": 3.0}
+        # The server drops every other client, including the connection held for reads.
+        killed = redis.Redis.from_url(redis_url).client_kill_filter(_type="normal", skipme=True)
+        assert killed >= 1
+        [value] = store.read(ns, ["1"], now=T0)
+        assert value.status is Status.PRESENT and value.values == {"x": 3.0}
+    finally:
+        store.close()

@@ -155,10 +155,15 @@ def _materialize_cmd(
         typer.Option("--address", help="Ray cluster (`auto`, `ray://host:10001`)."),
     ] = None,
 ) -> None:
-    """Write a view's newest rows since its watermark to the online store; exit 7 on SLA breach."""
+    """Write a view's newest rows since its watermark to the online store.
+
+    On an SLA breach: alert, launch the view's recompute job (if configured; once per
+    cool-down) and exit 7.
+    """
     from raypipe.cli.features import _executor
     from raypipe.features.store.freshness import FreshnessBreachError, alert, freshness_of
     from raypipe.features.store.materialize import materialize, read_state
+    from raypipe.features.store.recompute import trigger_recompute
     from raypipe.features.store.registry import current_view
 
     root = _data_dir(data_dir)
@@ -175,6 +180,13 @@ def _materialize_cmd(
     fresh = freshness_of(view, read_state(root, view))
     if fresh.breached:
         alert(fresh, webhook_url=webhook_url)
+        if view.recompute:
+            launch = trigger_recompute(root, view)
+            console.print(
+                f"[yellow]recompute[/]: {launch.reason}"
+                + (f" (pid {launch.pid}, log {launch.log_path})" if launch.pid else ""),
+                highlight=False,
+            )
         raise FreshnessBreachError(
             fresh.message(), hint="rerun the job that produces the source, or raise the SLA"
         )

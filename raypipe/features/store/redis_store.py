@@ -7,6 +7,8 @@ atomic step inside Redis, for a whole batch of keys per call. A batch read is on
 on a connection the store holds (not checked out of redis-py's pool per call, which costs more
 than the round trip itself on loopback), under a lock so threads may share the store.
 Lua numbers are doubles, exact for microsecond timestamps (< 2**53 until the year 2255).
+Keys may expire (``expire_after``: the view's max age + a margin, at ``event_ts + expire_after``)
+as a memory safety net; a key never expires while its value could still read ``PRESENT``.
 """
 
 from __future__ import annotations
@@ -32,8 +34,8 @@ __all__ = ["RedisOnlineStore"]
 _COMPARE_AND_SET = """
 local written = 0
 for i = 1, #KEYS do
-  local event_ts = tonumber(ARGV[3 * i - 2])
-  local created_ts = tonumber(ARGV[3 * i - 1])
+  local event_ts = tonumber(ARGV[4 * i - 3])
+  local created_ts = tonumber(ARGV[4 * i - 2])
   local newer = true
   local current = redis.call('GET', KEYS[i])
   if current then
@@ -43,7 +45,13 @@ for i = 1, #KEYS do
     if e > event_ts or (e == event_ts and c >= created_ts) then newer = false end
   end
   if newer then
-    redis.call('SET', KEYS[i], ARGV[3 * i - 2] .. ':' .. ARGV[3 * i - 1] .. ':' .. ARGV[3 * i])
+    local value = ARGV[4 * i - 3] .. ':' .. ARGV[4 * i - 2] .. ':' .. ARGV[4 * i - 1]
+    local expire_at_ms = tonumber(ARGV[4 * i])
+    if expire_at_ms > 0 then
+      redis.call('SET', KEYS[i], value, 'PXAT', expire_at_ms)
+    else
+      redis.call('SET', KEYS[i], value)
+    end
     written = written + 1
   end
 end
@@ -74,14 +82,25 @@ class RedisOnlineStore:
     def _key(namespace: str, entity: str) -> str:
         return f"rp:{namespace}:{entity}"
 
-    def write(self, namespace: str, rows: Sequence[OnlineRow]) -> int:
+    def write(
+        self,
+        namespace: str,
+        rows: Sequence[OnlineRow],
+        *,
+        expire_after: dt.timedelta | None = None,
+    ) -> int:
+        """Compare-and-set each row; with ``expire_after`` the key expires at ``event_ts +
+        expire_after`` (absolute, ``PXAT``), so expiry follows the value's age, not the write."""
         written = 0
+        expire_ms = None if expire_after is None else int(expire_after.total_seconds() * 1000)
         for start in range(0, len(rows), _WRITE_CHUNK):
             chunk = rows[start : start + _WRITE_CHUNK]
             keys = [self._key(namespace, r.entity) for r in chunk]
             args: list[str | int] = []
             for r in chunk:
-                args.extend((r.event_ts, r.created_ts, r.values))
+                # 0: no expiry. An expiry already past deletes the key (a row too old to serve).
+                expire_at = 0 if expire_ms is None else max(1, r.event_ts // 1000 + expire_ms)
+                args.extend((r.event_ts, r.created_ts, r.values, expire_at))
             written += int(self._script(keys=keys, args=args))
         return written
 

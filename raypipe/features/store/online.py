@@ -198,5 +198,5 @@ EXPIRY_MARGIN = dt.timedelta(days=1)
 
 
 def expiry_of(max_age_s: float | None) -> dt.timedelta | None:
-    """The key expiry for a view with ``max_age_s``: max age + :data:`EXPIRY_MARGIN` (None: never)."""
+    """Key expiry for a view with ``max_age_s``: max age + :data:`EXPIRY_MARGIN` (None: never)."""
     return None if max_age_s is None else dt.timedelta(seconds=max_age_s) + EXPIRY_MARGIN

@@ -49,6 +49,7 @@ STAGE_KINDS: dict[str, str] = {
     "features.point_in_time_join": "raypipe.features.pit_stage:PitJoinStage",
     "features.discover": "raypipe.features.discover_stage:DiscoverStage",
     "features.materialize": "raypipe.features.store.stage:MaterializeStage",
+    "features.stream": "raypipe.features.streaming.stage:StreamStage",
     "train.search": "raypipe.training.stage:TrainSearchStage",
     "inference.score": "raypipe.inference.stage:ScoreStage",
     "monitor.report": "raypipe.monitoring.monitor_stage:MonitorReportStage",

@@ -12,8 +12,9 @@ checked equal between the two systems (``equal``).
   ``python3 -m venv`` + ``pip install 'feast[redis]==0.67.0'`` when missing; override with
   ``FEAST_VENV``).
 - Streaming: ``StreamRunner`` (2 partitions in-process) over micro-batches of out-of-order events
-  (sliding 1h/10m windows, 5 min allowed lateness); events/s, late events, and the open windows
-  held at most in the first and in the second half of the stream (flat = bounded state).
+  (sliding 1h/10m windows, 5 min allowed lateness); events/s, late events, and the state rows
+  (panes) and bytes held at most in the first and in the second half of the stream (flat =
+  bounded state). ``--stream-only`` runs just this part.
 
 One redis-server (127.0.0.1, free port, no persistence) serves both systems, database 0 for
 raypipe and 1 for Feast. Latency is measured in the calling process: wall time of one read call
@@ -288,22 +289,28 @@ def run_stream(work: Path, events: int, batch: int) -> dict:
                 }
             )
         )
-    held = []
-    started = time.perf_counter()
+    held, held_bytes = [], []
+    started, cpu_started = time.perf_counter(), time.process_time()
     for frame in batches:
         runner.feed(frame)
         held.append(runner.open_windows)
+        held_bytes.append(runner.state_bytes)
     seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
     runner.finish()
     half = len(held) // 2
     return {
         "events": events,
         "events_per_s": round(events / seconds),
+        # CPU time of this process (all threads): what the stream costs on a loaded machine.
+        "events_per_cpu_s": round(events / cpu_seconds),
         "late": runner.late,
         # Flat state: the most windows held in the first and in the second half of the
         # stream are about equal however long the stream runs.
         "open_windows_max_first_half": max(held[:half] or [0]),
         "open_windows_max_second_half": max(held[half:]),
+        "state_bytes_max_first_half": max(held_bytes[:half] or [0]),
+        "state_bytes_max_second_half": max(held_bytes[half:]),
         "closed_windows": runner.closed,
     }
 
@@ -316,6 +323,10 @@ def main() -> None:
     parser.add_argument("--reads", type=int, default=2000)
     parser.add_argument("--events", type=int, default=5_000_000)
     parser.add_argument("--json", type=Path, help="write the summary here")
+    parser.add_argument(
+        "--stream-only", action="store_true", help="only the streaming part (no Feast, no Redis)"
+    )
+    parser.add_argument("--batch", type=int, help="events per streaming micro-batch")
     parser.add_argument("--feast-side", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.feast_side:
@@ -323,6 +334,16 @@ def main() -> None:
         return
     if args.quick:
         args.entities, args.versions, args.reads, args.events = 2000, 3, 300, 400_000
+    batch = args.batch or (50_000 if args.quick else 100_000)
+    if args.stream_only:
+        with tempfile.TemporaryDirectory(prefix="fs-bench-") as tmp:
+            stream = run_stream(Path(tmp), args.events, batch)
+        summary = {"stream_events_per_s": stream["events_per_s"], "stream": stream}
+        text = json.dumps(summary, indent=1)
+        print(text)
+        if args.json:
+            args.json.write_text(text)
+        return
     sample = list(range(0, args.entities, max(1, args.entities // 50)))
     with tempfile.TemporaryDirectory(prefix="fs-bench-") as tmp:
         work = Path(tmp)
@@ -339,7 +360,7 @@ def main() -> None:
             redis.terminate()
             redis.wait()
         print("stream", file=sys.stderr, flush=True)
-        stream = run_stream(work, args.events, 100_000 if not args.quick else 50_000)
+        stream = run_stream(work, args.events, batch)
     equal = ours["values"] == feast["values"] and len(ours["values"]) == len(sample)
     summary = {
         "rows": rows,

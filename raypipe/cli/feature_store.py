@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import time
 from typing import Annotated, Any, Optional
 
 import typer
@@ -155,10 +156,15 @@ def _materialize_cmd(
         typer.Option("--address", help="Ray cluster (`auto`, `ray://host:10001`)."),
     ] = None,
 ) -> None:
-    """Write a view's newest rows since its watermark to the online store; exit 7 on SLA breach."""
+    """Write a view's newest rows since its watermark to the online store.
+
+    On an SLA breach: alert, launch the view's recompute job (if configured; once per
+    cool-down) and exit 7.
+    """
     from raypipe.cli.features import _executor
     from raypipe.features.store.freshness import FreshnessBreachError, alert, freshness_of
     from raypipe.features.store.materialize import materialize, read_state
+    from raypipe.features.store.recompute import trigger_recompute
     from raypipe.features.store.registry import current_view
 
     root = _data_dir(data_dir)
@@ -175,6 +181,13 @@ def _materialize_cmd(
     fresh = freshness_of(view, read_state(root, view))
     if fresh.breached:
         alert(fresh, webhook_url=webhook_url)
+        if view.recompute:
+            launch = trigger_recompute(root, view)
+            console.print(
+                f"[yellow]recompute[/]: {launch.reason}"
+                + (f" (pid {launch.pid}, log {launch.log_path})" if launch.pid else ""),
+                highlight=False,
+            )
         raise FreshnessBreachError(
             fresh.message(), hint="rerun the job that produces the source, or raise the SLA"
         )
@@ -261,6 +274,13 @@ def _stream(
     finish: Annotated[
         bool, typer.Option("--finish", help="Close every open window at the end.")
     ] = False,
+    follow: Annotated[
+        bool,
+        typer.Option("--follow", help="Keep polling FOLDER for new files until Ctrl-C (exit 130)."),
+    ] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", help="Seconds between polls with --follow.", min=0.01)
+    ] = 1.0,
     data_dir: DataDir = None,
     redis_url: RedisUrl = None,
     sqlite_path: SqlitePath = None,
@@ -297,17 +317,43 @@ def _stream(
     store = _store(_data_dir(data_dir), redis_url, sqlite_path)
     config = StreamConfig(spec, out, partitions=partitions, store=store, namespace=namespace)
 
-    def run(backend: Any) -> StreamRunner:
-        runner = StreamRunner(config, backend)
-        files = runner.run_folder(folder)
-        if finish:
-            runner.finish()
+    if follow and finish:
+        from raypipe.errors import SpecError
+
+        raise SpecError(
+            ["`--finish` closes every window, which a followed stream never wants"],
+            hint="use `--follow` or `--finish`, not both",
+        )
+
+    def report(runner: StreamRunner, files: int) -> None:
         console.print(
             f"[green]stream[/]: {files} new file(s), {runner.events} event(s), "
             f"{runner.closed} window(s) closed, {runner.late} late, "
             f"{runner.open_windows} open",
             highlight=False,
         )
+
+    def run(backend: Any) -> StreamRunner:
+        runner = StreamRunner(config, backend)
+        files = runner.run_folder(folder)
+        if finish:
+            runner.finish()
+        report(runner, files)
+        if follow:
+            # Every batch is checkpointed after its sinks, so stopping between (or even inside)
+            # batches loses nothing: the next run resumes from the checkpoint.
+            try:
+                while True:
+                    time.sleep(interval)
+                    new = runner.run_folder(folder)
+                    files += new
+                    if new:
+                        report(runner, new)
+            except KeyboardInterrupt:
+                console.print(
+                    f"[yellow]stopped[/] at stream position {runner.position}", highlight=False
+                )
+                raise  # the CLI boundary exits 130 (and the Ray runtime shuts down on the way)
         return runner
 
     if inline:

@@ -154,7 +154,11 @@ def main(argv: list[str] | None = None) -> None:
     _register_commands()
     command = typer.main.get_command(app)
     try:
-        command.main(args=args, prog_name="raypipe", standalone_mode=False)
+        code = command.main(args=args, prog_name="raypipe", standalone_mode=False)
+        # Not standalone, typer returns (not raises) the code of `typer.Exit` and of Ctrl-C
+        # (130); a command itself returns None.
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except RaypipeError as exc:
         if debug:
             error_console.print_exception()

@@ -436,6 +436,8 @@ class _StageRunner:
     def _cached(self, stage: JobStage, fingerprint: str) -> StageRecord | None:
         if stage.name in self.options.force:
             return None
+        if getattr(stage.stage_class, "always_runs", False):
+            return None  # its input is outside raypipe (e.g. a folder files land in)
         commit = self.state.read_stage_commit(stage.name)
         if commit is None or commit.fingerprint != fingerprint:
             return None

@@ -50,6 +50,7 @@ STAGE_KINDS: dict[str, str] = {
     "features.discover": "raypipe.features.discover_stage:DiscoverStage",
     "features.materialize": "raypipe.features.store.stage:MaterializeStage",
     "features.purchase_time": "raypipe.features.purchase_time:PurchaseTimeStage",
+    "features.stream": "raypipe.features.streaming.stage:StreamStage",
     "train.search": "raypipe.training.stage:TrainSearchStage",
     "inference.score": "raypipe.inference.stage:ScoreStage",
     "monitor.report": "raypipe.monitoring.monitor_stage:MonitorReportStage",

@@ -98,3 +98,48 @@ def test_stream_actors_resume_after_a_kill(ray_runtime, tmp_path: Path) -> None:
         backend.close()
     assert ray_runner.late == runner.late > 0
     assert_frame_equal(_windows(tmp_path / "ray"), _windows(tmp_path / "inline"))
+
+
+def test_sla_breach_launches_the_recompute_job(tmp_path: Path) -> None:
+    """A stale view's recompute job really runs (`raypipe run`, its own Ray), once per cool-down."""
+    import os
+    import time
+
+    from raypipe.features.store.recompute import RecomputeSpec, trigger_recompute
+    from raypipe.features.store.registry import register_view
+
+    data_dir = tmp_path / "data"
+    job = tmp_path / "tiny.yaml"
+    job.write_text(
+        "name: tiny-recompute\n"
+        f"data_dir: {data_dir}\n"
+        "stages:\n"
+        "  telemetry:\n"
+        "    uses: synth.game_telemetry\n"
+        "    with: {players: 40, days: 2}\n"
+    )
+    spec = RecomputeSpec(str(job), "telemetry", cooldown_s=3600)
+    view, _ = register_view(
+        str(data_dir),
+        ServedView(
+            "tiny", ("player_id",), "ts", "telemetry.events", ("x",), recompute=spec.to_record()
+        ),
+    )
+    launch = trigger_recompute(str(data_dir), view)
+    assert launch.launched and launch.pid
+    deadline = time.monotonic() + 240
+    status = None
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(launch.pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.5)
+    log_text = Path(str(launch.log_path)).read_text()
+    assert status == 0, log_text
+    # The job's run record says it succeeded.
+    import json
+
+    records = [json.loads(p.read_text()) for p in data_dir.rglob("runs/*/run.json")]
+    assert [r["status"] for r in records] == ["succeeded"], log_text
+    again = trigger_recompute(str(data_dir), view)
+    assert not again.launched and again.pid == launch.pid

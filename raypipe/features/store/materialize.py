@@ -33,6 +33,7 @@ from raypipe.features.store.online import (
     OnlineRow,
     StoreConfig,
     entity_key,
+    expiry_of,
     from_micros,
     open_store,
     to_micros,
@@ -167,7 +168,7 @@ def materialize_chunk(chunk: MaterializeChunk) -> ChunkResult:
     ]
     store = open_store(chunk.store)
     try:
-        written = store.write(view.namespace, rows)
+        written = store.write(view.namespace, rows, expire_after=expiry_of(view.max_age_s))
     finally:
         store.close()
     newest = latest["_event_us"].max()

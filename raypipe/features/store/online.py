@@ -25,6 +25,7 @@ from typing import Any, Literal, Protocol
 from raypipe.errors import SpecError
 
 __all__ = [
+    "EXPIRY_MARGIN",
     "OnlineRow",
     "OnlineStore",
     "OnlineValue",
@@ -33,6 +34,7 @@ __all__ = [
     "decode_value",
     "encode_values",
     "entity_key",
+    "expiry_of",
     "from_micros",
     "max_age_micros",
     "open_store",
@@ -111,8 +113,20 @@ def decode_value(
 class OnlineStore(Protocol):
     """An online store: newest ``(event_ts, created_ts)`` wins; batch reads with status."""
 
-    def write(self, namespace: str, rows: Sequence[OnlineRow]) -> int:
-        """Write the rows newer than what is stored; returns how many were written."""
+    def write(
+        self,
+        namespace: str,
+        rows: Sequence[OnlineRow],
+        *,
+        expire_after: dt.timedelta | None = None,
+    ) -> int:
+        """Write the rows newer than what is stored; returns how many were written.
+
+        ``expire_after`` lets a store that supports it drop a row at ``event_ts +
+        expire_after`` (Redis key expiry, a memory safety net); pass at least the view's max
+        age, so a value never disappears while it could still be ``PRESENT``. Stores without
+        expiry (SQLite) keep the row.
+        """
         ...
 
     def read(
@@ -176,3 +190,13 @@ def resolve_now(now: dt.datetime | None) -> int:
 
 def max_age_micros(max_age: dt.timedelta | None) -> int | None:
     return None if max_age is None else int(max_age.total_seconds() * 1_000_000)
+
+
+#: How long past a view's max age its online rows are kept where stores expire keys: reads in
+#: that time still say ``OUTSIDE_MAX_AGE`` (with the values, for debugging), later ``NOT_FOUND``.
+EXPIRY_MARGIN = dt.timedelta(days=1)
+
+
+def expiry_of(max_age_s: float | None) -> dt.timedelta | None:
+    """Key expiry for a view with ``max_age_s``: max age + :data:`EXPIRY_MARGIN` (None: never)."""
+    return None if max_age_s is None else dt.timedelta(seconds=max_age_s) + EXPIRY_MARGIN

@@ -70,6 +70,9 @@ class ServedView:
         A read older than this returns ``OUTSIDE_MAX_AGE`` (None: values never expire).
     owner, freshness_sla_s, checks, description
         Governance metadata (not part of the version).
+    recompute
+        The job an SLA breach launches (:mod:`raypipe.features.store.recompute`): ``job``,
+        ``stage``, ``set``, ``cooldown_s``; operational metadata, not part of the version.
     """
 
     name: str
@@ -83,6 +86,7 @@ class ServedView:
     freshness_sla_s: float | None = None
     checks: tuple[Mapping[str, Any], ...] = ()
     description: str = ""
+    recompute: Mapping[str, Any] | None = None
     version: str = ""
     registered_at: str = ""
 

@@ -54,7 +54,14 @@ class SqliteOnlineStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
 
-    def write(self, namespace: str, rows: Sequence[OnlineRow]) -> int:
+    def write(
+        self,
+        namespace: str,
+        rows: Sequence[OnlineRow],
+        *,
+        expire_after: dt.timedelta | None = None,
+    ) -> int:
+        del expire_after  # rows on disk are kept; reads enforce the max age
         if not rows:
             return 0
         before = self._db.total_changes

@@ -12,10 +12,13 @@
         max_age: 30d
         freshness_sla: 2d
         webhook_url: http://alerts.internal/hook
+        recompute: {job: jobs/churn.yaml, stage: scoring_features, cooldown: 1h}
 
 The stage registers the view (a new version when its definition changed), materializes
 incrementally, and records the freshness lags in the run record's metrics. An SLA breach logs a
-warning and calls the webhook; with ``on_breach: fail`` it also fails the stage.
+warning, calls the webhook and launches the ``recompute`` job (``raypipe run JOB --force
+STAGE``, detached, at most once per ``cooldown``; see :mod:`raypipe.features.store.recompute`);
+with ``on_breach: fail`` it also fails the stage.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from raypipe.features.store.consistency import check_consistency
 from raypipe.features.store.freshness import FreshnessBreachError, alert, freshness_of
 from raypipe.features.store.materialize import materialize, read_state
 from raypipe.features.store.online import StoreConfig, open_store
+from raypipe.features.store.recompute import trigger_recompute
 from raypipe.features.store.registry import register_view, served_view_of
 from raypipe.features.views import parse_window
 from raypipe.io.dataset import write_dataset
@@ -42,7 +46,13 @@ from raypipe.stages.base import DatasetInput, Stage, StageContext, StageOptions,
 from raypipe.validation.checking import run_check
 from raypipe.validation.rules import read_rules
 
-__all__ = ["MaterializeOptions", "MaterializeStage", "OnlineOptions", "default_store"]
+__all__ = [
+    "MaterializeOptions",
+    "MaterializeStage",
+    "OnlineOptions",
+    "RecomputeOptions",
+    "default_store",
+]
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +98,31 @@ def _seconds(text: str | None, key: str) -> float | None:
     return None if delta is None else delta.total_seconds()
 
 
+class RecomputeOptions(BaseModel):
+    """The job an SLA breach launches: its spec path, the stage to rerun, overrides."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job: str
+    stage: str | None = None
+    set: list[str] = Field(default_factory=list)
+    cooldown: str = "1h"
+
+    def to_record(self) -> dict[str, Any]:
+        from pathlib import Path
+
+        from raypipe.features.store.recompute import RecomputeSpec
+
+        cooldown = _seconds(self.cooldown, "recompute.cooldown")
+        return RecomputeSpec(
+            # Absolute: the breach may be noticed from another working directory.
+            job=str(Path(self.job).expanduser().resolve()),
+            stage=self.stage,
+            overrides=tuple(self.set),
+            cooldown_s=3600.0 if cooldown is None else cooldown,
+        ).to_record()
+
+
 class MaterializeOptions(StageOptions):
     """Options of ``features.materialize`` (see the module docstring)."""
 
@@ -108,6 +143,7 @@ class MaterializeOptions(StageOptions):
     partitions: int | None = Field(None, ge=1)
     webhook_url: str | None = None
     on_breach: Literal["warn", "fail"] = "warn"
+    recompute: RecomputeOptions | None = None
     consistency_sample: int = Field(100, ge=0)
 
 
@@ -155,6 +191,7 @@ class MaterializeStage(Stage):
             description=options.description,
             freshness_sla_s=_seconds(options.freshness_sla, "freshness_sla"),
             checks=tuple(options.checks),
+            recompute=options.recompute.to_record() if options.recompute else None,
         )
         quality: dict[str, Any] = {}
         if options.checks:
@@ -190,12 +227,16 @@ class MaterializeStage(Stage):
             storage_options=storage,
         )
         freshness = freshness_of(view, read_state(context.data_dir, view, storage))
+        recompute: dict[str, Any] = {}
         if freshness.breached:
             alert(
                 freshness,
                 webhook_url=options.webhook_url,
                 extra={"stage": context.stage_name, "run_id": context.run_id},
             )
+            if view.recompute:
+                launch = trigger_recompute(context.data_dir, view, storage_options=storage)
+                recompute = launch.metrics()
             if options.on_breach == "fail":
                 raise FreshnessBreachError(
                     freshness.message(),
@@ -253,6 +294,7 @@ class MaterializeStage(Stage):
             **freshness.metrics(),
             **consistency,
             **quality,
+            **recompute,
         }
         return StageResult(
             outputs={"materialization": manifest},

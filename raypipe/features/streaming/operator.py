@@ -7,7 +7,7 @@ partition) and, per micro-batch, writes
   online store is configured, the newest closed window per entity into it (conflict rule:
   newest window end wins); with ``early_results`` also the open windows' results so far;
 * the late events to ``<out>/late/partition=P/batch-<position>.parquet`` (never dropped);
-* then its checkpoint ``<out>/checkpoints/partition-P.json`` (state + stream position).
+* then its checkpoint ``<out>/checkpoints/partition-P.arrow`` (state + stream position).
 
 Sink files are named by the stream position and written atomically, and online writes obey the
 store's conflict rule, so replaying a batch after a crash (the checkpoint is written last)
@@ -69,6 +69,7 @@ class PartitionReport:
     closed: int
     late: int
     open_windows: int
+    state_bytes: int = 0
 
 
 def _write_parquet(url: str, frame: pl.DataFrame) -> None:
@@ -84,11 +85,11 @@ class PartitionOperator:
     def __init__(self, config: StreamConfig, partition: int) -> None:
         self.config = config
         self.partition = partition
-        self._checkpoint = join_url(config.out_url, "checkpoints", f"partition-{partition}.json")
+        self._checkpoint = join_url(config.out_url, "checkpoints", f"partition-{partition}.arrow")
         fs, path = resolve_fs(self._checkpoint)
         if fs.exists(path):
             with fs.open(path, "rb") as handle:
-                self.state = WindowState.from_json(config.spec, handle.read().decode())
+                self.state = WindowState.from_bytes(config.spec, handle.read())
             log.info("stream partition %d resumed at position %d", partition, self.state.position)
         else:
             self.state = WindowState(config.spec)
@@ -117,6 +118,7 @@ class PartitionOperator:
             closed.height,
             late.height,
             self.state.open_windows,
+            self.state.state_bytes,
         )
 
     def flush(self, position: int) -> PartitionReport:
@@ -168,7 +170,7 @@ class PartitionOperator:
 
     def _save(self) -> None:
         fs, path = resolve_fs(self._checkpoint)
-        write_bytes_atomic(fs, path, self.state.to_json().encode())
+        write_bytes_atomic(fs, path, self.state.to_bytes())
 
 
 class StreamBackend(Protocol):
@@ -225,6 +227,7 @@ class StreamRunner:
         self.newest = None if self.position < 0 else watermark + config.spec.allowed_lateness
         self.events = self.late = self.closed = 0
         self.open_windows = 0
+        self.state_bytes = 0
 
     def split(self, events: pl.DataFrame) -> list[pl.DataFrame]:
         """The parts of ``events`` per partition (hash of the entity key)."""
@@ -277,3 +280,4 @@ class StreamRunner:
         self.late += sum(r.late for r in reports)
         self.closed += sum(r.closed for r in reports)
         self.open_windows = sum(r.open_windows for r in reports)
+        self.state_bytes = sum(r.state_bytes for r in reports)

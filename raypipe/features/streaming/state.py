@@ -1,33 +1,42 @@
 """Incremental windows: the state of one stream partition, fed micro-batch by micro-batch.
 
-:class:`WindowState` is plain Python (the functional core); the engine runs one per entity-hash
-partition inside a Ray actor (:mod:`raypipe.engine.streaming`). Each call of :meth:`process`:
+:class:`WindowState` is the functional core; the engine runs one per entity-hash partition inside
+a Ray actor (:mod:`raypipe.engine.streaming`). Everything is vectorized (polars): no Python runs
+per event or per window. Each call of :meth:`process`:
 
 1. splits the batch into **late** events (``ts <= watermark``, the watermark *before* this
    batch) and on-time ones; late events are returned, never dropped;
-2. reduces the on-time events to per-window partials (:func:`window_partials`, vectorized) and
-   merges them into the open windows (sessions that touch merge);
+2. reduces the on-time events to partial aggregates and merges them into the state table with
+   one group-by;
 3. moves the watermark to ``max_event_ts - allowed_lateness`` (the caller passes the newest
    event time of the *whole* stream, so every partition has the same watermark and lateness
    does not depend on how many partitions there are) and closes the windows whose end is at or
    before it, returning their final rows.
 
+The state is one table. For tumbling and sliding windows it holds **panes** (tiles): the
+aggregates per ``(key, pane start)`` over ``slide``-wide slices of time. A window is the union
+of its ``size / slide`` panes, so an event is added once (not once per window it belongs to)
+and the windows are assembled from panes only when they close (or for early results); a pane is
+dropped once the last window containing it (the one starting at the pane) has closed. For
+sessions the table holds the open sessions; a batch's sessions merge with them by an interval
+merge (sorted by start, a new session where the start passes every earlier end of the key).
+
 An on-time event (``ts > watermark``) can only fall into windows ending after the watermark,
 which are all still open, so it is counted exactly once; that is why incremental results equal
-the batch recompute over the on-time events. Memory holds only open windows: it is bounded by
-keys x (size / slide) for sliding windows, not by the length of the stream.
+the batch recompute over the on-time events. Memory holds only open panes / sessions: bounded by
+keys x (size / slide + panes of allowed lateness), not by the length of the stream.
 
-:meth:`to_json` / :meth:`from_json` checkpoint the state together with the stream position (the
-sequence number of the last processed batch), so a restarted partition skips what it has seen.
+:meth:`to_bytes` / :meth:`from_bytes` checkpoint the state together with the stream position
+(the sequence number of the last processed batch) as one Arrow IPC file, so a restarted
+partition skips what it has seen.
 """
 
 from __future__ import annotations
 
-import json
-import math
-from typing import Any
+import io
 
 import polars as pl
+import pyarrow as pa
 
 from raypipe.features.streaming.windows import WindowSpec, event_micros, finish, window_partials
 
@@ -43,36 +52,34 @@ _SCHEMA = {
     "min": pl.Float64,
     "max": pl.Float64,
 }
-# Accumulator layout: [end, count, sum, min, max]
-_END, _COUNT, _SUM, _MIN, _MAX = range(5)
-
-
-def _merge(into: list[float], other: list[float]) -> None:
-    into[_END] = max(into[_END], other[_END])
-    into[_COUNT] += other[_COUNT]
-    into[_SUM] += other[_SUM]
-    into[_MIN] = min(into[_MIN], other[_MIN])
-    into[_MAX] = max(into[_MAX], other[_MAX])
+_COLUMNS = tuple(_SCHEMA)
+_COMBINE = (
+    pl.col("count").sum(),
+    pl.col("sum").sum(),
+    pl.col("min").min(),
+    pl.col("max").max(),
+)
 
 
 class WindowState:
-    """Open windows of one partition (integer entity keys), its watermark and its position."""
+    """Open panes or sessions of one partition (integer entity keys), its watermark, position."""
 
     def __init__(self, spec: WindowSpec) -> None:
         self.spec = spec
         self.watermark = _NO_WATERMARK
         self.position = -1
-        # Sessions merge with each other, so they live in a dict:
-        # key -> {start: [end, count, sum, min, max]}.
-        self.windows: dict[Any, dict[int, list[float]]] = {}
-        # Tumbling and sliding windows never merge: one table, merged with a group-by per
-        # batch (vectorized; the per-event cost does not grow with the number of keys).
+        # Panes (tumbling/sliding: ``end`` is the pane's end) or sessions.
         self.table = pl.DataFrame(schema=_SCHEMA)
 
     @property
     def open_windows(self) -> int:
-        """How many windows are held (the state's size)."""
-        return self.table.height + sum(len(w) for w in self.windows.values())
+        """How many rows the state holds (panes, or sessions): its size."""
+        return self.table.height
+
+    @property
+    def state_bytes(self) -> int:
+        """Estimated memory of the state table in bytes."""
+        return int(self.table.estimated_size())
 
     def process(
         self, events: pl.DataFrame, max_event_ts: int | None, position: int
@@ -86,118 +93,141 @@ class WindowState:
             return self._empty_closed(), events.clear()
         late = events.clear()
         if events.height:
-            ts = event_micros(events, self.spec.timestamp)
-            is_late = ts <= self.watermark
-            late = events.filter(is_late)
-            self._add(window_partials(events.filter(~is_late), self.spec))
+            is_late = event_micros(events, self.spec.timestamp) <= self.watermark
+            flags = events.select(is_late.alias("_late")).to_series()
+            if flags.any():
+                late = events.filter(flags)
+                events = events.filter(~flags)
+            self._add(events)
         closed = self.advance(max_event_ts)
         self.position = position
         return closed, late
 
-    def _add(self, partials: pl.DataFrame) -> None:
-        columns = ("key", "start", "end", "count", "sum", "min", "max")
-        if self.spec.kind != "session":
-            both = pl.concat([self.table, partials.select(columns).cast(_SCHEMA)])
-            self.table = (
-                both.group_by("key", "start")
-                .agg(
-                    pl.col("end").first(),
-                    pl.col("count").sum(),
-                    pl.col("sum").sum(),
-                    pl.col("min").min(),
-                    pl.col("max").max(),
-                )
-                .select(columns)
-            )
+    def _add(self, events: pl.DataFrame) -> None:
+        if not events.height:
             return
-        for key, start, end, count, total, low, high in partials.select(columns).iter_rows():
-            new = [end, count, total, low, high]
-            windows = self.windows.setdefault(key, {})
-            # A session merges with every open session it overlaps or touches, until none is
-            # left that touches the grown session.
-            while True:
-                touching = [
-                    s for s, acc in windows.items() if s <= new[_END] and start <= acc[_END]
-                ]
-                if not touching:
-                    break
-                for other_start in touching:
-                    _merge(new, windows.pop(other_start))
-                    start = min(start, other_start)
-            windows[start] = new
+        if self.spec.kind == "session":
+            partials = window_partials(events, self.spec).select(_COLUMNS).cast(_SCHEMA)
+            self.table = _merge_sessions(pl.concat([self.table, partials]))
+            return
+        step = self.spec.step
+        ts = event_micros(events, self.spec.timestamp)
+        panes = (
+            events.select(
+                pl.col(self.spec.key).cast(pl.Int64).alias("key"),
+                (ts - ts.mod(step)).alias("start"),
+                pl.col(self.spec.value).cast(pl.Float64).alias("_v"),
+            )
+            .group_by("key", "start")
+            .agg(
+                pl.len().cast(pl.Int64).alias("count"),
+                pl.col("_v").sum().alias("sum"),
+                pl.col("_v").min().alias("min"),
+                pl.col("_v").max().alias("max"),
+            )
+            .with_columns((pl.col("start") + step).alias("end"))
+            .select(_COLUMNS)
+        )
+        self.table = (
+            pl.concat([self.table, panes])
+            .group_by("key", "start")
+            .agg(pl.col("end").first(), *_COMBINE)
+            .select(_COLUMNS)
+        )
 
     def advance(self, max_event_ts: int | None) -> pl.DataFrame:
         """Move the watermark to ``max_event_ts - allowed_lateness``; return windows it closed."""
+        before = self.watermark
         if max_event_ts is not None:
             self.watermark = max(self.watermark, max_event_ts - self.spec.allowed_lateness)
-        return self._close(lambda end: end <= self.watermark)
+        if self.spec.kind == "session":
+            done = pl.col("end") <= self.watermark
+            closed = self.table.filter(done)
+            self.table = self.table.filter(~done)
+            return finish(closed)
+        if self.watermark == before:
+            return self._empty_closed()
+        closed = self._windows(after=before, upto=self.watermark)
+        # The last window holding a pane starts at the pane: once it closed, the pane is done.
+        self.table = self.table.filter(pl.col("start") + self.spec.size > self.watermark)
+        return closed
 
     def flush(self) -> pl.DataFrame:
         """Close every open window (end of a finite stream)."""
-        return self._close(lambda end: True)
+        if self.spec.kind == "session":
+            closed = finish(self.table)
+        else:
+            closed = self._windows(after=self.watermark, upto=None)
+        self.table = self.table.clear()
+        return closed
 
     def early(self) -> pl.DataFrame:
         """The open windows' results so far (speculative: they may still grow); state unchanged."""
-        if self.spec.kind != "session":
+        if self.spec.kind == "session":
             return finish(self.table)
-        rows = [
-            (key, start, int(acc[_END]), int(acc[_COUNT]), acc[_SUM], acc[_MIN], acc[_MAX])
-            for key, windows in self.windows.items()
-            for start, acc in windows.items()
-        ]
-        return finish(pl.DataFrame(rows, schema=_SCHEMA, orient="row"))
+        return self._windows(after=self.watermark, upto=None)
 
-    def _close(self, done: Any) -> pl.DataFrame:
-        if self.spec.kind != "session":
-            is_done = done(pl.col("end"))
-            if not isinstance(is_done, pl.Expr):
-                is_done = pl.lit(is_done)
-            closed = self.table.filter(is_done)
-            self.table = self.table.filter(~is_done)
-            return finish(closed)
-        rows = []
-        for key in list(self.windows):
-            windows = self.windows[key]
-            for start in [s for s, acc in windows.items() if done(acc[_END])]:
-                end, count, total, low, high = windows.pop(start)
-                rows.append((key, start, int(end), int(count), total, low, high))
-            if not windows:
-                del self.windows[key]
-        if not rows:
-            return self._empty_closed()
-        frame = pl.DataFrame(rows, schema=_SCHEMA, orient="row")
-        return finish(frame)
+    def _windows(self, *, after: int, upto: int | None) -> pl.DataFrame:
+        """Windows (from panes) whose end is in ``(after, upto]`` (``upto=None``: no bound)."""
+        size, step = self.spec.size, self.spec.step
+        panes = self.table
+        # Pane p is in the windows starting at p - k * step, k = 0 .. size/step - 1; only the
+        # k whose window end p - k * step + size lies in (after, upto] are generated.
+        reach = pl.col("start") + size
+        k_high = pl.min_horizontal((reach - after - 1) // step, pl.lit(size // step - 1))
+        k_low = pl.lit(0, dtype=pl.Int64)
+        if upto is not None:
+            panes = panes.filter(pl.col("start") < upto)  # a pane at or after upto ends later
+            k_low = pl.max_horizontal(-((upto - reach) // step), k_low)  # ceil division
+        windows = (
+            panes.with_columns(
+                pl.col("start") - pl.int_ranges(k_low, k_high + 1, dtype=pl.Int64) * step
+            )
+            .explode("start")
+            .drop_nulls("start")
+            .group_by("key", "start")
+            .agg(*_COMBINE)
+            .with_columns((pl.col("start") + size).alias("end"))
+        )
+        return finish(windows.select(_COLUMNS))
 
     def _empty_closed(self) -> pl.DataFrame:
         return finish(pl.DataFrame(schema=_SCHEMA))
 
     # -- checkpoints -----------------------------------------------------------------------
 
-    def to_json(self) -> str:
-        """The state and stream position as JSON (keys and window starts as text)."""
-        document = {
-            "watermark": self.watermark,
-            "position": self.position,
-            "table": self.table.to_dict(as_series=False),
-            "windows": {
-                str(k): {
-                    str(s): [None if isinstance(v, float) and math.isnan(v) else v for v in acc]
-                    for s, acc in w.items()
-                }
-                for k, w in self.windows.items()
-            },
-        }
-        return json.dumps(document, separators=(",", ":"))
+    def to_bytes(self) -> bytes:
+        """The state and stream position as one Arrow IPC file (position in the metadata)."""
+        table = self.table.to_arrow().replace_schema_metadata(
+            {"watermark": str(self.watermark), "position": str(self.position)}
+        )
+        sink = io.BytesIO()
+        with pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+        return sink.getvalue()
 
     @classmethod
-    def from_json(cls, spec: WindowSpec, text: str) -> WindowState:
-        document = json.loads(text)
+    def from_bytes(cls, spec: WindowSpec, data: bytes) -> WindowState:
+        """The state written by :meth:`to_bytes`."""
+        table = pa.ipc.open_file(pa.BufferReader(data)).read_all()
+        metadata = table.schema.metadata or {}
         state = cls(spec)
-        state.watermark = int(document["watermark"])
-        state.position = int(document["position"])
-        state.table = pl.DataFrame(document["table"], schema=_SCHEMA)
-        state.windows = {
-            int(k): {int(s): [math.nan if v is None else v for v in acc] for s, acc in w.items()}
-            for k, w in document["windows"].items()
-        }
+        state.watermark = int(metadata[b"watermark"])
+        state.position = int(metadata[b"position"])
+        frame = pl.from_arrow(table.replace_schema_metadata(None))
+        assert isinstance(frame, pl.DataFrame)
+        state.table = frame.cast(_SCHEMA)
         return state
+
+
+def _merge_sessions(sessions: pl.DataFrame) -> pl.DataFrame:
+    """Merge sessions of a key that overlap or touch (``start <= end`` of an earlier one)."""
+    ordered = sessions.sort("key", "start")
+    reach = pl.col("end").cum_max().shift(1).over("key")
+    new = reach.is_null() | (pl.col("start") > reach)
+    return (
+        ordered.with_columns(new.cum_sum().alias("_session"))
+        .group_by("key", "_session")
+        .agg(pl.col("start").min(), pl.col("end").max(), *_COMBINE)
+        .select(_COLUMNS)
+    )

@@ -177,3 +177,55 @@ def test_stream_command_processes_landed_files_once(
     online = open_store(StoreConfig("sqlite", path=str(tmp_path / "data/online/online.sqlite")))
     [value] = online.read("stream", ["1"])
     assert value.values is not None and value.values["start"] == 10_000_000
+
+
+def test_stream_follow_polls_until_ctrl_c_and_exits_130(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import polars as pl
+
+    landing, out = tmp_path / "landing", tmp_path / "out"
+    landing.mkdir()
+
+    def land(name: str, seconds: list[int]) -> None:
+        ts = [dt.datetime(1970, 1, 1, 0, 0, s) for s in seconds]
+        frame = pl.DataFrame({"player_id": [1] * len(ts), "ts": ts, "amount": [1.0] * len(ts)})
+        frame.write_parquet(landing / f".{name}")
+        os.replace(landing / f".{name}", landing / name)  # lands whole
+
+    def wait_for(pattern: str) -> None:
+        deadline = time.monotonic() + 120
+        while not list(out.glob(pattern)):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, f"{pattern} never appeared"
+            time.sleep(0.1)
+
+    land("0001.parquet", [1, 12])
+    command = [sys.executable, "-c", "from raypipe.cli.main import main; main()"]
+    args = ["features", "stream", str(landing), "--out", str(out), "--kind", "tumbling"]
+    args += ["--key", "player_id", "--value", "amount", "--size", "10s", "--follow"]
+    args += ["--interval", "0.1", "--data-dir", str(tmp_path / "data"), "--inline"]
+    process = subprocess.Popen(
+        [*command, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    try:
+        wait_for("checkpoints/partition-*.arrow")
+        land("0002.parquet", [25])  # watermark 25s closes [10s, 20s): found by a later poll
+        wait_for("windows/*/batch-000000000001.parquet")
+        time.sleep(1.0)  # its checkpoint follows the window file
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, output
+    assert "stopped at stream position 1" in output
+    assert "Traceback" not in output

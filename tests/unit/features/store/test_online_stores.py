@@ -134,3 +134,66 @@ def test_any_write_order_keeps_the_newest(store: OnlineStore, writes: list, batc
         # The first write of the newest (event, created) pair wins; later equal pairs do not.
         expected = next(v for e, ts, c, v in writes if e == entity and (ts, c) == newest)
         assert value.values == {"x": expected}
+
+
+def test_redis_reads_reconnect_after_the_connection_is_dropped(
+    redis_url: str,  # noqa: F811 - fixture
+) -> None:
+    import redis
+
+    from raypipe.features.store.redis_store import RedisOnlineStore
+
+    store = RedisOnlineStore(redis_url)
+    try:
+        ns = _ns()
+        store.write(ns, [_row("1", T0, 0, 3.0)])
+        assert store.read(ns, ["1"], now=T0)[0].values == {"x": 3.0}
+        # The server drops every other client, including the connection held for reads.
+        killed = redis.Redis.from_url(redis_url).client_kill_filter(_type="normal", skipme=True)
+        assert killed >= 1
+        [value] = store.read(ns, ["1"], now=T0)
+        assert value.status is Status.PRESENT and value.values == {"x": 3.0}
+    finally:
+        store.close()
+
+
+def test_redis_keys_expire_at_event_time_plus_expiry_and_never_while_present(
+    redis_url: str,  # noqa: F811 - fixture
+) -> None:
+    import redis
+
+    from raypipe.features.store.online import EXPIRY_MARGIN, expiry_of
+
+    store = open_store(StoreConfig("redis", url=redis_url))
+    client = redis.Redis.from_url(redis_url)
+    try:
+        ns = _ns()
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        max_age = dt.timedelta(hours=1)
+        expiry = expiry_of(max_age.total_seconds())
+        assert expiry == max_age + EXPIRY_MARGIN
+        fresh, stale, gone = now, now - max_age * 2, now - max_age - EXPIRY_MARGIN * 2
+        rows = [_row("fresh", fresh, 0, 1.0), _row("stale", stale, 0, 2.0)]
+        rows.append(_row("gone", gone, 0, 3.0))
+        store.write(ns, rows, expire_after=expiry)
+        expire_ms = client.pexpiretime(f"rp:{ns}:fresh")
+        assert expire_ms == int((fresh + expiry).timestamp() * 1000)
+        statuses = [v.status for v in store.read(ns, ["fresh", "stale", "gone"], max_age=max_age)]
+        # Present values are kept; past max age still readable (status says so) until the
+        # margin has passed too, then the key is gone.
+        assert statuses == [Status.PRESENT, Status.OUTSIDE_MAX_AGE, Status.NOT_FOUND]
+        store.write(ns, [_row("plain", now, 0, 4.0)])
+        assert client.pttl(f"rp:{ns}:plain") == -1  # no expiry asked: none set
+    finally:
+        store.close()
+
+
+def test_sqlite_keeps_rows_whatever_the_expiry(tmp_path) -> None:
+    store = open_store(StoreConfig("sqlite", path=str(tmp_path / "o.sqlite")))
+    try:
+        old = T0 - dt.timedelta(days=400)
+        store.write("ns", [_row("1", old, 0, 1.0)], expire_after=dt.timedelta(seconds=1))
+        [value] = store.read("ns", ["1"], max_age=dt.timedelta(days=1), now=T0)
+        assert value.status is Status.OUTSIDE_MAX_AGE
+    finally:
+        store.close()

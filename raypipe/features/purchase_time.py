@@ -32,6 +32,7 @@ __all__ = [
     "REQUEST_FIELDS",
     "WINDOWS",
     "WINDOW_COLUMNS",
+    "PurchaseTimeOptions",
     "PurchaseTimeStage",
     "feature_names",
     "purchase_requests",

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from raypipe.driver.record import RunRecord, StageRecord, StageStatus
 from raypipe.errors import DataError
 from raypipe.io.fs import join_url, resolve_fs, write_bytes_atomic
+from raypipe.redaction import redact_record
 from raypipe.stages.base import job_data_url
 
 __all__ = ["DriverState", "new_run_id"]
@@ -91,7 +92,9 @@ class DriverState:
         return None
 
     def write_stage_commit(self, record: StageRecord) -> None:
-        self._write_atomic(self.stage_url(record.name), json.dumps(asdict(record)).encode())
+        # A record a person may read: an error text or a metric may name a URL with a password.
+        text = json.dumps(redact_record(asdict(record)), default=str)
+        self._write_atomic(self.stage_url(record.name), text.encode())
 
     def read_stage_commit(self, stage: str) -> StageRecord | None:
         try:

@@ -67,6 +67,14 @@ def infer(
         bool,
         typer.Option("--allow-empty", help="Commit an empty output when INPUT has no rows."),
     ] = False,
+    allow_pickle: Annotated[
+        bool,
+        typer.Option(
+            "--allow-pickle",
+            help="Load a legacy pickle version of a `models:/` model (it runs code when "
+            "loaded; only the registry's own checksummed versions, never a file).",
+        ),
+    ] = False,
 ) -> None:
     """Score every row of INPUT with MODEL into OUTPUT, exactly once, on Ray."""
     from raypipe.engine.runtime import RayRuntime, RuntimeOptions
@@ -91,7 +99,8 @@ def infer(
 
     require_writable(output_url, "--output")
     ensure_writable_dataset(output_url)  # before Ray starts: never mix into a user's folder
-    blob = read_model(model, tracking_uri=tracking_uri)
+    # Without the flag, RAYPIPE_ALLOW_PICKLE=1 still opts in (None: the environment decides).
+    blob = read_model(model, tracking_uri=tracking_uri, allow_pickle=allow_pickle or None)
     # Loaded once here too, so a file that is not a model fails before Ray starts.
     Predictor(blob)
     if not _has_rows(input_url, skip_unreadable=on_bad_file == "quarantine"):

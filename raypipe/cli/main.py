@@ -108,6 +108,21 @@ def _configure_logging(debug: bool) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger("raypipe").setLevel(level)
+    # Ray warns on every local start that it turned token authentication on by default (the
+    # safe setting raypipe keeps): nothing a user can act on, so that one line is dropped.
+    ray_auth = logging.getLogger(_RAY_TOKEN_AUTH_LOGGER)
+    if not any(isinstance(f, _RayTokenAuthEnabledFilter) for f in ray_auth.filters):
+        ray_auth.addFilter(_RayTokenAuthEnabledFilter())
+
+
+_RAY_TOKEN_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+class _RayTokenAuthEnabledFilter(logging.Filter):
+    """Drops Ray's "Token authentication is enabled for this Ray cluster" notice, only that."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled")
 
 
 def render_error(exc: RaypipeError, *, debug: bool) -> None:

@@ -26,7 +26,7 @@ from raypipe.driver.heartbeat import HEARTBEAT_S, beat, live_driver
 from raypipe.driver.record import OutputRecord, RunRecord, StageRecord, StageStatus
 from raypipe.driver.state import DriverState, new_run_id
 from raypipe.errors import DataError, RaypipeError, RunInterruptedError, StageError
-from raypipe.io.lease import hold_dataset_leases
+from raypipe.io.lease import DatasetLease, hold_dataset_leases
 from raypipe.io.manifest import pinned_manifests, read_manifest
 from raypipe.spec.job import Job, JobStage
 from raypipe.stages.base import CancelToken, DatasetInput, Executor, StageContext
@@ -160,19 +160,22 @@ def run_job(
     observer = observer or _SilentObserver()
     token = cancel_token or CancelToken()
     state = DriverState(job.data_dir, job.name, job.storage_options)
-    record = _start_record(job, state, options)
-    runner = _StageRunner(
-        job, state, record, make_executor, driver_node_id, options, observer, token
-    )
-    started = time.perf_counter()
-    errors = runner.run_all()
-    record.seconds = round(record.seconds + time.perf_counter() - started, 3)
-    record.finished_at = _now()
-    if token.cancelled:
-        record.status = StageStatus.INTERRUPTED
-    else:
-        record.status = StageStatus.FAILED if errors else StageStatus.SUCCEEDED
-    state.write_run(record)
+    record, lease = _start_record(job, state, options)
+    try:
+        runner = _StageRunner(
+            job, state, record, make_executor, driver_node_id, options, observer, token
+        )
+        started = time.perf_counter()
+        errors = runner.run_all()
+        record.seconds = round(record.seconds + time.perf_counter() - started, 3)
+        record.finished_at = _now()
+        if token.cancelled:
+            record.status = StageStatus.INTERRUPTED
+        else:
+            record.status = StageStatus.FAILED if errors else StageStatus.SUCCEEDED
+        state.write_run(record)
+    finally:
+        lease.release()
     if token.cancelled:
         raise JobInterruptedError(record, token, runner.interrupted)
     if errors:
@@ -180,7 +183,10 @@ def run_job(
     return record
 
 
-def _start_record(job: Job, state: DriverState, options: RunOptions) -> RunRecord:
+def _start_record(
+    job: Job, state: DriverState, options: RunOptions
+) -> tuple[RunRecord, DatasetLease]:
+    """The run record to work on and the run's lease, held: only one driver per run."""
     if options.resume:
         previous = state.latest_unfinished_run()
         if previous is None:
@@ -189,7 +195,21 @@ def _start_record(job: Job, state: DriverState, options: RunOptions) -> RunRecor
                 f"`{state.job_dir}`",
                 hint="run without --resume; finished stages are reused from the cache anyway",
             )
-        _refuse_a_live_driver(previous)
+        # The lease first (atomic: of two --resume at once, one gets it), then the record as it
+        # is now, so a driver that just finished or still beats is seen.
+        lease = state.take_over(previous.run_id)
+        try:
+            previous = state.read_run(previous.run_id)
+            if previous.succeeded:
+                raise RaypipeError(
+                    f"Nothing to resume: run `{previous.run_id}` of job `{job.name}` has "
+                    "just succeeded",
+                    hint="run without --resume; finished stages are reused from the cache",
+                )
+            _refuse_a_live_driver(previous)
+        except BaseException:
+            lease.release()
+            raise
         previous.attempts += 1
         previous.status = StageStatus.RUNNING
         previous.heartbeat = beat()
@@ -199,9 +219,11 @@ def _start_record(job: Job, state: DriverState, options: RunOptions) -> RunRecor
         for stage in job.stages:
             previous.stages.setdefault(stage.name, StageRecord(name=stage.name, kind=stage.kind))
         state.write_run(previous)
-        return previous
+        return previous, lease
+    run_id = new_run_id()
+    lease = state.take_over(run_id)
     record = RunRecord(
-        run_id=new_run_id(),
+        run_id=run_id,
         job=job.name,
         spec=job.source,
         data_dir=job.data_dir,
@@ -211,7 +233,7 @@ def _start_record(job: Job, state: DriverState, options: RunOptions) -> RunRecor
         heartbeat=beat(),
     )
     state.write_run(record)
-    return record
+    return record, lease
 
 
 def _refuse_a_live_driver(previous: RunRecord) -> None:

@@ -34,6 +34,7 @@ from raypipe.features.partition import (
     partition_of,
     read_pieces,
     remove_scratch,
+    scratch_url_for,
     write_pieces,
 )
 from raypipe.features.timestamps import finest_unit, time_literal, utc_time
@@ -41,7 +42,7 @@ from raypipe.features.views import FeatureView
 from raypipe.io.clustering import CLUSTERED_BY, balance, clustered_groups
 from raypipe.io.commit import verify_files
 from raypipe.io.dataset import DatasetWriter, read_dataset, scan_dataset
-from raypipe.io.fs import is_local, join_url
+from raypipe.io.fs import is_local
 from raypipe.io.manifest import FileEntry, Manifest
 from raypipe.io.sources import locate_dataset, open_dataset
 
@@ -306,7 +307,6 @@ def run_feature_build(
     *,
     partitions: int | None = None,
     clustered: bool | None = None,
-    scratch_url: str | None = None,
     metadata: Mapping[str, Any] | None = None,
     name: str = "features",
 ) -> FeatureBuildResult:
@@ -321,8 +321,6 @@ def run_feature_build(
     clustered
         True: trust the events' clustering (error if undeclared); False: always shuffle;
         None (default): use clustering when the events' manifest declares it.
-    scratch_url
-        Where a shuffle stages its pieces (removed afterwards); default next to the output.
     """
     started = time.perf_counter()
     events_manifest = open_dataset(build.events_url, build.storage)
@@ -359,7 +357,7 @@ def run_feature_build(
             )
             used += 1
     else:
-        scratch = scratch_url or join_url(build.out.url + "_shuffle")
+        scratch = scratch_url_for(build.out.url)  # raypipe's own: deleted afterwards
         files = [[entry] for entry in events_manifest.files]
         bins = list(enumerate(balance(files, tasks)))
         try:

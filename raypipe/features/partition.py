@@ -8,7 +8,10 @@ their entities. Two ways to get them:
   telemetry is written per player shard this way).
 * **Hash shuffle.** Otherwise map tasks read groups of files, split rows by ``hash(keys) % n`` and
   stage one Arrow IPC piece per partition under a scratch URL; reduce task ``i`` reads piece ``i``
-  of every map task. Memory per task is bounded by its partition.
+  of every map task. Memory per task is bounded by its partition. The scratch folder lives
+  inside the output dataset's hidden ``_data/`` folder under a per-attempt name
+  (:func:`scratch_url_for`): raypipe owns it, plain readers skip it, and a killed build's pieces
+  are removed by the dataset's next commit like any dead writer's staged files.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
+from raypipe.io.commit import attempt_token
 from raypipe.io.fs import join_url, resolve_fs
+from raypipe.io.manifest import DATA_DIR
 
 __all__ = [
     "empty_frame",
@@ -28,6 +33,7 @@ __all__ = [
     "partition_of",
     "read_pieces",
     "remove_scratch",
+    "scratch_url_for",
     "split_by",
     "write_pieces",
 ]
@@ -113,6 +119,15 @@ def read_pieces(
     if not frames:
         return empty_frame(schema)
     return pl.concat(frames, how="vertical_relaxed")
+
+
+def scratch_url_for(out_url: str) -> str:
+    """A fresh scratch folder for a shuffle that writes the dataset at ``out_url``.
+
+    Never a sibling of the output (``<out>_shuffle`` could be a user's own folder, and the
+    scratch is deleted recursively): a per-attempt folder under the output's hidden ``_data/``.
+    """
+    return join_url(out_url, DATA_DIR, f"_shuffle-{attempt_token()}")
 
 
 def remove_scratch(scratch_url: str, storage_options: Mapping[str, Any] | None = None) -> None:

@@ -21,7 +21,13 @@ import pyarrow as pa
 from pydantic import Field
 
 from raypipe.errors import SchemaError
-from raypipe.features.partition import empty_frame, read_pieces, remove_scratch, write_pieces
+from raypipe.features.partition import (
+    empty_frame,
+    read_pieces,
+    remove_scratch,
+    scratch_url_for,
+    write_pieces,
+)
 from raypipe.features.pit import FeatureTable, pit_join
 from raypipe.features.views import parse_window
 from raypipe.io.dataset import DatasetWriter, read_dataset
@@ -176,7 +182,7 @@ def run_pit_join(
         entity_empty, [described], entity_ts=entity_ts, full_feature_names=full_feature_names
     )
     n = partitions or max(1, 2 * int(getattr(executor, "parallelism", 1)))
-    scratch = out_url.rstrip("/") + "_shuffle"
+    scratch = scratch_url_for(out_url)
     plan = _Plan(
         entity_url, features_url, described, entity_ts, full_feature_names, n, scratch, storage
     )

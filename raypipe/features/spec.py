@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from raypipe.errors import SpecError
 from raypipe.features.views import LIFETIME, Aggregate, Derived, FeatureView
+from raypipe.spec.bounded_yaml import parse_bounded_yaml
 
 __all__ = [
     "FeatureSpec",
@@ -132,13 +133,12 @@ def load_views(path: str | Path) -> list[FeatureView]:
     """Read feature views from a YAML file."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text()
     except OSError as exc:
         raise SpecError(
             [f"cannot read `{path}`: {exc.strerror}"], source=str(path), hint="check the path"
         ) from exc
-    except yaml.YAMLError as exc:
-        raise SpecError([f"not valid YAML: {exc}"], source=str(path)) from exc
+    data = parse_bounded_yaml(text, str(path))
     return parse_views(data, source=str(path))
 
 

@@ -22,13 +22,13 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 
 import polars as pl
-import yaml
 
 from raypipe.errors import RaypipeError, SpecError
 from raypipe.features.asof import compile_view
 from raypipe.features.discovery import slug
 from raypipe.features.spec import parse_views, views_to_yaml
 from raypipe.features.views import Aggregate, Derived, Feature, FeatureView
+from raypipe.spec.bounded_yaml import parse_bounded_yaml
 
 __all__ = ["build_prompt", "suggest_views", "suggest_views_llm"]
 
@@ -297,10 +297,10 @@ def _views_from_text(content: str, schema: Mapping[str, pl.DataType]) -> list[Fe
     fenced = re.search(r"```(?:ya?ml)?\s*\n(.*?)```", content, re.S)
     text = fenced.group(1) if fenced else content
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+        data = parse_bounded_yaml(text, "the suggestion endpoint's answer")
+    except SpecError as exc:
         raise RaypipeError(
-            f"the suggestion endpoint answered with invalid YAML: {exc}",
+            f"the suggestion endpoint answered with invalid or oversized YAML: {exc.problems[0]}",
             hint="try again or use the offline rules",
         ) from exc
     items = data.get("views", []) if isinstance(data, dict) else data or []

@@ -25,7 +25,7 @@ from raypipe.inference.model import ModelBlob, read_model
 from raypipe.inference.planning import DEFAULT_BATCH_ROWS, InferenceSpec
 from raypipe.stages.base import DatasetInput, Stage, StageContext, StageOptions, StageResult
 
-__all__ = ["ScoreOptions", "ScoreStage", "read_model_artifact"]
+__all__ = ["SHAP_NOT_AVAILABLE", "ScoreOptions", "ScoreStage", "read_model_artifact"]
 
 #: Suffixes of the ``model.*`` file inside a training stage's model artifact (beside it lie
 #: ``metrics.json``, ``preprocess.json`` and the report, which are not models).
@@ -48,13 +48,17 @@ class ScoreOptions(StageOptions):
     shap: bool | Literal["auto"] = Field(
         default=False,
         description="Add SHAP contributions; `auto` adds them when the model has them (XGBoost "
-        "and linear models) and skips them, with a warning, otherwise.",
+        "and linear models) and otherwise records in the stage's metrics that they are not "
+        "available for this model.",
     )
     model_alias: str | None = Field(
         default=None,
         description="With input `model`: score with this registry alias of the same registered "
         "model (e.g. `champion`) instead of the artifact's own file.",
     )
+
+
+SHAP_NOT_AVAILABLE = "not available for this model (XGBoost and linear models have them)"
 
 
 class ScoreStage(Stage):
@@ -107,7 +111,7 @@ class ScoreStage(Stage):
             metrics={
                 "model_uri": model.uri,
                 "model_version": model.version,
-                "shap": shap,
+                "shap": shap if shap or options.shap != "auto" else SHAP_NOT_AVAILABLE,
                 "quarantined": [item.file for item in report.quarantined],
                 "read_s": round(times.read_s, 3) if times else 0.0,
                 "predict_s": round(times.predict_s, 3) if times else 0.0,
@@ -150,7 +154,9 @@ def _wants_shap(model: ModelBlob, shap: bool | str, stage_name: str) -> bool:
 
     if Predictor(model).explainable:
         return True
-    logger.warning(
+    # `auto` asked for "when the model has them": not a problem the user can act on, so it is
+    # recorded in the stage's metrics (SHAP_NOT_AVAILABLE), not printed as a warning.
+    logger.info(
         "%s: `%s` has no SHAP contributions (XGBoost and linear models do); scoring without",
         stage_name,
         model.uri,

@@ -35,6 +35,7 @@ __all__ = [
     "list_versions",
     "logical_name",
     "pinned_manifests",
+    "with_pins",
     "read_manifest",
     "schema_from_text",
     "schema_to_text",
@@ -218,6 +219,28 @@ def pinned_manifests(manifests: Mapping[str, Manifest]) -> Iterator[None]:
         yield
     finally:
         _PINS.manifests = previous
+
+
+def with_pins(fn: Any) -> Any:
+    """``fn`` carrying this thread's pinned manifests into whatever process calls it.
+
+    Pins live in the driver thread; a Ray task runs elsewhere and would read an input's current
+    version. Executors wrap the function of every task with this, so a task that reads an input
+    by URL reads the version the stage was pinned to (the driver's manifests travel pickled with
+    the function), even while a rerun commits a newer one. Without pins, ``fn`` itself.
+    """
+    pins = dict(getattr(_PINS, "manifests", {}))
+    return _Pinned(fn, pins) if pins else fn
+
+
+@dataclass(frozen=True)
+class _Pinned:
+    fn: Any
+    pins: dict[str, Manifest]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        with pinned_manifests(self.pins):
+            return self.fn(*args, **kwargs)
 
 
 def list_versions(url: str, storage_options: Mapping[str, Any] | None = None) -> list[Manifest]:

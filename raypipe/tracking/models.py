@@ -236,8 +236,9 @@ def load_model(
             raise ModelError(
                 f"`{uri}` (version {loaded.version}) is a legacy pickle; raypipe does not unpickle "
                 "by default",
-                hint=f"retrain to register a skops version, or set `{ALLOW_PICKLE_ENV}=1` to load "
-                "this version (its checksum is the registry's own record)",
+                hint=f"retrain to register a skops version, or set `{ALLOW_PICKLE_ENV}=1` "
+                "(`raypipe infer --allow-pickle`) to load this version (its checksum is the "
+                "registry's own record)",
             )
     elif uri.startswith("models:/"):
         raise ModelError(

@@ -178,3 +178,28 @@ def test_memory_filesystem_keeps_versions() -> None:
     kept = list_versions(url)
     assert len(kept) == 3
     assert read_dataset(url, version=kept[-1].version)["gen"].to_pylist()[0] == 0
+
+
+def _read_whole(url: str, _item: int) -> list[int]:
+    """A task of a stage that reads its input by URL alone (as a Ray task would)."""
+    return sorted(read_dataset(url)["gen"].to_pylist())
+
+
+def test_a_task_started_on_v1_reads_v1_whole_while_a_rerun_commits_v2(tmp_path: Path) -> None:
+    import functools
+    import pickle
+    import threading
+
+    from raypipe.io.manifest import pinned_manifests, with_pins
+
+    url = str(tmp_path / "ds")
+    _commit(url, 0, keep=1, grace=3600)  # v1's files stay readable after v2 replaces it
+    with pinned_manifests({url: read_manifest(url)}):  # the driver thread of the stage
+        task = pickle.dumps(with_pins(functools.partial(_read_whole, url)))  # shipped to Ray
+    _commit(url, 1, keep=1, grace=3600)  # the rerun commits v2 meanwhile
+    seen: list[list[int]] = []
+    worker = threading.Thread(target=lambda: seen.append(pickle.loads(task)(0)))  # no pins here
+    worker.start()
+    worker.join()
+    assert seen == [[0] * 6]  # v1, whole: not v2's 7 rows of generation 1
+    assert read_dataset(url)["gen"].to_pylist() == [1] * 7  # unpinned readers see v2

@@ -318,7 +318,9 @@ def _search(
         from raypipe.training.progress import ReportingRunner
 
         searched = [name for name in spec.spaces if spec.trials.get(name, 0) > 0]
-        planned = sum(spec.trials[name] for name in searched) + len(searched)
+        # One refit per candidate, or only the chosen one when candidates are cross-validated.
+        refits = 1 if prepared.cv_folds else len(searched)
+        planned = sum(spec.trials[name] for name in searched) + refits
         runner = ReportingRunner(runner, report_progress, planned)
     try:
         return run_training(prepared, spec, runner)

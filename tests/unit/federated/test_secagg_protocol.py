@@ -20,7 +20,7 @@ from raypipe.federated.privacy.secagg import (
     plan_round,
     quantize,
 )
-from raypipe.federated.privacy.shamir import reconstruct, share
+from raypipe.federated.privacy.shamir import reconstruct, share, share_many
 
 
 def test_shamir_rebuilds_from_any_threshold_shares_and_not_from_fewer():
@@ -33,6 +33,18 @@ def test_shamir_rebuilds_from_any_threshold_shares_and_not_from_fewer():
     assert wrong[-32:] != secret
     with pytest.raises(RaypipeError, match="needs 3 shares"):
         reconstruct({0: shares[0], 1: shares[1]}, 3)
+
+
+def test_shamir_shares_several_secrets_each_with_its_own_polynomial():
+    seed, key = bytes(range(32)), bytes(range(100, 132))
+    shares = share_many([seed, key], [4, 9, 17, 20], 3)
+    assert set(shares) == {4, 9, 17, 20}
+    for chosen in ([4, 9, 17], [20, 17, 4]):
+        assert reconstruct({h: shares[h][0] for h in chosen}, 3) == seed
+        assert reconstruct({h: shares[h][1] for h in chosen}, 3) == key
+    # fresh coefficients per secret: equal secrets still get different shares
+    twin = share_many([seed, seed], [4, 9], 3)
+    assert twin[4][0] != twin[4][1]
 
 
 @settings(max_examples=10, deadline=None)

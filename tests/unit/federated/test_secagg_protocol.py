@@ -21,6 +21,8 @@ from raypipe.federated.privacy.secagg import (
     quantize,
 )
 from raypipe.federated.privacy.shamir import reconstruct, share, share_many
+from raypipe.federated.secure_clients import SecAggHost, step_payload_for
+from raypipe.federated.secure_rounds import run_protocol
 
 
 def test_shamir_rebuilds_from_any_threshold_shares_and_not_from_fewer():
@@ -169,3 +171,31 @@ def test_a_single_masked_upload_looks_uniform_whatever_the_input():
         seen.append(masked)
     assert stats.ks_2samp(seen[0], seen[1]).pvalue > 1e-3
     assert not np.array_equal(seen[0], seen[1])
+
+
+def test_each_group_receives_only_the_messages_addressed_to_its_clients():
+    vectors = np.random.default_rng(3).normal(size=(12, 4))
+    groups = [frozenset(range(0, 12, 2)), frozenset(range(1, 12, 2))]
+    hosts = [SecAggHost(), SecAggHost()]
+    for c in range(12):
+        hosts[c % 2].hold(c, vectors[c])
+    seen: list[tuple[str, frozenset[int], object]] = []
+
+    def step(name, payload):
+        out = {}
+        for members, host in zip(groups, hosts, strict=True):
+            part = step_payload_for(name, payload, members)
+            seen.append((name, members, part))
+            out.update(host.step(name, part))
+        return out
+
+    config = SecAggConfig(num_shares=4, reconstruction_threshold=3)
+    result = run_protocol(step, np.arange(12), 4, config, 0).result
+    step_ = 2 * config.clipping_range / config.quantization_range
+    assert np.all(np.abs(result.total - vectors.sum(axis=0)) <= 12 * step_)
+    for name, members, part in seen:
+        if name == "share_keys":  # the neighbours' public keys, for this group's clients only
+            assert set(part) == members
+        if name == "masked_input":  # the ciphertexts addressed to this group's clients only
+            receivers = {m.receiver for messages in part[0].values() for m in messages}
+            assert receivers == members

@@ -37,6 +37,7 @@ from raypipe.federated.clients import (
     FitRequest,
 )
 from raypipe.federated.models import LocalTrainSpec
+from raypipe.federated.secure_clients import step_payload_for
 from raypipe.federated.simulation import ClientBackend, InlineFederation, failed_reply
 from raypipe.federated.xgb_clients import XgbTrainSpec
 
@@ -96,6 +97,7 @@ class RayFederation:
     ) -> None:
         self._ids = np.sort(np.concatenate([s.client_ids for s in shards]))
         self._members = [s.client_ids for s in shards]
+        self._member_sets = [frozenset(int(c) for c in s.client_ids) for s in shards]
         self._shard_refs = [ray.put(s) for s in shards]  # kept: restarted actors reload from here
         self._actors: list[Any] = []
         for index, (shard, ref) in enumerate(zip(shards, self._shard_refs, strict=False)):
@@ -165,11 +167,16 @@ class RayFederation:
     def secagg_step(self, name: str, payload: Any, timeout_s: float | None) -> dict[int, Any]:
         """One SecAgg+ step on every actor; an actor that fails or is late drops its clients.
 
-        The payload (the step's messages for every client) is put once; each actor hands its
-        clients only theirs. The driver never sees a client's secret or unmasked update.
+        Each actor receives only the part of the payload addressed to its clients (a round's
+        inbox would otherwise be copied to, and decoded by, every actor). The driver never sees a
+        client's secret or unmasked update.
         """
-        payload_ref = ray.put(payload)
-        calls = {a.secagg_step.remote(name, payload_ref): i for i, a in enumerate(self._actors)}
+        calls = {
+            actor.secagg_step.remote(name, step_payload_for(name, payload, members)): index
+            for index, (actor, members) in enumerate(
+                zip(self._actors, self._member_sets, strict=True)
+            )
+        }
         ready, late = ray.wait(list(calls), num_returns=len(calls), timeout=timeout_s)
         answers: dict[int, Any] = {}
         for ref in ready:

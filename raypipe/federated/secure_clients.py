@@ -11,7 +11,7 @@ With homomorphic aggregation the contribution is encrypted at once and sent with
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ import numpy as np
 from raypipe.federated.privacy.dp import clip_updates
 from raypipe.federated.privacy.secagg import RoundSetup, SecAggClient
 
-__all__ = ["SECAGG_STEPS", "SecAggHost", "SecureFit", "contribution"]
+__all__ = ["SECAGG_STEPS", "SecAggHost", "SecureFit", "contribution", "step_payload_for"]
 
 SECAGG_STEPS = ("advertise", "share_keys", "masked_input", "unmask")
 
@@ -44,6 +44,22 @@ def contribution(
         return np.append(clipped[0], 1.0)
     w = min(num_examples, secure.max_weight) / secure.max_weight
     return np.append(params * w, w)
+
+
+def step_payload_for(name: str, payload: Any, members: Collection[int]) -> Any:
+    """The part of a step's payload that concerns the clients ``members`` (one group's).
+
+    A backend that hosts groups in separate processes sends each only its part: the routed
+    keys and the inbox are per receiving client, the rest (the plan, who survived) is public
+    and goes to everybody. What a group can read is unchanged -- only messages addressed to its
+    clients, which :class:`SecAggHost` would have picked out anyway.
+    """
+    if name == "share_keys":
+        return {c: payload[c] for c in members if c in payload}
+    if name == "masked_input":
+        inbox, gone = payload
+        return {c: inbox[c] for c in members if c in inbox}, gone
+    return payload
 
 
 class SecAggHost:

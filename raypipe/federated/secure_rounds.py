@@ -43,19 +43,19 @@ class SecureRound:
 
 def message_bytes(message: Any) -> int:
     """Wire size of a protocol message (payload bytes, ids as 8 bytes)."""
+    if isinstance(message, EncryptedShare):  # the most numerous: checked first
+        return 16 + len(message.nonce) + len(message.ciphertext)
     if isinstance(message, KeyAdvert):
         return 8 + len(message.cipher_public) + len(message.mask_public)
-    if isinstance(message, EncryptedShare):
-        return 16 + len(message.nonce) + len(message.ciphertext)
     if isinstance(message, MaskedInput):
         return 8 + int(message.vector.nbytes)
     if isinstance(message, UnmaskReply):
         shares = [*message.seed_shares.values(), *message.key_shares.values()]
         return 8 + sum(8 + len(s) for s in shares)
     if isinstance(message, list | tuple):
-        return sum(message_bytes(m) for m in message)
+        return sum(map(message_bytes, message))
     if isinstance(message, dict):
-        return sum(message_bytes(m) for m in message.values())
+        return sum(map(message_bytes, message.values()))
     return 0
 
 

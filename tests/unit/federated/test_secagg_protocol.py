@@ -20,7 +20,9 @@ from raypipe.federated.privacy.secagg import (
     plan_round,
     quantize,
 )
-from raypipe.federated.privacy.shamir import reconstruct, share
+from raypipe.federated.privacy.shamir import reconstruct, share, share_many
+from raypipe.federated.secure_clients import SecAggHost, step_payload_for
+from raypipe.federated.secure_rounds import run_protocol
 
 
 def test_shamir_rebuilds_from_any_threshold_shares_and_not_from_fewer():
@@ -33,6 +35,18 @@ def test_shamir_rebuilds_from_any_threshold_shares_and_not_from_fewer():
     assert wrong[-32:] != secret
     with pytest.raises(RaypipeError, match="needs 3 shares"):
         reconstruct({0: shares[0], 1: shares[1]}, 3)
+
+
+def test_shamir_shares_several_secrets_each_with_its_own_polynomial():
+    seed, key = bytes(range(32)), bytes(range(100, 132))
+    shares = share_many([seed, key], [4, 9, 17, 20], 3)
+    assert set(shares) == {4, 9, 17, 20}
+    for chosen in ([4, 9, 17], [20, 17, 4]):
+        assert reconstruct({h: shares[h][0] for h in chosen}, 3) == seed
+        assert reconstruct({h: shares[h][1] for h in chosen}, 3) == key
+    # fresh coefficients per secret: equal secrets still get different shares
+    twin = share_many([seed, seed], [4, 9], 3)
+    assert twin[4][0] != twin[4][1]
 
 
 @settings(max_examples=10, deadline=None)
@@ -157,3 +171,31 @@ def test_a_single_masked_upload_looks_uniform_whatever_the_input():
         seen.append(masked)
     assert stats.ks_2samp(seen[0], seen[1]).pvalue > 1e-3
     assert not np.array_equal(seen[0], seen[1])
+
+
+def test_each_group_receives_only_the_messages_addressed_to_its_clients():
+    vectors = np.random.default_rng(3).normal(size=(12, 4))
+    groups = [frozenset(range(0, 12, 2)), frozenset(range(1, 12, 2))]
+    hosts = [SecAggHost(), SecAggHost()]
+    for c in range(12):
+        hosts[c % 2].hold(c, vectors[c])
+    seen: list[tuple[str, frozenset[int], object]] = []
+
+    def step(name, payload):
+        out = {}
+        for members, host in zip(groups, hosts, strict=True):
+            part = step_payload_for(name, payload, members)
+            seen.append((name, members, part))
+            out.update(host.step(name, part))
+        return out
+
+    config = SecAggConfig(num_shares=4, reconstruction_threshold=3)
+    result = run_protocol(step, np.arange(12), 4, config, 0).result
+    step_ = 2 * config.clipping_range / config.quantization_range
+    assert np.all(np.abs(result.total - vectors.sum(axis=0)) <= 12 * step_)
+    for name, members, part in seen:
+        if name == "share_keys":  # the neighbours' public keys, for this group's clients only
+            assert set(part) == members
+        if name == "masked_input":  # the ciphertexts addressed to this group's clients only
+            receivers = {m.receiver for messages in part[0].values() for m in messages}
+            assert receivers == members

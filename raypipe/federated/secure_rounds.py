@@ -28,7 +28,7 @@ from raypipe.federated.privacy.secagg import (
 from raypipe.federated.privacy.secagg_server import SecAggResult, SecAggServer
 from raypipe.federated.strategies.base import ClientUpdates, Strategy
 
-__all__ = ["SecureRound", "aggregate_sum", "message_bytes", "secure_aggregate"]
+__all__ = ["SecureRound", "aggregate_sum", "message_bytes", "run_protocol", "secure_aggregate"]
 
 StepFn = Callable[[str, Any], Mapping[int, Any]]
 

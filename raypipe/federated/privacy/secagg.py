@@ -69,6 +69,8 @@ __all__ = [
     "SecAggConfig",
     "UnmaskReply",
     "dequantize",
+    "pair_mask",
+    "pair_seed",
     "plan_round",
     "prg",
     "quantize",

@@ -71,7 +71,7 @@ def test_a_malformed_pin_is_a_spec_error(tmp_path: Path) -> None:
 
 
 def test_a_foreign_folder_at_an_output_is_refused_before_the_stage_runs(tmp_path: Path) -> None:
-    output = tmp_path / "data" / "datasets" / "make" / "data"
+    output = tmp_path / "data" / "jobs" / "pinned" / "datasets" / "make" / "data"
     output.mkdir(parents=True)
     (output / "mine.parquet").write_bytes(b"a user's file")
     with pytest.raises(JobFailedError, match="raypipe did not write"):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import warnings
 from pathlib import Path
 
@@ -101,18 +100,3 @@ def test_a_named_frame_scores_like_the_matrix_and_quietly() -> None:
         warnings.simplefilter("error")
         np.testing.assert_array_equal(model.predict(frame), model.predict(X))
         np.testing.assert_array_equal(model.predict_proba(frame), model.predict_proba(X))
-
-
-def test_mlflows_pickle_advice_is_dropped_and_other_warnings_kept(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    from raypipe.tracking.runs import _drop_pickle_advice
-
-    _drop_pickle_advice()
-    _drop_pickle_advice()  # once is enough: the filter is not stacked
-    target = logging.getLogger("mlflow.sklearn")
-    assert len(target.filters) == 1
-    with caplog.at_level(logging.WARNING, logger="mlflow.sklearn"):
-        target.warning("Saving scikit-learn models in the pickle or cloudpickle format ...")
-        target.warning("something else")
-    assert [record.getMessage() for record in caplog.records] == ["something else"]

@@ -26,8 +26,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check raypipe tests benchmarks
 	$(BIN)/lint-imports
 
+# Unit tests run in a process of their own: the integration tests' session-scoped Ray runtime
+# must not be up while code that runs in-process is tested.
 test: $(STAMP) system-deps lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest tests/unit
+	$(BIN)/python -m pytest tests/integration tests/e2e
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit -q

@@ -76,7 +76,9 @@ def run_application(
         overrides += QUICK_EXTRAS.get(application, [])
     job = load_job(ROOT / "jobs" / job_file, overrides=overrides, data_dir=data_dir)
     started = time.perf_counter()
-    record = run_job(job, make_executor=lambda progress: RayExecutor(runtime, progress))
+    record = run_job(
+        job, make_executor=lambda progress, cancel: RayExecutor(runtime, progress, cancel)
+    )
     seconds = time.perf_counter() - started
     failed = record.failed_stages
     if failed:

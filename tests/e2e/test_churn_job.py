@@ -32,8 +32,8 @@ def raypipe(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
     )
 
 
-def latest_run(data_dir: Path) -> dict:
-    runs = sorted((data_dir / "jobs" / "churn" / "runs").iterdir())
+def latest_run(data_dir: Path, job: str = "churn") -> dict:
+    runs = sorted((data_dir / "jobs" / job / "runs").iterdir())
     return json.loads((runs[-1] / "run.json").read_text())
 
 

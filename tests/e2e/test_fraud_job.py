@@ -20,7 +20,7 @@ def test_fraud_job_trains_registers_and_deploys(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     run = raypipe("run", "jobs/fraud.yaml", "--data-dir", str(data_dir), *SMALL)
     assert run.returncode == 0, run.stderr[-3000:]
-    stages = latest_run(data_dir)["stages"]
+    stages = latest_run(data_dir, "fraud")["stages"]
     assert stages["purchases"]["metrics"]["purchases"] > 500
     train = stages["train"]["metrics"]
     assert train["promoted"] and train["test_roc_auc"] > 0.85 and train["auc_ratio"] > 0.9

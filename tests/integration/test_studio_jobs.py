@@ -58,7 +58,7 @@ def test_job_records_quality(
     job = load_job(JOBS / job_file, overrides=overrides, data_dir=str(tmp_path), env={})
     record = run_job(
         job,
-        make_executor=lambda on_progress: RayExecutor(ray_runtime, on_progress),
+        make_executor=lambda on_progress, cancel: RayExecutor(ray_runtime, on_progress, cancel),
         driver_node_id=ray_runtime.driver_node_id,
         options=RunOptions(),
     )

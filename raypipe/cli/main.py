@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import os
@@ -84,7 +85,10 @@ def version() -> None:
     console.print(raypipe.__version__)
 
 
+@functools.cache
 def _register_commands() -> None:
+    """Once per process: ``main`` runs many times in one test session, and typer keeps every
+    command added (repeated groups made each call slower than the last)."""
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(app)
 

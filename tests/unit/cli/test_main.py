@@ -71,3 +71,19 @@ def test_run_with_a_data_dir_that_cannot_be_written_fails_in_one_line_before_ray
     assert lines[1].startswith("Hint: pass a folder you can write with --data-dir")
     assert len(lines) == 2 and "Traceback" not in err
     assert blocker.read_text() == "not a folder"
+
+
+def test_commands_are_registered_once_however_often_main_runs() -> None:
+    """Repeated registration made every `main()` call in a test session slower than the last."""
+    import raypipe.cli.main as cli_main
+
+    for _ in range(3):
+        try:
+            cli_main.main(["version"])
+        except SystemExit as exit_:
+            assert exit_.code in (0, None)
+    groups = [info.name for info in cli_main.app.registered_groups]
+    assert len(groups) == len(set(groups))
+    features = next(i for i in cli_main.app.registered_groups if i.name == "features")
+    names = [c.name for c in features.typer_instance.registered_commands]
+    assert len(names) == len(set(names))

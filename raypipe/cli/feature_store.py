@@ -371,10 +371,17 @@ def _stream(
 
 
 def add_commands(group: typer.Typer) -> None:
-    """Add the feature store commands to the ``raypipe features`` group."""
-    group.command("list")(_list_served)
-    group.command("show")(_show)
-    group.command("diff")(_diff)
-    group.command("materialize")(_materialize_cmd)
-    group.command("get")(_get)
-    group.command("stream")(_stream)
+    """Add the feature store commands to the ``raypipe features`` group (once: the group is a
+    module-level object that outlives a reload of the CLI's main module)."""
+    present = {command.name for command in group.registered_commands}
+    commands = {
+        "list": _list_served,
+        "show": _show,
+        "diff": _diff,
+        "materialize": _materialize_cmd,
+        "get": _get,
+        "stream": _stream,
+    }
+    for name, command in commands.items():
+        if name not in present:
+            group.command(name)(command)

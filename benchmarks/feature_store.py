@@ -123,6 +123,7 @@ def run_raypipe(work: Path, parquet: Path, redis_port: int, sample: list[int], r
         ("sqlite", StoreConfig("sqlite", path=str(work / "raypipe.sqlite"))),
         ("redis", StoreConfig("redis", url=f"redis://127.0.0.1:{redis_port}/0")),
     ):
+        started = time.perf_counter()  # timed from outside, as Feast's materialize is
         result = materialize(
             str(work / f"raypipe-{kind}"),
             view,
@@ -132,12 +133,13 @@ def run_raypipe(work: Path, parquet: Path, redis_port: int, sample: list[int], r
             partitions=1,
             chunk=dt.timedelta(days=365),
         )
+        seconds = time.perf_counter() - started
         rows = pq.read_metadata(parquet).num_rows
         store = open_store(config)
         one, hundred = ["7"], [str(i) for i in range(100)]
         out[kind] = {
-            "materialize_s": round(result.seconds, 3),
-            "materialize_rows_per_s": round(rows / result.seconds),
+            "materialize_s": round(seconds, 3),
+            "materialize_rows_per_s": round(rows / seconds),
             "written": result.written,
             "one": timed(lambda s=store, e=one: s.read(view.namespace, e), reads),
             "hundred": timed(lambda s=store, e=hundred: s.read(view.namespace, e), reads // 10),

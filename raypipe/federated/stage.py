@@ -351,6 +351,7 @@ class FederatedTrainStage(Stage):
                 summary=metrics,
                 register_as=options.register_as,
                 data_dir=context.data_dir,
+                storage_options=context.storage_options,
             )
             metrics.update(logged)
         metrics["seconds"] = round(time.perf_counter() - started, 3)

@@ -87,6 +87,7 @@ class FederatedTracker:
         summary: Mapping[str, Any],
         register_as: str | None,
         data_dir: str,
+        storage_options: Mapping[str, Any] | None = None,
     ) -> dict[str, str]:
         """Log the summary and the model; register it when ``register_as`` is set."""
         # final_* so the summary does not add a step-0 point to the per-round series
@@ -111,7 +112,8 @@ class FederatedTracker:
             from raypipe.tracking.registry import Registry
             from raypipe.tracking.store import audit_path
 
-            registry = Registry(self.session.tracking_uri, AuditLog(audit_path(data_dir)))
+            audit = AuditLog(audit_path(data_dir), storage_options)  # the job's credentials
+            registry = Registry(self.session.tracking_uri, audit)
             auc = float(summary.get("test_auc", float("nan")))
             version = registry.register(
                 register_as,

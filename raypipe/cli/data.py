@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from raypipe.cli.monitor import AddressOption, InProcessOption, executor_for
+from raypipe.cli.options import AddressOption, InlineOption, open_backend
 
 __all__ = ["register"]
 
@@ -46,7 +46,7 @@ def check(
         typer.Option("--json", help="Write the per-rule results as JSON."),
     ] = None,
     address: AddressOption = None,
-    in_process: InProcessOption = False,
+    inline: InlineOption = False,
 ) -> None:
     """Check DATA against RULES; exit 3 when a rule with policy `fail` does not pass."""
     from raypipe.errors import DataError, SpecError
@@ -62,7 +62,7 @@ def check(
     if (quarantine is None) != (clean is None):
         raise SpecError(["`--quarantine` and `--clean` go together"])
     manifest = read_manifest(data)
-    with executor_for(address, in_process) as executor:
+    with open_backend(address, inline=inline) as executor:
         chosen = list(read_rules(rules).rules) if rules is not None else []
         if infer_from is not None:
             profile = run_profile("reference", infer_from, read_manifest(infer_from), executor)

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from raypipe.cli.options import AddressOption, InlineOption, open_backend
 
 __all__ = ["register"]
 
@@ -22,20 +22,6 @@ group = typer.Typer(
 
 def _split(value: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in (value or "").split(",") if part.strip())
-
-
-@contextlib.contextmanager
-def _executor(inline: bool, address: str | None) -> Iterator[Any]:
-    if inline:
-        from raypipe.engine.inline import InlineExecutor
-
-        yield InlineExecutor()
-        return
-    from raypipe.engine.runtime import RayRuntime, RuntimeOptions
-    from raypipe.engine.tasks import RayExecutor
-
-    with RayRuntime(RuntimeOptions(address=address)) as runtime:
-        yield RayExecutor(runtime)
 
 
 @group.command("check")
@@ -81,18 +67,15 @@ def discover(
         Optional[int],  # noqa: UP045
         typer.Option("--k", help="Features to select (default: half the survivors, <= 30)."),
     ] = None,
-    inline: Annotated[bool, typer.Option("--inline", help="Run in this process, no Ray.")] = False,
-    address: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option("--address", help="Ray cluster (`auto`, `ray://host:10001`)."),
-    ] = None,
+    inline: InlineOption = False,
+    address: AddressOption = None,
 ) -> None:
     """Generate candidate features as of each label's cutoff, select them, write a report."""
     from raypipe.features.discover import DiscoveryOptions, run_discovery
     from raypipe.io.fs import join_url
 
     options = DiscoveryOptions(keys=_split(keys), label=label, windows=_split(windows), k=k)
-    with _executor(inline, address) as executor:
+    with open_backend(address, inline=inline) as executor:
         result = run_discovery(
             events,
             labels,

@@ -7,13 +7,11 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from raypipe.cli.options import AddressOption, InlineOption, split_list
+
 __all__ = ["infer", "register"]
 
 console = Console()
-
-
-def _split(value: str | None) -> tuple[str, ...]:
-    return tuple(part.strip() for part in (value or "").split(",") if part.strip())
 
 
 def infer(
@@ -45,10 +43,8 @@ def infer(
     target_file_mib: Annotated[
         int, typer.Option("--target-file-mib", help="Output file size to aim at.")
     ] = 128,
-    address: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option("--address", help="Ray cluster (`auto`, `ray://host:10001`)."),
-    ] = None,
+    address: AddressOption = None,
+    inline: InlineOption = False,
     on_bad_file: Annotated[
         str, typer.Option("--on-bad-file", help="`fail` or `quarantine`.")
     ] = "fail",
@@ -58,35 +54,27 @@ def infer(
     shap: Annotated[bool, typer.Option("--shap", help="Add SHAP contributions.")] = False,
 ) -> None:
     """Score every row of INPUT with MODEL into OUTPUT, exactly once, on Ray."""
-    from raypipe.engine.runtime import RayRuntime, RuntimeOptions
-    from raypipe.engine.scoring import ActorPoolRunner, pool_shape
-    from raypipe.inference.batch import run_batch_inference
+    from raypipe.cli.options import open_backend
     from raypipe.inference.model import read_model
     from raypipe.inference.planning import InferenceSpec
+    from raypipe.inference.pool import ScoringBackend, score_on_pool
+    from raypipe.stages.backend import require
 
     spec = InferenceSpec(
         input_url=input_url,
         output_url=output_url,
-        id_columns=_split(id_columns),
+        id_columns=split_list(id_columns),
         batch_rows=batch_size,
-        partition_by=_split(partition_by),
+        partition_by=split_list(partition_by),
         target_file_bytes=target_file_mib * 1024**2,
         on_bad_file=on_bad_file,  # type: ignore[arg-type]
         shap=shap,
     )
-    blob = read_model(model)
-    with RayRuntime(RuntimeOptions(address=address)) as runtime:
-        shape = pool_shape(actors)
-        with ActorPoolRunner(shape) as runner:
-            report = run_batch_inference(
-                blob,
-                spec,
-                runner,
-                resume=resume,
-                workers=shape.actors,
-                threads_per_worker=shape.threads,
-                cluster_cpus=runtime.cpus,
-            )
+    blob = read_model(model)  # a bad model fails here, before Ray starts
+    with open_backend(address, inline=inline) as backend:
+        # The pool's actors start now, and load their libraries while the input is planned.
+        pool = require(backend, ScoringBackend, stage="infer").scoring_pool(actors)
+        report = score_on_pool(blob, spec, pool, resume=resume)
     if report.already_done:
         console.print(
             f"[green]nothing to do[/]: `{output_url}` already holds this run "

@@ -4,10 +4,10 @@ Input ``data``: a table with a label column (``churned`` by default) and feature
 ``truth`` (``player_id``, ``churn_probability``) gives ``bayes_auc``, the AUC of the true
 probabilities on the same test rows. Outputs: ``model`` (an artifact with the model file,
 ``preprocess.json``, ``metrics.json`` and ``report.html``) and ``holdout`` (test rows: ids, label,
-score). With ``engine: pool`` (the default) trials run on a pool of Ray actors
-(:mod:`raypipe.engine.search`) in real runs and in process in unit tests; with ``engine: tune``
-each candidate's search is a Ray Tune experiment (OptunaSearch or random search, ASHA on XGBoost
-rounds; :mod:`raypipe.engine.tune_search`). The driver is the only MLflow writer.
+score). With ``engine: pool`` (the default) trials run on the backend's trial runner (a pool of
+Ray actors in real runs, this process with ``--inline`` and in unit tests); with ``engine: tune``
+each candidate's search is a Ray Tune experiment asked of the backend (OptunaSearch or random
+search, ASHA on XGBoost rounds). The driver is the only MLflow writer.
 """
 
 from __future__ import annotations
@@ -126,7 +126,7 @@ class TrainSearchStage(Stage):
         table = read_dataset(inputs["data"].url, storage_options=storage)
         spec = training_spec(table, options)
         prepared = prepare(table, spec)
-        report = _search(prepared, spec, options)
+        report = _search(context, prepared, spec, options)
         context.raise_if_cancelled()  # a search that ran past Ctrl-C must not publish
         if report.best is None or report.best.final is None:
             from raypipe.errors import StageError
@@ -289,11 +289,16 @@ def training_spec(table: pa.Table, options: TrainSearchOptions) -> TrainingSpec:
     )
 
 
-def _search(prepared: Any, spec: TrainingSpec, options: TrainSearchOptions) -> TrainingReport:
-    if options.engine == "tune":
-        from raypipe.engine.tune_search import make_tune_engine
+def _search(
+    context: StageContext, prepared: Any, spec: TrainingSpec, options: TrainSearchOptions
+) -> TrainingReport:
+    """Search on the backend's trial actors, or with Ray Tune (``engine: tune``)."""
+    from raypipe.stages.backend import require
+    from raypipe.training.search import TrialBackend, TuneBackend
 
-        engine = make_tune_engine(
+    if options.engine == "tune":
+        tune = require(context.backend, TuneBackend, stage=context.stage_name)
+        engine = tune.tune_search(
             prepared.data,
             threads=options.threads,
             concurrency=options.actors,
@@ -303,9 +308,8 @@ def _search(prepared: Any, spec: TrainingSpec, options: TrainSearchOptions) -> T
             return run_training(prepared, spec, engine, search=engine)
         finally:
             engine.close()
-    from raypipe.engine.search import make_trial_runner
-
-    runner = make_trial_runner(prepared.data, actors=options.actors, threads=options.threads)
+    trials = require(context.backend, TrialBackend, stage=context.stage_name)
+    runner = trials.trial_runner(prepared.data, actors=options.actors, threads=options.threads)
     try:
         return run_training(prepared, spec, runner)
     finally:

@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.errors import SpecError
 from raypipe.federated.stage import FederatedTrainOptions, FederatedTrainStage
 from raypipe.io.artifacts import read_artifact_file
@@ -38,7 +38,7 @@ def _run(tmp_path: Path, **options):
     url = str(tmp_path / "in/data")
     data = DatasetInput(url, write_dataset(url, _table()))
     context = StageContext(
-        stage_name="fl", data_dir=str(tmp_path), run_id="r1", executor=InlineExecutor()
+        stage_name="fl", data_dir=str(tmp_path), run_id="r1", backend=InlineBackend()
     )
     opts = FederatedTrainOptions(**options)
     return FederatedTrainStage().run(context, {"data": data}, opts)

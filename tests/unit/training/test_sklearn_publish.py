@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.io.artifacts import read_artifact_file
 from raypipe.io.dataset import write_dataset
 from raypipe.stages.base import DatasetInput, StageContext
@@ -23,7 +23,7 @@ def test_sklearn_winner_is_a_skops_model_everywhere(tmp_path: Path) -> None:
     table, _ = churn_table(1500)
     data = DatasetInput(str(tmp_path / "in"), write_dataset(str(tmp_path / "in"), table))
     context = StageContext(
-        stage_name="train", data_dir=str(tmp_path), run_id="r1", executor=InlineExecutor()
+        stage_name="train", data_dir=str(tmp_path), run_id="r1", backend=InlineBackend()
     )
     options = TrainSearchOptions(trials={"logistic": 2}, model_name="lin", max_rounds=20)
     metrics = TrainSearchStage().run(context, {"data": data}, options).metrics

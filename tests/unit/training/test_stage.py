@@ -7,7 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.io.artifacts import read_artifact_file
 from raypipe.io.dataset import read_dataset, write_dataset
 from raypipe.stages.base import DatasetInput, StageContext
@@ -28,7 +28,7 @@ def test_train_search_trains_registers_promotes_and_gates(tmp_path: Path) -> Non
         str(tmp_path / "in/truth"), write_dataset(str(tmp_path / "in/truth"), truth)
     )
     context = StageContext(
-        stage_name="train", data_dir=str(tmp_path), run_id="r1", executor=InlineExecutor()
+        stage_name="train", data_dir=str(tmp_path), run_id="r1", backend=InlineBackend()
     )
     options = TrainSearchOptions(trials=TRIALS, model_name="churn", max_rounds=80, cost_fn=5.0)
     result = TrainSearchStage().run(context, {"data": data, "truth": truth_in}, options)
@@ -82,7 +82,7 @@ def test_missing_label_is_a_clear_error(tmp_path: Path) -> None:
     url = str(tmp_path / "in")
     data = DatasetInput(url, write_dataset(url, table.drop(["churned"])))
     context = StageContext(
-        stage_name="train", data_dir=str(tmp_path), run_id="r", executor=InlineExecutor()
+        stage_name="train", data_dir=str(tmp_path), run_id="r", backend=InlineBackend()
     )
     with pytest.raises(DataError, match="`churned`"):
         TrainSearchStage().run(context, {"data": data}, TrainSearchOptions())
@@ -97,7 +97,7 @@ def test_regression_label_trains_and_gates_on_rmse(tmp_path: Path) -> None:
     url = str(tmp_path / "in")
     data = DatasetInput(url, write_dataset(url, table))
     context = StageContext(
-        stage_name="value", data_dir=str(tmp_path), run_id="r", executor=InlineExecutor()
+        stage_name="value", data_dir=str(tmp_path), run_id="r", backend=InlineBackend()
     )
     options = TrainSearchOptions(
         label="revenue",

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.io.dataset import read_dataset, write_dataset
 from raypipe.stages.base import DatasetInput, StageContext
 from raypipe.validation.profile import (
@@ -124,9 +124,9 @@ def _write_inputs(tmp_path: Path) -> dict[str, DatasetInput]:
 
 def test_profile_stage_profiles_every_input(tmp_path: Path) -> None:
     inputs = _write_inputs(tmp_path)
-    executor = InlineExecutor()
+    executor = InlineBackend()
     context = StageContext(
-        stage_name="profile", data_dir=str(tmp_path), run_id="r", executor=executor
+        stage_name="profile", data_dir=str(tmp_path), run_id="r", backend=executor
     )
     result = ProfileStage().run(context, inputs, ProfileOptions())
     assert result.metrics["events.rows"] == 1_000

@@ -392,9 +392,10 @@ def _champion_scorer(test_table: pa.Table, prepared: Any, options: Any, tracking
 
         try:
             from raypipe.tracking.models import load_model
+            from raypipe.training.preprocess import predict_table
 
             loaded = load_model(uri, tracking_uri=tracking_uri)
-            predictions = loaded.predict_table(test_table)
+            predictions = predict_table(loaded, test_table)
             metrics = holdout_metrics(prepared.y_test, predictions, prepared.task, _spec_stub())
             return float(
                 metrics[options.gate.metric or ("roc_auc" if prepared.task == "binary" else "rmse")]

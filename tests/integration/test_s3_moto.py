@@ -10,9 +10,9 @@ import pytest
 
 from raypipe.engine.inline import InlineBackend
 from raypipe.errors import DatasetNotCommittedError
+from raypipe.ingest.stage import IngestOptions, IngestStage
 from raypipe.io.artifacts import read_artifact_file, write_artifact
 from raypipe.io.dataset import DatasetWriter, read_dataset, scan_dataset, write_dataset
-from raypipe.io.ingest_stage import IngestOptions, IngestStage
 from raypipe.io.manifest import read_manifest
 from raypipe.stages.base import StageContext
 

@@ -13,6 +13,7 @@ from raypipe.federated.stage import FederatedTrainOptions, FederatedTrainStage
 from raypipe.io.artifacts import read_artifact_file
 from raypipe.io.dataset import read_dataset, write_dataset
 from raypipe.stages.base import DatasetInput, StageContext
+from raypipe.training.preprocess import predict_table
 
 
 def _table(n: int = 4000, seed: int = 0) -> pa.Table:
@@ -74,7 +75,7 @@ def test_stage_trains_by_country_logs_and_registers(tmp_path: Path) -> None:
 
     loaded = load_model("models:/churn_fl@challenger", tracking_uri=client.tracking_uri)
     table = _table()
-    scores = loaded.predict_table(table.select(model["features"]))
+    scores = predict_table(loaded, table.select(model["features"]))
     assert scores.shape == (table.num_rows,)
     assert np.all((scores > 0) & (scores < 1))
     # the registered model scores exactly as the JSON artifact's weights do
@@ -151,7 +152,7 @@ def test_stage_trains_federated_xgboost_and_registers_a_scorable_booster(tmp_pat
     loaded = load_model("models:/churn_fxgb@challenger", tracking_uri=client.tracking_uri)
     assert loaded.format == "xgboost-ubj"
     table = _table()
-    scores = loaded.predict_table(table.select(meta["features"]))
+    scores = predict_table(loaded, table.select(meta["features"]))
     booster = xgb.Booster(model_file=bytearray(read_artifact_file(model_url, "model.ubj")))
     raw = np.column_stack([table[c].to_numpy().astype(np.float32) for c in meta["features"]])
     np.testing.assert_allclose(scores, booster.inplace_predict(raw), rtol=1e-6)

@@ -10,9 +10,9 @@ from pydantic import ValidationError
 
 from raypipe.engine.inline import InlineBackend
 from raypipe.errors import DataError
+from raypipe.ingest.stage import IngestOptions, IngestStage
 from raypipe.io.dataset import read_dataset
 from raypipe.io.ingest import parse_type
-from raypipe.io.ingest_stage import IngestOptions, IngestStage
 from raypipe.stages.base import StageContext, StageResult
 
 SCHEMA = {"id": "int64", "name": "string", "score": "float64", "day": "date"}

@@ -12,8 +12,8 @@ import pytest
 
 from raypipe.engine.inline import InlineBackend
 from raypipe.errors import DataError
+from raypipe.ingest.stage import IngestOptions, IngestStage
 from raypipe.io.dataset import read_dataset
-from raypipe.io.ingest_stage import IngestOptions, IngestStage
 from raypipe.stages.base import StageContext
 
 SCHEMA = {"id": "int64", "name": "string", "score": "float64", "day": "date"}

@@ -12,6 +12,7 @@ from raypipe.io.artifacts import read_artifact_file
 from raypipe.io.dataset import write_dataset
 from raypipe.stages.base import DatasetInput, StageContext
 from raypipe.tracking.models import load_model
+from raypipe.training.preprocess import predict_table
 from raypipe.training.stage import TrainSearchOptions, TrainSearchStage
 from tests.unit.training.data import churn_table
 
@@ -38,5 +39,5 @@ def test_sklearn_winner_is_a_skops_model_everywhere(tmp_path: Path) -> None:
     assert registered.tags["raypipe.model_file"] == "model.skops"
     rows = table.slice(0, 50)
     np.testing.assert_allclose(
-        registered.predict_table(rows), from_artifact.predict_table(rows), rtol=1e-9
+        predict_table(registered, rows), predict_table(from_artifact, rows), rtol=1e-9
     )

@@ -14,6 +14,7 @@ from raypipe.stages.base import DatasetInput, StageContext
 from raypipe.tracking.audit import AuditLog
 from raypipe.tracking.models import load_model
 from raypipe.tracking.store import audit_path
+from raypipe.training.preprocess import predict_table
 from raypipe.training.stage import TrainSearchOptions, TrainSearchStage
 from tests.unit.training.data import churn_table
 
@@ -61,7 +62,7 @@ def test_train_search_trains_registers_promotes_and_gates(tmp_path: Path) -> Non
     )
     champion = load_model("models:/churn@champion", tracking_uri=metrics["tracking_uri"])
     np.testing.assert_allclose(
-        champion.predict_table(test_rows), holdout["score"].to_numpy(), rtol=1e-5, atol=1e-6
+        predict_table(champion, test_rows), holdout["score"].to_numpy(), rtol=1e-5, atol=1e-6
     )
 
     # A second run must beat the threshold and not trail the champion by more than the margin.

@@ -5,14 +5,16 @@ from __future__ import annotations
 import sys
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
 from raypipe.cli.options import AddressOption, InlineOption, SetOption
-from raypipe.driver import JobFailedError, JobInterruptedError, RunOptions, RunRecord, run_job
 from raypipe.errors import RuntimeUnavailableError, SpecError
-from raypipe.spec import Job, load_job
+
+if TYPE_CHECKING:  # the driver imports the data stack; commands other than `run` never need it
+    from raypipe.driver import RunRecord
+    from raypipe.spec import Job
 
 __all__ = ["register", "run_spec"]
 
@@ -37,6 +39,7 @@ def run_spec(
     from raypipe.cli.options import open_backend
     from raypipe.cli.render import run_table
     from raypipe.cli.signals import cancel_on_signals
+    from raypipe.driver import JobFailedError, JobInterruptedError, RunOptions, run_job
     from raypipe.driver.state import DriverState
     from raypipe.stages.base import CancelToken
 
@@ -130,6 +133,8 @@ def register(app: typer.Typer) -> None:
         ] = False,
     ) -> None:
         """Run a job: its stages in dependency order on Ray, cached stages skipped."""
+        from raypipe.spec import load_job
+
         job = load_job(spec, overrides=set_ or (), data_dir=data_dir)
         record = run_spec(
             job,
@@ -152,6 +157,8 @@ def register(app: typer.Typer) -> None:
         inline: InlineOption = False,
     ) -> None:
         """Run the churn demo on small generated data, then say what it produced and where."""
+        from raypipe.spec import load_job
+
         job = load_job(_demo_spec(spec), overrides=set_ or (), data_dir=data_dir)
         record = run_spec(job, address=None, resume=False, force=[], inline=inline)
         _print_where(record)

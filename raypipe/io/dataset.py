@@ -13,9 +13,8 @@ import base64
 import io
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -24,6 +23,9 @@ from raypipe.io.commit import attempt_token, publish, sha256_bytes, verify_files
 from raypipe.io.fs import is_local, resolve_fs
 from raypipe.io.hive import partition_dir, restore_value, value_to_text
 from raypipe.io.manifest import FileEntry, Manifest, read_manifest
+
+if TYPE_CHECKING:  # polars is imported by scan_dataset only: batch scoring never needs it
+    import polars as pl
 
 __all__ = [
     "DEFAULT_TARGET_FILE_BYTES",
@@ -218,6 +220,8 @@ def scan_dataset(
     storage_options: Mapping[str, Any] | None = None,
 ) -> pl.LazyFrame:
     """A lazy polars frame over a committed dataset (partition columns restored)."""
+    import polars as pl
+
     manifest, fs, root, entries = _open(url, None, verify, storage_options)
     schema = _project(manifest.schema, columns)
     if not entries:

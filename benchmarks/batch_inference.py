@@ -280,6 +280,7 @@ def main() -> None:
     files, rows, trees = (4, 50_000, 200) if args.quick else (16, 250_000, 200)
     rounds = args.rounds or (1 if args.quick else 3)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="raypipe-bench-infer-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     model_path = workdir / "model.ubj"
     make_model(model_path, trees)
     scales = {"1x": files, "4x": 4 * files}

@@ -54,22 +54,30 @@ def infer(
     shap: Annotated[bool, typer.Option("--shap", help="Add SHAP contributions.")] = False,
 ) -> None:
     """Score every row of INPUT with MODEL into OUTPUT, exactly once, on Ray."""
+    from pydantic import ValidationError
+
     from raypipe.cli.options import open_backend
+    from raypipe.errors import SpecError
     from raypipe.inference.model import read_model
-    from raypipe.inference.planning import InferenceSpec
     from raypipe.inference.pool import ScoringBackend, score_on_pool
+    from raypipe.inference.stage import ScoreOptions
     from raypipe.stages.backend import require
 
-    spec = InferenceSpec(
-        input_url=input_url,
-        output_url=output_url,
-        id_columns=split_list(id_columns),
-        batch_rows=batch_size,
-        partition_by=split_list(partition_by),
-        target_file_bytes=target_file_mib * 1024**2,
-        on_bad_file=on_bad_file,  # type: ignore[arg-type]
-        shap=shap,
-    )
+    try:  # the stage's options model: the same validation, one translation into the spec
+        options = ScoreOptions(
+            id_columns=list(split_list(id_columns)),
+            batch_size=batch_size,
+            partition_by=list(split_list(partition_by)),
+            target_file_mib=target_file_mib,
+            on_bad_file=on_bad_file,  # type: ignore[arg-type]
+            shap=shap,
+        )
+    except ValidationError as exc:
+        raise SpecError(
+            [f"`--{str(e['loc'][0]).replace('_', '-')}`: {e['msg']}" for e in exc.errors()],
+            source="raypipe infer",
+        ) from exc
+    spec = options.to_spec(input_url, output_url, shap=shap)
     blob = read_model(model)  # a bad model fails here, before Ray starts
     with open_backend(address, inline=inline) as backend:
         # The pool's actors start now, and load their libraries while the input is planned.

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from raypipe.cli.options import AddressOption, InlineOption, SetOption
+from raypipe.cli.options import AddressOption, InlineOption, InsecureTokenOption, SetOption
 from raypipe.errors import RuntimeUnavailableError, SpecError
 
 if TYPE_CHECKING:  # the driver imports the data stack; commands other than `run` never need it
@@ -123,14 +123,7 @@ def register(app: typer.Typer) -> None:
             typer.Option(help="Replace the spec's data_dir (any fsspec URL)."),
         ] = None,
         dashboard: Annotated[bool, typer.Option(help="Start Ray's dashboard.")] = False,
-        allow_insecure_token: Annotated[
-            bool,
-            typer.Option(
-                "--allow-insecure-token",
-                help="With --address: send the Ray auth token without TLS to a host other "
-                "than this machine (only on a network you trust).",
-            ),
-        ] = False,
+        allow_insecure_token: InsecureTokenOption = False,
     ) -> None:
         """Run a job: its stages in dependency order on Ray, cached stages skipped."""
         from raypipe.spec import load_job

@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from raypipe.cli.options import InsecureTokenOption, SetOption
+
 __all__ = ["register"]
 
 AddressOption = Annotated[
@@ -15,16 +17,6 @@ AddressOption = Annotated[
     typer.Option(
         help="The cluster's dashboard URL, e.g. `http://HOST:8265` (default: "
         "RAY_API_SERVER_ADDRESS, RAY_ADDRESS, then http://127.0.0.1:8265).",
-    ),
-]
-
-
-InsecureTokenOption = Annotated[
-    bool,
-    typer.Option(
-        "--allow-insecure-token",
-        help="Send the Ray auth token over plain http to a host other than this machine "
-        "(only on a network you trust; prefer a tunnel to 127.0.0.1 or https).",
     ),
 ]
 
@@ -37,10 +29,7 @@ def _write(text: str) -> None:
 def submit(
     spec: Annotated[Path, typer.Argument(help="The job's YAML file; its folder is uploaded.")],
     address: AddressOption = None,
-    set_: Annotated[
-        Optional[list[str]],  # noqa: UP045
-        typer.Option("--set", help="Override a spec value: `stages.events.with.players=5000`."),
-    ] = None,
+    set_: SetOption = None,
     resume: Annotated[
         bool, typer.Option(help="Continue the newest unfinished run of this job.")
     ] = False,

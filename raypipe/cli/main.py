@@ -9,11 +9,12 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from raypipe.cli.options import SetOption
 from raypipe.errors import RaypipeError
 
 __all__ = ["app", "main"]
@@ -40,11 +41,6 @@ COMMAND_MODULES: tuple[str, ...] = (
     "raypipe.cli.infer",
     "raypipe.cli.jobs",
 )
-
-SetOption = Annotated[
-    Optional[list[str]],  # noqa: UP045 - typer needs Optional here
-    typer.Option("--set", help="Override a spec value: `stages.events.with.players=5000`."),
-]
 
 
 @app.command()

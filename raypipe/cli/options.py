@@ -19,7 +19,14 @@ if TYPE_CHECKING:
     from raypipe.engine.runtime import RayRuntime
     from raypipe.stages.backend import Backend
 
-__all__ = ["AddressOption", "InlineOption", "SetOption", "open_backend", "split_list"]
+__all__ = [
+    "AddressOption",
+    "InlineOption",
+    "InsecureTokenOption",
+    "SetOption",
+    "open_backend",
+    "split_list",
+]
 
 AddressOption = Annotated[
     Optional[str],  # noqa: UP045 - typer needs Optional
@@ -31,6 +38,14 @@ AddressOption = Annotated[
 InlineOption = Annotated[
     bool,
     typer.Option("--inline", help="Run in this process without Ray (small data only)."),
+]
+InsecureTokenOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-insecure-token",
+        help="Send the Ray auth token without TLS to a host other than this machine (only on a "
+        "network you trust; prefer a tunnel to 127.0.0.1 or https).",
+    ),
 ]
 SetOption = Annotated[
     Optional[list[str]],  # noqa: UP045

@@ -175,7 +175,7 @@ class PitJoinOptions(StageOptions):
     partitions: int | None = Field(None, ge=1)
 
 
-class PitJoinStage(Stage):
+class PitJoinStage(Stage[PitJoinOptions]):
     """Join a feature table onto entity rows point in time, partitioned by key."""
 
     kind = "features.point_in_time_join"
@@ -184,7 +184,7 @@ class PitJoinStage(Stage):
     outputs: ClassVar[tuple[str, ...]] = ("joined",)
 
     def run(self, context: StageContext, inputs: Mapping[str, DatasetInput],
-            options: Any) -> StageResult:
+            options: PitJoinOptions) -> StageResult:
         try:
             ttl = parse_window(options.ttl) if options.ttl else None
         except ValueError as exc:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -75,7 +75,8 @@ class ScoringSetOptions(FeatureStageOptions):
     cutoff: dt.datetime | None = None
 
 
-def _run(stage: str, context: StageContext, inputs: Mapping[str, DatasetInput], options: Any,
+def _run(stage: str, context: StageContext, inputs: Mapping[str, DatasetInput],
+         options: TrainingSetOptions | ScoringSetOptions,
          entities: str, output: str, *, cutoff: dt.datetime | None,
          entity_columns: tuple[str, ...] | None) -> StageResult:
     views = options.feature_views()
@@ -92,7 +93,9 @@ def _run(stage: str, context: StageContext, inputs: Mapping[str, DatasetInput], 
         keys=tuple(options.keys),
         out=DatasetWriter(url, storage_options=storage or None),
         cutoff=cutoff,
-        cutoff_column=getattr(options, "cutoff_column", "cutoff"),
+        cutoff_column=(
+            options.cutoff_column if isinstance(options, TrainingSetOptions) else "cutoff"
+        ),
         entity_columns=entity_columns,
         players_url=players.url if players is not None else None,
         player_columns=tuple(options.player_columns),
@@ -112,7 +115,7 @@ def _run(stage: str, context: StageContext, inputs: Mapping[str, DatasetInput], 
     )
 
 
-class TrainingSetStage(Stage):
+class TrainingSetStage(Stage[TrainingSetOptions]):
     """Features of every label row as of its cutoff, with the label: the training set."""
 
     kind = "features.training_set"
@@ -122,7 +125,7 @@ class TrainingSetStage(Stage):
     outputs: ClassVar[tuple[str, ...]] = ("training_set",)
 
     def run(self, context: StageContext, inputs: Mapping[str, DatasetInput],
-            options: Any) -> StageResult:
+            options: TrainingSetOptions) -> StageResult:
         names = inputs["labels"].manifest.schema.names
         wanted = [*options.keys, options.cutoff_column, *options.label_columns]
         missing = [c for c in wanted if c not in names]
@@ -135,7 +138,7 @@ class TrainingSetStage(Stage):
                     cutoff=None, entity_columns=tuple(dict.fromkeys(wanted)))
 
 
-class ScoringSetStage(Stage):
+class ScoringSetStage(Stage[ScoringSetOptions]):
     """Features of every entity in ``players`` as of one cutoff: the scoring set."""
 
     kind = "features.scoring_set"
@@ -144,7 +147,7 @@ class ScoringSetStage(Stage):
     outputs: ClassVar[tuple[str, ...]] = ("scoring_set",)
 
     def run(self, context: StageContext, inputs: Mapping[str, DatasetInput],
-            options: Any) -> StageResult:
+            options: ScoringSetOptions) -> StageResult:
         cutoff = options.cutoff
         if cutoff is None:
             recorded = inputs["events"].manifest.metadata.get("cutoff")

@@ -59,7 +59,30 @@ class ScoreOptions(StageOptions):
     )
 
 
-class ScoreStage(Stage):
+    def to_spec(
+        self,
+        input_url: str,
+        output_url: str,
+        *,
+        shap: bool,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> InferenceSpec:
+        """The scoring spec of these options: the one translation, used by the stage and by
+        ``raypipe infer`` (``shap`` resolved: ``auto`` depends on the model)."""
+        return InferenceSpec(
+            input_url=input_url,
+            output_url=output_url,
+            id_columns=tuple(self.id_columns),
+            batch_rows=self.batch_size,
+            partition_by=tuple(self.partition_by),
+            target_file_bytes=self.target_file_mib * 1024**2,
+            on_bad_file=self.on_bad_file,
+            shap=shap,
+            storage_options=dict(storage_options or {}),
+        )
+
+
+class ScoreStage(Stage[ScoreOptions]):
     """Score the ``data`` input; commit ``scores`` (id columns, ``score``, optional SHAP)."""
 
     kind = "inference.score"
@@ -72,20 +95,15 @@ class ScoreStage(Stage):
         self,
         context: StageContext,
         inputs: Mapping[str, DatasetInput],
-        options: Any,
+        options: ScoreOptions,
     ) -> StageResult:
         model = _stage_model(inputs, options, context)
         shap = _wants_shap(model, options.shap, context.stage_name)
-        spec = InferenceSpec(
-            input_url=inputs["data"].url,
-            output_url=context.output_url("scores"),
-            id_columns=tuple(options.id_columns),
-            batch_rows=options.batch_size,
-            partition_by=tuple(options.partition_by),
-            target_file_bytes=options.target_file_mib * 1024**2,
-            on_bad_file=options.on_bad_file,
+        spec = options.to_spec(
+            inputs["data"].url,
+            context.output_url("scores"),
             shap=shap,
-            storage_options=dict(context.storage_options),
+            storage_options=context.storage_options,
         )
         pool = require(context.backend, ScoringBackend, stage=context.stage_name).scoring_pool()
         report = score_on_pool(model, spec, pool, resume=True)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -194,12 +194,28 @@ class StageResult:
     rows_out: int = 0
 
 
-class Stage:
-    """Base class of stage kinds. Subclasses set the class attributes and implement ``run``.
+OptionsT = TypeVar("OptionsT", bound=StageOptions)
+
+
+class Stage(Generic[OptionsT]):
+    """Base class of stage kinds, generic in the kind's options model. Subclasses set the class
+    attributes and implement ``run``.
 
     ``inputs`` names the inputs the kind requires, ``optional_inputs`` those it may take
     (``accepts_any_inputs`` lifts the limit, e.g. for a profiler of any tables), ``outputs`` the
-    datasets it commits. ``options`` is the pydantic model of its ``with:`` block.
+    datasets it commits. ``options`` is the pydantic model of its ``with:`` block, the same class
+    as the type argument: the spec loader validates the block with it, and ``run`` receives the
+    validated instance.
+
+    Examples
+    --------
+    >>> class EchoOptions(StageOptions):
+    ...     text: str = "hi"
+    >>> class EchoStage(Stage[EchoOptions]):
+    ...     kind = "demo.echo"
+    ...     options = EchoOptions
+    ...     def run(self, context, inputs, options: EchoOptions) -> StageResult:
+    ...         return StageResult(outputs={}, metrics={"text": options.text})
     """
 
     kind: ClassVar[str]
@@ -213,7 +229,7 @@ class Stage:
         self,
         context: StageContext,
         inputs: Mapping[str, DatasetInput],
-        options: Any,
+        options: OptionsT,
     ) -> StageResult:
         raise NotImplementedError
 

@@ -102,7 +102,7 @@ class TrainSearchOptions(StageOptions):
     threads: int = Field(default=1, ge=1)
 
 
-class TrainSearchStage(Stage):
+class TrainSearchStage(Stage[TrainSearchOptions]):
     """Search every candidate, evaluate on one holdout, register the best, gate the champion."""
 
     kind = "train.search"
@@ -112,7 +112,7 @@ class TrainSearchStage(Stage):
     outputs: ClassVar[tuple[str, ...]] = ("model", "holdout")
 
     def run(
-        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: Any
+        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: TrainSearchOptions
     ) -> StageResult:
         from raypipe.io.artifacts import write_artifact
         from raypipe.io.dataset import read_dataset, write_dataset
@@ -386,7 +386,9 @@ def _selection_html(report: TrainingReport) -> str:
     )
 
 
-def _champion_scorer(test_table: pa.Table, prepared: Any, options: Any, tracking_uri: str) -> Any:
+def _champion_scorer(
+    test_table: pa.Table, prepared: Any, options: TrainSearchOptions, tracking_uri: str
+) -> Any:
     def score(uri: str) -> float | None:
         from raypipe.training.job import holdout_metrics
 
@@ -412,7 +414,11 @@ def _spec_stub() -> Any:
 
 
 def _holdout_table(
-    test_table: pa.Table, options: Any, label: str, y: np.ndarray, scores: np.ndarray
+    test_table: pa.Table,
+    options: TrainSearchOptions,
+    label: str,
+    y: np.ndarray,
+    scores: np.ndarray,
 ) -> pa.Table:
     columns = {c: test_table.column(c) for c in options.id_columns if c in test_table.column_names}
     columns[label] = pa.array(y)

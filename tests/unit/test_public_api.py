@@ -40,7 +40,7 @@ KNOWN_MISMATCHES: dict[str, str] = {
     "raypipe.cli.jobs": "commands `list_`, `logs`, `stop`, `submit`",
     "raypipe.cli.main": "`plan`, `render_error`, `validate`, `version`",
     "raypipe.cli.models": "`group`, `list_models`, `promote`, `rollback`, `show_model`",
-    "raypipe.cli.monitor": "`drift`, `executor_for`, `group`, `report`",
+    "raypipe.cli.monitor": "`drift`, `group`, `report`",
     "raypipe.engine.jobs": "`format_summaries`, `read_requirements`",
     "raypipe.features.pit": "`tables_without_data`",
     "raypipe.federated.clients": "`binary_scores`, `roc_auc`",

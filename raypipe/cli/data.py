@@ -53,8 +53,8 @@ def check(
     from raypipe.io.manifest import read_manifest
     from raypipe.validation.check_stage import describe_failures
     from raypipe.validation.checking import run_check
-    from raypipe.validation.inference import infer_rules
     from raypipe.validation.profiling import run_profile
+    from raypipe.validation.rule_inference import infer_rules
     from raypipe.validation.rules import RuleSetSpec, read_rules, rules_to_yaml
 
     if rules is None and infer_from is None:

@@ -130,7 +130,7 @@ def suggest(
     ] = None,
 ) -> None:
     """Propose feature views (YAML you can paste) from a dataset's schema and a context."""
-    from raypipe.features.discovery import top_values
+    from raypipe.features.candidates import top_values
     from raypipe.features.spec import views_to_yaml
     from raypipe.features.suggest import suggest_views, suggest_views_llm
     from raypipe.io.dataset import scan_dataset

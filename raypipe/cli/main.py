@@ -32,14 +32,14 @@ error_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 #: Modules that add commands with ``register(app)``; one line per area.
 COMMAND_MODULES: tuple[str, ...] = (
-    "raypipe.cli.jobrun",
+    "raypipe.cli.run",
     "raypipe.cli.generate",
     "raypipe.cli.data",
     "raypipe.cli.features",
     "raypipe.cli.monitor",
     "raypipe.cli.models",
     "raypipe.cli.infer",
-    "raypipe.cli.jobs",
+    "raypipe.cli.submit",
 )
 
 

@@ -23,7 +23,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from raypipe.stages.base import DatasetInput, Stage, StageContext, StageOptions, StageResult
-from raypipe.training.job import (
+from raypipe.training.experiment import (
     LOWER_IS_BETTER,
     TrainingReport,
     TrainingSpec,
@@ -390,7 +390,7 @@ def _champion_scorer(
     test_table: pa.Table, prepared: Any, options: TrainSearchOptions, tracking_uri: str
 ) -> Any:
     def score(uri: str) -> float | None:
-        from raypipe.training.job import holdout_metrics
+        from raypipe.training.experiment import holdout_metrics
 
         try:
             from raypipe.tracking.models import load_model

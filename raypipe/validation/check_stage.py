@@ -77,8 +77,8 @@ class CheckStage(Stage[CheckOptions]):
     ) -> StageResult:
         from raypipe.io.dataset import write_dataset
         from raypipe.validation.checking import run_check
-        from raypipe.validation.inference import infer_rules
         from raypipe.validation.profiling import run_profile
+        from raypipe.validation.rule_inference import infer_rules
 
         storage = dict(context.storage_options) or None
         rules = list(options.rules)

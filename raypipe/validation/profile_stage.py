@@ -9,8 +9,8 @@ from typing import Any
 from pydantic import Field
 
 from raypipe.stages.base import DatasetInput, Stage, StageContext, StageOptions, StageResult
-from raypipe.validation.profile import HISTOGRAM_BINS
 from raypipe.validation.profiling import profile_rows, run_profile
+from raypipe.validation.stats import HISTOGRAM_BINS
 
 __all__ = ["ProfileOptions", "ProfileStage"]
 

@@ -104,7 +104,7 @@ def test_log_lines_are_redacted_by_the_filter(caplog: pytest.LogCaptureFixture) 
 
 
 def test_printed_mlflow_ui_hint_has_no_password() -> None:
-    from raypipe.cli.jobrun import mlflow_ui_command
+    from raypipe.cli.run import mlflow_ui_command
 
     command = mlflow_ui_command(SECRET_DB)
     assert "pw-s3cret" not in command

@@ -15,7 +15,9 @@ from hypothesis import strategies as st
 from raypipe.engine.inline import InlineBackend
 from raypipe.io.dataset import read_dataset, write_dataset
 from raypipe.stages.base import DatasetInput, StageContext
-from raypipe.validation.profile import (
+from raypipe.validation.profile_stage import ProfileOptions, ProfileStage
+from raypipe.validation.profiling import read_profile_table
+from raypipe.validation.stats import (
     SKETCH_K,
     ColumnProfile,
     merge_profiles,
@@ -23,8 +25,6 @@ from raypipe.validation.profile import (
     profile_table,
     with_histogram,
 )
-from raypipe.validation.profile_stage import ProfileOptions, ProfileStage
-from raypipe.validation.profiling import read_profile_table
 
 floats = st.one_of(
     st.floats(min_value=-1e6, max_value=1e6), st.sampled_from([math.nan, math.inf, -math.inf])

@@ -18,8 +18,8 @@ from raypipe.io.dataset import read_dataset, write_dataset
 from raypipe.stages.base import DatasetInput, StageContext
 from raypipe.validation.check_stage import CheckOptions, CheckStage
 from raypipe.validation.checking import check_table, run_check
-from raypipe.validation.inference import infer_rules
 from raypipe.validation.profiling import run_profile
+from raypipe.validation.rule_inference import infer_rules
 from raypipe.validation.rules import RuleSetSpec, read_rules, rules_to_yaml
 
 RULES = {

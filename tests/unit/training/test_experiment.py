@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from raypipe.training import job
-from raypipe.training.job import TrainingSpec, prepare, run_training
+from raypipe.training.experiment import TrainingSpec, prepare, run_training
 from raypipe.training.search import InlineRunner
 from raypipe.training.spaces import resolve_spaces
 from raypipe.training.trial import TrialWorker

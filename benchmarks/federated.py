@@ -12,12 +12,21 @@ and shutdown):
 - ``numpy``   one process, a plain per-client loop: the no-framework limit.
 - ``raypipe`` ``raypipe.engine.federation.RayFederation``: 2 actors (0.5 CPU each) hosting 50
               clients each, vectorised local training, one shared request per round.
+- ``raypipe+<protection>``  the same with ``dp`` (z 0.5, C 1), ``secagg`` (SecAgg+ between the
+              clients in the actors and the driver: 10 neighbours, threshold 4), ``he`` (CKKS
+              through TenSEAL, N 4096, scale 2^40), ``dp+secagg`` or ``dp+he`` (IID split only).
 - ``flower``  flwr 1.42 Message API (``ClientApp``/``ServerApp``, ``FedAvg(fraction_evaluate=0)``,
               ``run_simulation``, 1 CPU per client), in its own venv (it pins Ray 2.55.1),
               created by this script with ``python3 -m venv`` + ``pip install flwr[simulation]``.
 
 "Steady" rounds/s are rounds 2..R (round 1 absorbs start-up). AUC of a central scikit-learn
 logistic regression on all training rows is the reference. ``OPENBLAS_NUM_THREADS=1`` for all.
+
+Bytes per client per round: the weights down and the parameters up (8 bytes each) in a plain
+round; with secagg or he, the protocol's messages or ciphertexts plus the public context, as the
+run records them. The JSON's top level adds, for the IID split: ``plain_round_s``,
+``secagg_round_s``, ``he_round_s``, ``flower_round_s`` (steady seconds per round, Flower without
+secure aggregation), ``auc_secagg`` and ``auc_he`` next to ``auc_centralized``.
 
 Usage::
 
@@ -124,13 +133,37 @@ def child_numpy(path: str, partition: str, rounds: int) -> dict:
     return {"auc": final, "marks": marks, "weights": w.tolist()}
 
 
-def child_raypipe(path: str, partition: str, rounds: int) -> dict:
+PROTECTIONS = ("plain", "dp", "secagg", "he", "dp+secagg", "dp+he")
+
+
+def protected(protection: str, rounds: int) -> tuple:
+    """The strategy and federation spec of a protection variant."""
+    from raypipe.federated.privacy import DPFixedClipping, SecAggConfig
+    from raypipe.federated.privacy.homomorphic import HeConfig
+    from raypipe.federated.simulation import FederationSpec
+    from raypipe.federated.strategies import FedAvg
+
+    parts = set(protection.split("+"))
+    strategy = FedAvg()
+    if "dp" in parts:
+        strategy = DPFixedClipping(strategy, noise_multiplier=0.5, clipping_norm=1.0)
+    spec = FederationSpec(
+        rounds=rounds,
+        evaluate_clients=False,
+        secure_aggregation=SecAggConfig(num_shares=10, reconstruction_threshold=4)
+        if "secagg" in parts
+        else None,
+        homomorphic=HeConfig() if "he" in parts else None,
+    )
+    return strategy, spec
+
+
+def child_raypipe(path: str, partition: str, rounds: int, protection: str = "plain") -> dict:
     sys.path.insert(0, str(ROOT))
     from raypipe.engine.federation import RayFederation
     from raypipe.engine.runtime import RayRuntime, RuntimeOptions
     from raypipe.federated.clients import build_shards
-    from raypipe.federated.simulation import FederationSpec, run_federation
-    from raypipe.federated.strategies import FedAvg
+    from raypipe.federated.simulation import run_federation
 
     x, y, xt, yt, rows, offsets = load(path, partition)
     parts = [rows[a:b] for a, b in itertools.pairwise(offsets)]
@@ -139,15 +172,21 @@ def child_raypipe(path: str, partition: str, rounds: int) -> dict:
         backend = RayFederation(build_shards(x, y, parts, 2, holdout_fraction=0.0), num_cpus=0.5)
         backend.wait_ready()
         setup = time.perf_counter() - setup
-        spec = FederationSpec(rounds=rounds, evaluate_clients=False)
-        result = run_federation(backend, FedAvg(), spec, np.zeros(x.shape[1] + 1), test=(xt, yt))
+        strategy, spec = protected(protection, rounds)
+        result = run_federation(backend, strategy, spec, np.zeros(x.shape[1] + 1), test=(xt, yt))
         backend.close()
     seconds = [r.seconds for r in result.history]
+    params = x.shape[1] + 1
+    extra = [r.privacy_bytes_per_client for r in result.history if r.privacy_bytes_per_client]
+    # down: the weights; up: the parameters, or the protocol's messages / ciphertexts instead
+    per_client = 8 * params + (float(np.mean(extra)) if extra else 8 * params)
     return {
         "auc": result.final_test["auc"],
         "marks": list(np.cumsum([0.0, *seconds])),
         "weights": result.weights.tolist(),
         "actor_setup_s": setup,
+        "bytes_per_client_round": per_client,
+        "epsilon": result.history[-1].epsilon,
     }
 
 
@@ -247,12 +286,15 @@ def run_child(
     python: str, variant: str, path: str, partition: str, rounds: int, timeout: int
 ) -> dict:
     started = time.perf_counter()
+    child, _, protection = variant.partition("+")
     with subprocess.Popen(
         [
             python,
             str(HERE),
+            "--protection",
+            protection or "plain",
             "--child",
-            variant,
+            child,
             "--data",
             path,
             "--partition",
@@ -307,10 +349,20 @@ def main() -> None:
     parser.add_argument("--child")
     parser.add_argument("--data")
     parser.add_argument("--partition")
+    parser.add_argument("--protection", default="plain", choices=PROTECTIONS)
+    parser.add_argument(
+        "--protections",
+        default=",".join(PROTECTIONS[1:]),
+        help="raypipe variants beyond plain, on the IID split (comma-separated; '' for none)",
+    )
     args = parser.parse_args()
     if args.child:
-        fn = {"numpy": child_numpy, "raypipe": child_raypipe, "flower": child_flower}[args.child]
-        print("RESULT " + json.dumps(fn(args.data, args.partition, args.rounds)), flush=True)
+        if args.child == "raypipe":
+            out = child_raypipe(args.data, args.partition, args.rounds, args.protection)
+        else:
+            fn = {"numpy": child_numpy, "flower": child_flower}[args.child]
+            out = fn(args.data, args.partition, args.rounds)
+        print("RESULT " + json.dumps(out), flush=True)
         return
 
     rows = args.rows or (40_000 if args.quick else 200_000)
@@ -342,6 +394,16 @@ def main() -> None:
                     sys.executable, "raypipe", path, partition, rounds, args.timeout
                 ),
             }
+            if partition == "iid":
+                for protection in filter(None, args.protections.split(",")):
+                    results[f"raypipe+{protection}"] = run_child(
+                        sys.executable,
+                        f"raypipe+{protection}",
+                        path,
+                        partition,
+                        rounds,
+                        args.timeout,
+                    )
             if flower is not None:
                 results["flower"] = run_child(
                     str(flower), "flower", path, partition, rounds, args.timeout
@@ -367,11 +429,24 @@ def main() -> None:
         "raypipe_rounds_per_s": iid["raypipe"].get("steady_rounds_per_s"),
         "numpy_rounds_per_s": iid["numpy"].get("steady_rounds_per_s"),
         "flower_rounds_per_s": iid.get("flower", {}).get("steady_rounds_per_s"),
+        "plain_round_s": _round_s(iid.get("raypipe")),
+        "secagg_round_s": _round_s(iid.get("raypipe+secagg")),
+        "he_round_s": _round_s(iid.get("raypipe+he")),
+        "flower_round_s": _round_s(iid.get("flower")),
+        "auc_secagg": iid.get("raypipe+secagg", {}).get("auc"),
+        "auc_he": iid.get("raypipe+he", {}).get("auc"),
     }
     report.update(summary)
     print(json.dumps(summary, indent=2))
     if args.json:
         args.json.write_text(json.dumps(report, indent=2, default=float))
+
+
+def _round_s(result: dict | None) -> float | None:
+    """Steady seconds per round (rounds 2..R) of a variant that ran."""
+    if not result or "error" in result or not result.get("steady_rounds_per_s"):
+        return None
+    return 1.0 / result["steady_rounds_per_s"]
 
 
 def _print(report: dict) -> None:
@@ -380,21 +455,22 @@ def _print(report: dict) -> None:
         f"({report['machine']})"
     )
     head = (
-        f"{'partition':9} {'impl':8} {'wall s':>8} {'rounds s':>9} {'steady r/s':>11} "
-        f"{'AUC':>7} {'central':>8} {'|w-numpy|':>10}"
+        f"{'partition':9} {'impl':17} {'wall s':>8} {'rounds s':>9} {'s/round':>8} "
+        f"{'B/client/round':>15} {'AUC':>7} {'central':>8} {'|w-numpy|':>10}"
     )
     print(head)
     for partition, res in report["partitions"].items():
-        for name in ("numpy", "raypipe", "flower"):
-            r = res.get(name)
-            if r is None:
+        for name, r in res.items():
+            if not isinstance(r, dict):
                 continue
             if "error" in r:
-                print(f"{partition:9} {name:8} FAILED: {r['error'][-300:]}")
+                print(f"{partition:9} {name:17} FAILED: {r['error'][-300:]}")
                 continue
             print(
-                f"{partition:9} {name:8} {r['wall_s']:8.2f} {r['rounds_s']:9.2f} "
-                f"{r['steady_rounds_per_s']:11.2f} {r['auc']:7.4f} {res['central_auc']:8.4f} "
+                f"{partition:9} {name:17} {r['wall_s']:8.2f} {r['rounds_s']:9.2f} "
+                f"{1 / r['steady_rounds_per_s']:8.3f} "
+                f"{r.get('bytes_per_client_round', float('nan')):15.0f} {r['auc']:7.4f} "
+                f"{res['central_auc']:8.4f} "
                 f"{r.get('max_weight_diff_vs_numpy', float('nan')):10.2e}"
             )
         if (

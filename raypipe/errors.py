@@ -9,6 +9,7 @@ process exit code the CLI uses, and renders as a short message that says what we
     RaypipeError                      exit 1
     ├── SpecError                     exit 2   the job spec or a command's options are invalid
     ├── DataError                     exit 3   input data is missing, unreadable or malformed
+    │   ├── StorageError                       storage unreachable: credentials, bucket, permissions
     │   ├── DatasetNotCommittedError           a dataset has no manifest, or files it lists are gone
     │   └── SchemaError                        columns or types differ from what is declared
     ├── StageError                    exit 4   a stage failed while running
@@ -32,6 +33,7 @@ __all__ = [
     "SchemaError",
     "SpecError",
     "StageError",
+    "StorageError",
     "TaskError",
 ]
 
@@ -88,6 +90,10 @@ class DataError(RaypipeError):
     """Input data is missing, unreadable or malformed."""
 
     exit_code = 3
+
+
+class StorageError(DataError):
+    """A storage location cannot be reached, read or written: credentials, bucket, permissions."""
 
 
 class DatasetNotCommittedError(DataError):

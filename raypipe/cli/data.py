@@ -1,4 +1,4 @@
-"""``raypipe data check``: quality rules over a committed dataset, with quarantine."""
+"""``raypipe data``: quality rules over a dataset (``check``) and a dataset's kept ``versions``."""
 
 from __future__ import annotations
 
@@ -20,7 +20,9 @@ group = typer.Typer(help="Data quality: rules, profiles, quarantine.", no_args_i
 
 @group.command("check")
 def check(
-    data: Annotated[str, typer.Option("--data", help="Committed dataset to check.")],
+    data: Annotated[
+        str, typer.Option("--data", help="Dataset to check (committed, or plain Parquet).")
+    ],
     rules: Annotated[
         Optional[Path],  # noqa: UP045 - typer needs Optional
         typer.Option("--rules", help="Rules YAML file."),
@@ -50,7 +52,8 @@ def check(
 ) -> None:
     """Check DATA against RULES; exit 3 when a rule with policy `fail` does not pass."""
     from raypipe.errors import DataError, SpecError
-    from raypipe.io.manifest import read_manifest
+    from raypipe.io.lease import hold_dataset_leases
+    from raypipe.io.sources import open_dataset
     from raypipe.validation.check_stage import describe_failures
     from raypipe.validation.checking import run_check
     from raypipe.validation.profiling import run_profile
@@ -61,11 +64,21 @@ def check(
         raise SpecError(["give `--rules FILE`, `--infer-from URL`, or both"])
     if (quarantine is None) != (clean is None):
         raise SpecError(["`--quarantine` and `--clean` go together"])
-    manifest = read_manifest(data)
-    with open_backend(address, inline=inline) as executor:
-        chosen = list(read_rules(rules).rules) if rules is not None else []
+    from raypipe.cli.boundary import require_exists, require_writable
+
+    require_exists(data, "--data")
+    outputs = {"--write-rules": write_rules, "--json": json_path}
+    outputs |= {"--quarantine": quarantine, "--clean": clean}
+    for option, target in outputs.items():
+        if target is not None:
+            require_writable(str(target), option)
+    manifest = open_dataset(data)
+    chosen = list(read_rules(rules).rules) if rules is not None else []
+    datasets = [output for output in (clean, quarantine) if output is not None]
+    # Before any work: never mix into a user's folder; one writer per output until the commit.
+    with hold_dataset_leases(datasets), open_backend(address, inline=inline) as executor:
         if infer_from is not None:
-            profile = run_profile("reference", infer_from, read_manifest(infer_from), executor)
+            profile = run_profile("reference", infer_from, open_dataset(infer_from), executor)
             chosen += infer_rules(profile)
         rule_set = RuleSetSpec(rules=chosen)
         if write_rules is not None:
@@ -102,6 +115,52 @@ def check(
             f"{describe_failures(report)}",
             hint="fix the data, or relax the rules (policy `warn` or `quarantine`)",
         )
+
+
+@group.command("versions")
+def versions(
+    url: Annotated[str, typer.Argument(help="A dataset (or artifact) raypipe committed.")],
+    storage_option: Annotated[
+        Optional[list[str]],  # noqa: UP045 - typer needs Optional
+        typer.Option("--storage-option", help="fsspec option KEY=VALUE (repeatable)."),
+    ] = None,
+) -> None:
+    """List the kept versions of URL, newest first: version, time, rows, files.
+
+    Read one of them in a job with `inputs: {name: <stage>.<output>@<version>}`.
+    """
+    from raypipe.errors import DataError, DatasetNotCommittedError, SpecError
+    from raypipe.io.manifest import list_versions
+
+    options: dict[str, str] = {}
+    for item in storage_option or []:
+        key, sep, value = item.partition("=")
+        if not (key and sep):
+            raise SpecError([f"`--storage-option {item}`: expected KEY=VALUE"])
+        options[key] = value
+    try:
+        kept = list_versions(url, options or None)
+    except DatasetNotCommittedError:
+        from raypipe.io.sources import open_dataset
+
+        plain = open_dataset(url, options or None)  # raises its own error when not plain either
+        raise DataError(
+            f"`{url}` is plain Parquet ({len(plain.files)} file(s), {plain.rows:,} rows), not a "
+            "dataset raypipe committed: it has no kept versions",
+            hint="every raypipe command reads it as it is now; versions exist for raypipe outputs",
+        ) from None
+    table = Table(title=f"versions of `{url}` (newest first)")
+    for header in ("version", "committed", "rows", "files", ""):
+        table.add_column(header)
+    for index, manifest in enumerate(kept):
+        table.add_row(
+            manifest.version[:12],
+            manifest.created_at or "?",
+            f"{manifest.rows:,}",
+            str(len(manifest.files)),
+            "current" if index == 0 else "",
+        )
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:

@@ -16,7 +16,8 @@ __all__ = ["register"]
 
 console = Console()
 group = typer.Typer(
-    help="Feature views, discovery and selection, suggestions.", no_args_is_help=True
+    help="Feature views, discovery and selection, suggestions; the online feature store.",
+    no_args_is_help=True,
 )
 
 
@@ -71,16 +72,24 @@ def discover(
     address: AddressOption = None,
 ) -> None:
     """Generate candidate features as of each label's cutoff, select them, write a report."""
+    from raypipe.cli.boundary import require_exists, require_writable
     from raypipe.features.discover import DiscoveryOptions, run_discovery
     from raypipe.io.fs import join_url
+    from raypipe.io.lease import hold_dataset_leases
 
+    require_exists(events, "--events")
+    require_exists(labels, "--labels")
+    if players is not None:
+        require_exists(players, "--players")
+    require_writable(out, "--out")
     options = DiscoveryOptions(keys=_split(keys), label=label, windows=_split(windows), k=k)
-    with open_backend(address, inline=inline) as executor:
+    outputs = [join_url(out, "candidates"), join_url(out, "report")]
+    # Refuses a user's folder before any work; one writer per output until the commits.
+    with hold_dataset_leases(outputs), open_backend(address, inline=inline) as executor:
         result = run_discovery(
             events,
             labels,
-            join_url(out, "candidates"),
-            join_url(out, "report"),
+            *outputs,
             executor,
             players_url=players,
             options=options,
@@ -93,10 +102,14 @@ def discover(
     console.print(table)
     if result.leaky:
         console.print(f"[yellow]likely leakage[/]: {', '.join(result.leaky)}", highlight=False)
-    console.print(
-        f"report: `{join_url(out, 'report')}` (report.html, selection.json, selected_views.yaml)",
-        highlight=False,
-    )
+    report_url = join_url(out, "report")
+    for entry in result.report.files:
+        # Committed files sit in an attempt-named folder: print where each really is.
+        console.print(
+            f"{entry.path.rsplit('/', 1)[-1]}: {join_url(report_url, entry.path)}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 @group.command("suggest")
@@ -160,4 +173,7 @@ def suggest(
 
 def register(app: typer.Typer) -> None:
     """Add the ``features`` command group to the ``raypipe`` command."""
+    from raypipe.cli.feature_store import add_commands
+
+    add_commands(group)
     app.add_typer(group, name="features")

@@ -57,7 +57,16 @@ def generate(
             for error in exc.errors()
         ]
         raise SpecError(problems, source="raypipe generate") from exc
+    from raypipe.cli.boundary import require_writable
+
+    require_writable(out, "--out")
     config = options.to_config()
+    from raypipe.io.fs import join_url
+    from raypipe.io.lease import ensure_writable_dataset
+    from raypipe.synth.generate import TABLES
+
+    for name in TABLES:  # before Ray starts: never mix into a user's folder
+        ensure_writable_dataset(join_url(out, name))
     with open_backend(address, inline=inline) as backend:
         started = time.perf_counter()
         manifests = run_generate(config, out, backend)

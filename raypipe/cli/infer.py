@@ -52,15 +52,37 @@ def infer(
         bool, typer.Option("--resume", help="Keep the units an interrupted run committed.")
     ] = False,
     shap: Annotated[bool, typer.Option("--shap", help="Add SHAP contributions.")] = False,
+    tracking_uri: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--tracking-uri",
+            help="Model registry of `models:/` URIs (default: ./raypipe-data/mlflow.db).",
+        ),
+    ] = None,
+    allow_empty: Annotated[
+        bool,
+        typer.Option("--allow-empty", help="Commit an empty output when INPUT has no rows."),
+    ] = False,
+    allow_pickle: Annotated[
+        bool,
+        typer.Option(
+            "--allow-pickle",
+            help="Load a legacy pickle version of a `models:/` model (it runs code when "
+            "loaded; only the registry's own checksummed versions, never a file).",
+        ),
+    ] = False,
 ) -> None:
     """Score every row of INPUT with MODEL into OUTPUT, exactly once, on Ray."""
     from pydantic import ValidationError
 
+    from raypipe.cli.boundary import require_writable
     from raypipe.cli.options import open_backend
-    from raypipe.errors import SpecError
+    from raypipe.errors import DataError, SpecError
     from raypipe.inference.model import read_model
     from raypipe.inference.pool import ScoringBackend, score_on_pool
+    from raypipe.inference.predictor import Predictor
     from raypipe.inference.stage import ScoreOptions
+    from raypipe.io.lease import ensure_writable_dataset
     from raypipe.stages.backend import require
 
     try:  # the stage's options model: the same validation, one translation into the spec
@@ -78,7 +100,24 @@ def infer(
             source="raypipe infer",
         ) from exc
     spec = options.to_spec(input_url, output_url, shap=shap)
-    blob = read_model(model)  # a bad model fails here, before Ray starts
+    require_writable(output_url, "--output")
+    ensure_writable_dataset(output_url)  # before Ray starts: never mix into a user's folder
+    # Without the flag, RAYPIPE_ALLOW_PICKLE=1 still opts in (None: the environment decides).
+    blob = read_model(model, tracking_uri=tracking_uri, allow_pickle=allow_pickle or None)
+    # Loaded once here too, so a file that is not a model fails before Ray starts.
+    Predictor(blob)
+    if not _has_rows(input_url, skip_unreadable=on_bad_file == "quarantine"):
+        if not allow_empty:
+            raise DataError(
+                f"`{input_url}` (`--input`) has no rows; expected at least one row to score",
+                hint="check that the input was written, or pass `--allow-empty` to commit an "
+                "empty output",
+            )
+        console.print(
+            f"[yellow]warning[/]: `{input_url}` (`--input`) has no rows; committing an empty "
+            "output",
+            highlight=False,
+        )
     with open_backend(address, inline=inline) as backend:
         # The pool's actors start now, and load their libraries while the input is planned.
         pool = require(backend, ScoringBackend, stage="infer").scoring_pool(actors)
@@ -99,6 +138,41 @@ def infer(
         console.print(f"[yellow]quarantined[/] `{item.file}`: {item.reason}", highlight=False)
     for line in report.advice:
         console.print(f"[dim]advice:[/] {line}", highlight=False)
+
+
+def _has_rows(input_url: str, *, skip_unreadable: bool) -> bool:
+    """Whether INPUT holds a row: its manifest's count, or file footers until one has rows.
+
+    An unreadable file fails here, before Ray starts, unless it is to be quarantined.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from raypipe.errors import DataError, DatasetNotCommittedError
+    from raypipe.inference.planning import list_input_files
+    from raypipe.io.fs import resolve_fs
+    from raypipe.io.manifest import read_manifest
+
+    try:
+        return read_manifest(input_url).rows > 0
+    except DatasetNotCommittedError:
+        pass  # plain Parquet: read the footers
+    for file in list_input_files(input_url):
+        fs, path = resolve_fs(file.url)
+        try:
+            with fs.open(path, "rb") as handle:
+                rows = pq.read_metadata(handle).num_rows
+        except (pa.ArrowInvalid, OSError) as exc:
+            if skip_unreadable:
+                continue
+            raise DataError(
+                f"`{file.url}` in `{input_url}` (`--input`) is not readable Parquet: {exc}",
+                hint="the file is truncated or not Parquet; write it again or move it out of "
+                "the input, or pass `--on-bad-file quarantine` to score the others",
+            ) from exc
+        if rows:
+            return True
+    return False
 
 
 def register(app: typer.Typer) -> None:

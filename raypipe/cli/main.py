@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from raypipe.cli.boundary import explain
 from raypipe.cli.options import SetOption
 from raypipe.errors import RaypipeError
 
@@ -40,6 +41,8 @@ COMMAND_MODULES: tuple[str, ...] = (
     "raypipe.cli.models",
     "raypipe.cli.infer",
     "raypipe.cli.submit",
+    "raypipe.cli.watch",
+    "raypipe.cli.serve",
 )
 
 
@@ -95,10 +98,27 @@ def _configure_logging(debug: bool) -> None:
     from raypipe.redaction import RedactingFilter
 
     handler.addFilter(RedactingFilter())  # no password or URL signature in any log line
+    # MLflow logs its own INFO lines (creating database tables) through its own handler.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "DEBUG" if debug else "WARNING")
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING)
     logging.getLogger("raypipe").setLevel(level)
+    # Ray warns on every local start that it turned token authentication on by default (the
+    # safe setting raypipe keeps): nothing a user can act on, so that one line is dropped.
+    ray_auth = logging.getLogger(_RAY_TOKEN_AUTH_LOGGER)
+    if not any(isinstance(f, _RayTokenAuthEnabledFilter) for f in ray_auth.filters):
+        ray_auth.addFilter(_RayTokenAuthEnabledFilter())
+
+
+_RAY_TOKEN_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"
+
+
+class _RayTokenAuthEnabledFilter(logging.Filter):
+    """Drops Ray's "Token authentication is enabled for this Ray cluster" notice, only that."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Token authentication is enabled")
 
 
 def render_error(exc: RaypipeError, *, debug: bool) -> None:
@@ -145,7 +165,11 @@ def main(argv: list[str] | None = None) -> None:
     _register_commands()
     command = typer.main.get_command(app)
     try:
-        command.main(args=args, prog_name="raypipe", standalone_mode=False)
+        code = command.main(args=args, prog_name="raypipe", standalone_mode=False)
+        # Not standalone, typer returns (not raises) the code of `typer.Exit` and of Ctrl-C
+        # (130); a command itself returns None.
+        if isinstance(code, int) and code:
+            sys.exit(code)
     except RaypipeError as exc:
         if debug:
             error_console.print_exception()
@@ -159,6 +183,12 @@ def main(argv: list[str] | None = None) -> None:
     except (typer.Abort, KeyboardInterrupt):
         error_console.print("[yellow]interrupted[/]")
         sys.exit(130)
+    except Exception as exc:  # the boundary: a library's failure, said once
+        if debug:
+            error_console.print_exception()
+        explained = explain(exc, args)
+        render_error(explained, debug=debug)
+        sys.exit(explained.exit_code)
 
 
 if __name__ == "__main__":

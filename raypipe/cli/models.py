@@ -1,4 +1,8 @@
-"""``raypipe models list|show|promote|rollback``: the governed model registry from the shell."""
+"""``raypipe models list|show|promote|rollback|approve|audit|history``: the governed registry.
+
+``approve`` and ``history`` read the lifecycle policy (``--policy``: a job spec with a
+``lifecycle:`` section, or a policy file); ``audit --verify`` checks the hash chain.
+"""
 
 from __future__ import annotations
 
@@ -154,6 +158,164 @@ def rollback(
         name, reason=reason, to_version=to, alias=alias
     )
     typer.echo(f"{name}@{alias}: {entry.from_version or '-'} -> {entry.to_version} ({entry.who})")
+
+
+PolicyPath = Annotated[
+    str,
+    typer.Option("--policy", help="Job spec with a `lifecycle:` section, or a policy file."),
+]
+
+
+@group.command("approve")
+def approve(
+    name: Annotated[str, typer.Argument(help="Registered model name.")],
+    version: Annotated[str, typer.Argument(help="Version whose move is approved.")],
+    to: Annotated[str, typer.Option("--to", help="Stage it moves to (e.g. `production`).")],
+    policy: PolicyPath,
+    reason: Reason = ...,  # type: ignore[assignment]
+    data_dir: DataDir = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Approve VERSION of NAME moving to a stage; completes a waiting move once enough approve.
+
+    The approver is who the policy's `identity` sources say; they must hold one of the rule's
+    approver roles.
+    """
+    from raypipe.errors import SpecError
+    from raypipe.tracking.approvals import resolve_identity
+    from raypipe.tracking.lifecycle import Lifecycle
+    from raypipe.tracking.policy import load_policy
+
+    rules = load_policy(policy)
+    if rules.model != name:
+        raise SpecError(
+            [f"the policy `{policy}` governs model `{rules.model}`, not `{name}`"],
+            hint=f"pass the policy of `{name}`",
+        )
+    who = resolve_identity(rules.identity)
+    outcome = Lifecycle(_registry(data_dir, tracking_uri), rules).approve(
+        version, to, who=who, reason=reason
+    )
+    typer.echo(f"approved by {who}; {outcome.describe()}")
+
+
+@group.command("audit")
+def audit(
+    name: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Argument(help="Registered model name (default: every model)."),
+    ] = None,
+    verify: Annotated[
+        bool, typer.Option("--verify", help="Check the hash chain; exit 6 on any problem.")
+    ] = False,
+    witness: Annotated[
+        bool,
+        typer.Option(
+            "--witness/--no-witness",
+            help="Also compare with the copies kept as registry tags (needs the MLflow store).",
+        ),
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    data_dir: DataDir = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Print the audit trail (of NAME), or with --verify report every edited or deleted entry."""
+    from raypipe.errors import ModelError
+    from raypipe.tracking.audit import AuditLog
+    from raypipe.tracking.store import audit_path
+    from raypipe.tracking.verify import verify_audit
+
+    log = AuditLog(audit_path(data_dir))
+    if not verify:
+        entries = log.read(name)
+        if as_json:
+            typer.echo(json.dumps([e.__dict__ for e in entries], indent=2, default=str))
+            return
+        table = Table("when", "who", "model", "stream", "#", "action", "from", "to", "why")
+        for e in entries:
+            table.add_row(
+                e.at, e.who, e.model, e.alias, str(e.sequence), e.action,
+                str(e.from_version or "-"), str(e.to_version or "-"), e.reason,
+            )  # fmt: skip
+        console.print(table)
+        return
+    witnesses = None
+    if witness:
+        registry = _registry(data_dir, tracking_uri)
+        names = [name] if name else [m["name"] for m in registry.list_models()]
+        witnesses = {n: registry.audit_witnesses(n) for n in names}
+    report = verify_audit(log, name, witnesses=witnesses)
+    if as_json:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        for problem in report.problems:
+            typer.echo(problem.describe())
+        typer.echo(
+            f"{report.entries} entries checked, {report.unchained} written before chaining, "
+            f"{len(report.problems)} problems"
+        )
+    if not report.ok:
+        raise ModelError(
+            f"the audit trail under `{log.root}` has {len(report.problems)} problems "
+            "(edited, deleted or misplaced entries)",
+            hint="restore the listed files from a backup; the registry tags hold copies",
+        )
+
+
+@group.command("history")
+def history(
+    name: Annotated[str, typer.Argument(help="Registered model name.")],
+    serving_logs: Annotated[
+        Optional[str],  # noqa: UP045
+        typer.Option(
+            "--serving-logs",
+            help="Request logs (partitioned Parquet; default <data-dir>/serving/NAME/requests, "
+            "where `raypipe serve` logs a service named after the model).",
+        ),
+    ] = None,
+    alias: Annotated[str, typer.Option("--alias", help="The production alias.")] = "champion",
+    use_registry: Annotated[
+        bool,
+        typer.Option("--registry/--no-registry", help="Add each version's registry tags."),
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    data_dir: DataDir = None,
+    tracking_uri: TrackingUri = None,
+) -> None:
+    """Which version of NAME served which traffic, when, and why it changed."""
+    from raypipe.tracking.audit import AuditLog
+    from raypipe.tracking.history import ParquetServingLogs, model_history
+    from raypipe.tracking.store import audit_path, serving_log_path
+
+    logs = ParquetServingLogs(serving_logs or serving_log_path(data_dir, name))
+    tags = None
+    if use_registry:
+        registry = _registry(data_dir, tracking_uri)
+        tags = lambda version: registry.version_tags(name, version)  # noqa: E731
+    story = model_history(
+        AuditLog(audit_path(data_dir)),
+        name,
+        production_alias=alias,
+        serving=logs,
+        version_tags=tags,
+    )
+    if as_json:
+        typer.echo(json.dumps(story.to_dict(), indent=2, default=str))
+        return
+    served = Table(
+        "version", "since", "until", "requests", "promoted by", "why", "replaced because"
+    )
+    for i in story.intervals:
+        served.add_row(
+            i.version, i.since, i.until or "now",
+            str(i.traffic.requests) if i.traffic else "-",
+            i.promoted_by, i.why_promoted, i.why_replaced or "-",
+        )  # fmt: skip
+    console.print(served)
+    events = Table("when", "who", "stream", "action", "version", "why")
+    for e in story.events:
+        events.add_row(e.at, e.who, e.alias, e.action, str(e.to_version or "-"), e.reason)
+    console.print(events)
 
 
 def register(app: typer.Typer) -> None:

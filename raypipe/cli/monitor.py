@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import posixpath
 from typing import Annotated, Any, Optional
 
 import typer
@@ -27,9 +27,9 @@ def _split(value: str | None) -> tuple[str, ...] | None:
 def drift(
     reference: Annotated[str, typer.Option("--reference", help="Committed reference dataset.")],
     current: Annotated[str, typer.Option("--current", help="Committed current dataset.")],
-    json_path: Annotated[Path, typer.Option("--json", help="Where the JSON result goes.")],
+    json_path: Annotated[str, typer.Option("--json", help="Where the JSON result goes.")],
     html_path: Annotated[
-        Optional[Path],  # noqa: UP045
+        Optional[str],  # noqa: UP045
         typer.Option("--html", help="Also write a self-contained HTML page."),
     ] = None,
     columns: Annotated[
@@ -50,6 +50,10 @@ def drift(
     fail_on_drift: Annotated[
         bool, typer.Option("--fail-on-drift", help="Exit with code 3 when the dataset drifts.")
     ] = False,
+    allow_empty: Annotated[
+        bool,
+        typer.Option("--allow-empty", help="Warn instead of failing when a dataset has no rows."),
+    ] = False,
     reference_profile: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option(
@@ -66,7 +70,7 @@ def drift(
     inline: InlineOption = False,
 ) -> None:
     """Test every column of CURRENT for drift against REFERENCE; write JSON (and HTML)."""
-    from raypipe.io.manifest import read_manifest
+    from raypipe.io.sources import open_dataset
     from raypipe.monitoring.drift import METHODS
     from raypipe.monitoring.drift_run import run_drift
 
@@ -77,8 +81,19 @@ def drift(
             f"unknown drift method `{method}`",
             hint=f"use one of {', '.join(METHODS)}",
         )
-    ref_manifest = read_manifest(reference)
-    cur_manifest = read_manifest(current)
+    from raypipe.cli.boundary import require_exists, require_writable
+
+    require_exists(reference, "--reference")
+    require_exists(current, "--current")
+    require_writable(json_path, "--json")
+    if html_path is not None:
+        require_writable(html_path, "--html")
+    ref_manifest = open_dataset(reference)  # committed datasets and plain Parquet alike
+    cur_manifest = open_dataset(current)
+    _check_not_empty(
+        {"--reference": (reference, ref_manifest.rows), "--current": (current, cur_manifest.rows)},
+        allow_empty=allow_empty,
+    )
     names = _split(columns)
     stored = None
     if reference_profile is not None:
@@ -107,6 +122,7 @@ def drift(
         from raypipe.monitoring.drift import drift_columns
 
         tested = drift_columns(ref_manifest.schema, names)
+        _check_comparable(tested, (reference, ref_manifest.schema), (current, cur_manifest.schema))
         report = run_drift(
             reference,
             ref_manifest,
@@ -122,18 +138,16 @@ def drift(
     document = report.to_dict()
     document["reference"] = {"url": reference, "version": ref_manifest.version}
     document["current"] = {"url": current, "version": cur_manifest.version}
-    json_path.parent.mkdir(parents=True, exist_ok=True)
-    json_path.write_text(json.dumps(document, indent=1))
+    _write_text(json_path, json.dumps(document, indent=1))
     if html_path is not None:
         from raypipe.monitoring.report import MonitoringReport, render_html
 
-        html_path.parent.mkdir(parents=True, exist_ok=True)
         datasets = {
             "reference": f"{reference} (version {ref_manifest.version[:12]})",
             "current": f"{current} (version {cur_manifest.version[:12]})",
         }
         page = MonitoringReport(title="Drift", drift=report, datasets=datasets)
-        html_path.write_text(render_html(page))
+        _write_text(html_path, render_html(page))
     _print_drift(report)
     console.print(f"wrote `{json_path}`" + (f" and `{html_path}`" if html_path else ""))
     if fail_on_drift and report.dataset_drifted:
@@ -147,7 +161,7 @@ def report(
     ],
     current: Annotated[str, typer.Option("--current", help="Scored rows of the period.")],
     html_path: Annotated[
-        Path, typer.Option("--html", help="The page to write; its JSON goes beside it.")
+        str, typer.Option("--html", help="The page to write; its JSON goes beside it.")
     ],
     current_labels: Annotated[
         Optional[str],  # noqa: UP045
@@ -181,7 +195,7 @@ def report(
     inline: InlineOption = False,
 ) -> None:
     """Write the monitoring report of CURRENT against REFERENCE as HTML + JSON."""
-    from raypipe.io.manifest import read_manifest
+    from raypipe.io.sources import open_dataset
     from raypipe.monitoring.monitor_stage import MonitorReportOptions, build_report
     from raypipe.monitoring.report import render_html, report_json
     from raypipe.stages.base import DatasetInput
@@ -194,7 +208,13 @@ def report(
         "current_features": current_features,
         "quality": quality,
     }
-    inputs = {name: DatasetInput(url, read_manifest(url)) for name, url in urls.items() if url}
+    from raypipe.cli.boundary import require_exists, require_writable
+
+    for name, url in urls.items():
+        if url:
+            require_exists(url, f"--{name.replace('_', '-')}")
+    require_writable(html_path, "--html")
+    inputs = {name: DatasetInput(url, open_dataset(url)) for name, url in urls.items() if url}
     options = MonitorReportOptions(
         label=label,
         score=score,
@@ -204,15 +224,68 @@ def report(
     )
     with open_backend(address, inline=inline) as executor:
         built, _ = build_report(inputs, options, executor)
-    html_path.parent.mkdir(parents=True, exist_ok=True)
-    html_path.write_text(render_html(built))
-    json_path = html_path.with_suffix(".json")
-    json_path.write_text(json.dumps(report_json(built), indent=1))
+    _write_text(html_path, render_html(built))
+    json_path = posixpath.splitext(html_path)[0] + ".json"
+    _write_text(json_path, json.dumps(report_json(built), indent=1))
     level = built.verdict.level
     status = {"ALERT": "[red]ALERT[/]", "WARN": "[yellow]WARN[/]"}.get(level, "[green]OK[/]")
     console.print(f"{status}: wrote `{html_path}` and `{json_path}`")
     for cause in built.causes[:5]:
         console.print(f"  - {cause.kind}: {cause.subject} ({cause.evidence})", highlight=False)
+
+
+def _write_text(url: str, text: str) -> None:
+    """Write a result file whole or not at all, on any filesystem raypipe reads."""
+    from raypipe.io.fs import resolve_fs, write_bytes_atomic
+
+    fs, path = resolve_fs(url)
+    write_bytes_atomic(fs, path, text.encode("utf-8"))
+
+
+def _check_not_empty(datasets: dict[str, tuple[str, int]], *, allow_empty: bool) -> None:
+    """An empty dataset drifts from nothing: fail, or with ``--allow-empty`` say so and go on."""
+    from raypipe.errors import DataError
+
+    empty = [f"`{url}` (`{option}`)" for option, (url, rows) in datasets.items() if rows == 0]
+    if not empty:
+        return
+    if not allow_empty:
+        raise DataError(
+            f"{' and '.join(empty)} has no rows; expected at least one row to compare",
+            hint="check that the right version was committed, or pass `--allow-empty`",
+        )
+    console.print(
+        f"[yellow]warning[/]: {' and '.join(empty)} has no rows; every column reads as not drifted",
+        highlight=False,
+    )
+
+
+def _check_comparable(
+    columns: list[str], reference: tuple[str, Any], current: tuple[str, Any]
+) -> None:
+    """Each tested column exists in both datasets, with the same kind (numeric, text, ...)."""
+    from raypipe.errors import SchemaError
+    from raypipe.monitoring.drift import column_kind
+
+    (ref_url, ref_schema), (cur_url, cur_schema) = reference, current
+    problems = []
+    for name in columns:
+        for url, schema in ((ref_url, ref_schema), (cur_url, cur_schema)):
+            if name not in schema.names:
+                problems.append(f"`{name}` is not a column of `{url}`")
+        if name in ref_schema.names and name in cur_schema.names:
+            ref_type, cur_type = ref_schema.field(name).type, cur_schema.field(name).type
+            if column_kind(ref_type) != column_kind(cur_type):
+                problems.append(
+                    f"`{name}`: expected {column_kind(ref_type)} ({ref_type}) as in `{ref_url}`, "
+                    f"received {column_kind(cur_type)} ({cur_type}) in `{cur_url}`"
+                )
+    if problems:
+        raise SchemaError(
+            "the datasets cannot be compared: " + "; ".join(problems),
+            hint="pass `--columns` with the columns both datasets share with the same type, "
+            "or fix the writer of the current dataset",
+        )
 
 
 def _print_drift(report: Any) -> None:

@@ -37,7 +37,7 @@ class LogObserver:
         now = time.monotonic()
         if done in (0, total) or now - self._last.get(name, 0.0) >= self.every_seconds:
             self._last[name] = now
-            logger.info("stage %s: %s %d/%d tasks", name, task, done, total)
+            logger.info("stage %s: %s %d/%d", name, task, done, total)
 
     def stage_finished(self, record: StageRecord) -> None:
         logger.info(

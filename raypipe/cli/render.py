@@ -10,7 +10,10 @@ from rich.tree import Tree
 from raypipe.driver import RunRecord, StageStatus
 from raypipe.spec import Job
 
-__all__ = ["plan_tree", "run_table"]
+__all__ = ["mlflow_ui_lines", "plan_tree", "run_table"]
+
+#: Where ``mlflow ui`` serves when started with the command :func:`mlflow_ui_lines` prints.
+MLFLOW_UI = "http://127.0.0.1:5000"
 
 _STATUS_STYLE = {
     StageStatus.SUCCEEDED: "green",
@@ -62,6 +65,33 @@ def plan_tree(job: Job) -> Tree:
         for output in stage.stage_class.outputs:
             node.add(f"-> {output}")
     return tree
+
+
+def mlflow_ui_lines(tracking_uri: str, mlflow_run_id: str | None, mlflow_bin: str) -> list[str]:
+    """How to open a training run's experiment: the command that serves the UI, then the page.
+
+    The page is the experiment's list of runs (found from the run id); without it, the UI's
+    home page.
+    """
+    from raypipe.redaction import redact_url
+
+    store = redact_url(tracking_uri)  # printed: never the password
+    command = f"{mlflow_bin} ui --backend-store-uri {store} --host 127.0.0.1 --port 5000"
+    page = MLFLOW_UI
+    if mlflow_run_id:
+        try:
+            from raypipe.tracking.store import get_client
+
+            run = get_client(tracking_uri).get_run(mlflow_run_id)
+            page = f"{MLFLOW_UI}/#/experiments/{run.info.experiment_id}/runs"
+        except Exception:  # the link is a convenience: the command alone still works
+            page = MLFLOW_UI
+    import importlib.util
+
+    if importlib.util.find_spec("flask") is None:
+        # mlflow-skinny tracks and registers; serving the UI needs the full package.
+        command = f"pip install 'raypipe[ui]' && {command}"
+    return [command, f"then open {page}"]
 
 
 def _short(value: object) -> str:

@@ -185,17 +185,14 @@ def _print_where(record: RunRecord) -> None:
             console.print(f"[bold]Report ({stage.name}):[/] {stage.metrics['report']}")
     for stage in record.stages.values():
         if "tracking_uri" in stage.metrics:
+            from raypipe.cli.render import mlflow_ui_lines
+
+            command, page = mlflow_ui_lines(
+                str(stage.metrics["tracking_uri"]),
+                stage.metrics.get("mlflow_run_id"),
+                str(Path(sys.executable).with_name("mlflow")),
+            )
             console.print(
-                f"[bold]MLflow ({stage.name}):[/] open the UI with\n  "
-                f"{mlflow_ui_command(str(stage.metrics['tracking_uri']))}",
+                f"[bold]MLflow ({stage.name}):[/] serve the UI with\n  {command}\n  {page}",
                 soft_wrap=True,
             )
-
-
-def mlflow_ui_command(tracking_uri: str) -> str:
-    """The command that serves MLflow's UI on ``tracking_uri``, on 127.0.0.1 only."""
-    from raypipe.redaction import redact_url
-
-    mlflow = Path(sys.executable).with_name("mlflow")
-    store = redact_url(tracking_uri)  # printed: never the password
-    return f"{mlflow} ui --backend-store-uri {store} --host 127.0.0.1 --port 5000"

@@ -26,7 +26,8 @@ from raypipe.driver.heartbeat import HEARTBEAT_S, beat, live_driver
 from raypipe.driver.record import OutputRecord, RunRecord, StageRecord, StageStatus
 from raypipe.driver.state import DriverState, new_run_id
 from raypipe.errors import DataError, RaypipeError, RunInterruptedError, StageError
-from raypipe.io.manifest import read_manifest
+from raypipe.io.lease import DatasetLease, hold_dataset_leases
+from raypipe.io.manifest import pinned_manifests, read_manifest
 from raypipe.spec.job import Job, JobStage
 from raypipe.stages.backend import Backend
 from raypipe.stages.base import CancelToken, DatasetInput, StageContext
@@ -151,17 +152,20 @@ def run_job(
     observer = observer or _SilentObserver()
     token = cancel_token or CancelToken()
     state = DriverState(job.data_dir, job.name, job.storage_options)
-    record = _start_record(job, state, options)
-    runner = _StageRunner(job, state, record, backend, driver_node_id, options, observer, token)
-    started = time.perf_counter()
-    errors = runner.run_all()
-    record.seconds = round(record.seconds + time.perf_counter() - started, 3)
-    record.finished_at = _now()
-    if token.cancelled:
-        record.status = StageStatus.INTERRUPTED
-    else:
-        record.status = StageStatus.FAILED if errors else StageStatus.SUCCEEDED
-    state.write_run(record)
+    record, lease = _start_record(job, state, options)
+    try:
+        runner = _StageRunner(job, state, record, backend, driver_node_id, options, observer, token)
+        started = time.perf_counter()
+        errors = runner.run_all()
+        record.seconds = round(record.seconds + time.perf_counter() - started, 3)
+        record.finished_at = _now()
+        if token.cancelled:
+            record.status = StageStatus.INTERRUPTED
+        else:
+            record.status = StageStatus.FAILED if errors else StageStatus.SUCCEEDED
+        state.write_run(record)
+    finally:
+        lease.release()
     if token.cancelled:
         raise JobInterruptedError(record, token, runner.interrupted)
     if errors:
@@ -169,7 +173,10 @@ def run_job(
     return record
 
 
-def _start_record(job: Job, state: DriverState, options: RunOptions) -> RunRecord:
+def _start_record(
+    job: Job, state: DriverState, options: RunOptions
+) -> tuple[RunRecord, DatasetLease]:
+    """The run record to work on and the run's lease, held: only one driver per run."""
     if options.resume:
         previous = state.latest_unfinished_run()
         if previous is None:
@@ -178,7 +185,21 @@ def _start_record(job: Job, state: DriverState, options: RunOptions) -> RunRecor
                 f"`{state.job_dir}`",
                 hint="run without --resume; finished stages are reused from the cache anyway",
             )
-        _refuse_a_live_driver(previous)
+        # The lease first (atomic: of two --resume at once, one gets it), then the record as it
+        # is now, so a driver that just finished or still beats is seen.
+        lease = state.take_over(previous.run_id)
+        try:
+            previous = state.read_run(previous.run_id)
+            if previous.succeeded:
+                raise RaypipeError(
+                    f"Nothing to resume: run `{previous.run_id}` of job `{job.name}` has "
+                    "just succeeded",
+                    hint="run without --resume; finished stages are reused from the cache",
+                )
+            _refuse_a_live_driver(previous)
+        except BaseException:
+            lease.release()
+            raise
         previous.attempts += 1
         previous.status = StageStatus.RUNNING
         previous.heartbeat = beat()
@@ -188,9 +209,11 @@ def _start_record(job: Job, state: DriverState, options: RunOptions) -> RunRecor
         for stage in job.stages:
             previous.stages.setdefault(stage.name, StageRecord(name=stage.name, kind=stage.kind))
         state.write_run(previous)
-        return previous
+        return previous, lease
+    run_id = new_run_id()
+    lease = state.take_over(run_id)
     record = RunRecord(
-        run_id=new_run_id(),
+        run_id=run_id,
         job=job.name,
         spec=job.source,
         data_dir=job.data_dir,
@@ -200,7 +223,7 @@ def _start_record(job: Job, state: DriverState, options: RunOptions) -> RunRecor
         heartbeat=beat(),
     )
     state.write_run(record)
-    return record
+    return record, lease
 
 
 def _refuse_a_live_driver(previous: RunRecord) -> None:
@@ -363,7 +386,19 @@ class _StageRunner:
             job_name=self.job.name,
             cancel_token=self.token,
         )
-        result = stage.stage_class().run(context, inputs, stage.options)
+        output_urls = [context.output_url(name) for name in stage.stage_class.outputs]
+        # One writer per output for the whole stage; a foreign folder is refused before work.
+        # Inputs are read at the versions fingerprinted above, even if another run commits.
+        with (
+            hold_dataset_leases(
+                output_urls,
+                self.job.storage_options,
+                run_id=self.record.run_id,
+                keep_versions=self.job.keep_versions,
+            ),
+            pinned_manifests({item.url: item.manifest for item in inputs.values()}),
+        ):
+            result = stage.stage_class().run(context, inputs, stage.options)
         missing = set(stage.stage_class.outputs) - set(result.outputs)
         if missing:
             raise StageError(
@@ -406,18 +441,21 @@ class _StageRunner:
                     f"Stage `{stage.name}` input `{name}`: `{ref}` was not produced",
                     hint=f"stage `{ref.stage}` must run first",
                 )
-            inputs[name] = DatasetInput(url=upstream.url, manifest=read_manifest(upstream.url))
+            manifest = read_manifest(upstream.url, self.job.storage_options, version=ref.version)
+            inputs[name] = DatasetInput(url=upstream.url, manifest=manifest)
         return inputs
 
     def _cached(self, stage: JobStage, fingerprint: str) -> StageRecord | None:
         if stage.name in self.options.force:
             return None
+        if getattr(stage.stage_class, "always_runs", False):
+            return None  # its input is outside raypipe (e.g. a folder files land in)
         commit = self.state.read_stage_commit(stage.name)
         if commit is None or commit.fingerprint != fingerprint:
             return None
         for output in commit.outputs.values():
             try:
-                if read_manifest(output.url).version != output.version:
+                if read_manifest(output.url, self.job.storage_options).version != output.version:
                     return None
             except DataError:
                 return None

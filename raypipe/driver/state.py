@@ -4,6 +4,8 @@
   outputs with versions, metrics). Written after every output is committed, so its presence
   means the stage finished; it is the cache.
 - ``runs/<run_id>/run.json``: the run record, rewritten atomically as stages finish.
+- ``runs/<run_id>/_driver/_lease.json``: the lease of the driver working on the run (see
+  :meth:`DriverState.take_over`), so two ``--resume`` started at once cannot both take it.
 """
 
 from __future__ import annotations
@@ -15,8 +17,10 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 
 from raypipe.driver.record import RunRecord, StageRecord, StageStatus
-from raypipe.errors import DataError
+from raypipe.errors import DataError, RaypipeError
 from raypipe.io.fs import join_url, resolve_fs, write_bytes_atomic
+from raypipe.io.lease import DatasetLease, DatasetLeaseError
+from raypipe.redaction import redact_record
 from raypipe.stages.base import job_data_url
 
 __all__ = ["DriverState", "new_run_id"]
@@ -41,6 +45,32 @@ class DriverState:
 
     def run_url(self, run_id: str) -> str:
         return join_url(self.job_dir, "runs", run_id, "run.json")
+
+    def take_over(self, run_id: str) -> DatasetLease:
+        """Become the one driver of run ``run_id``: its lease, held (and renewed) until released.
+
+        The lease is taken with the store's compare-and-set (see :mod:`raypipe.io.lease`), so of
+        two drivers started at once exactly one gets it; a killed driver's lease is taken over
+        once it expires (at once on the same host).
+
+        Raises
+        ------
+        RaypipeError
+            Another live driver holds the run; the message names it.
+        """
+        lease = DatasetLease(
+            join_url(self.job_dir, "runs", run_id, "_driver"), self.storage_options, run_id=run_id
+        )
+        try:
+            return lease.acquire()
+        except DatasetLeaseError as exc:
+            holder = exc.message.partition(" is being written by ")[2] or exc.message
+            raise RaypipeError(
+                f"Run `{run_id}` of job `{self.job}` is already driven by {holder}",
+                hint="wait for that driver to end or stop it (Ctrl-C in its terminal, or "
+                "`raypipe jobs stop ID`); a killed driver's run can be resumed once its lease "
+                "expires",
+            ) from exc
 
     def stage_url(self, stage: str) -> str:
         return join_url(self.job_dir, "stages", f"{stage}.json")
@@ -91,7 +121,9 @@ class DriverState:
         return None
 
     def write_stage_commit(self, record: StageRecord) -> None:
-        self._write_atomic(self.stage_url(record.name), json.dumps(asdict(record)).encode())
+        # A record a person may read: an error text or a metric may name a URL with a password.
+        text = json.dumps(redact_record(asdict(record)), default=str)
+        self._write_atomic(self.stage_url(record.name), text.encode())
 
     def read_stage_commit(self, stage: str) -> StageRecord | None:
         try:

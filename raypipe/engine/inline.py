@@ -69,6 +69,11 @@ class InlineBackend:
                 self._on_progress(name, done, len(items))
         return results
 
+    def report_progress(self, name: str, done: int, total: int) -> None:
+        """Report work that is not this executor's tasks (a search's trials) the same way."""
+        if self._on_progress is not None:
+            self._on_progress(name, done, total)
+
     # -- capabilities ------------------------------------------------------------------------
 
     def trial_runner(

@@ -22,6 +22,7 @@ from ray.exceptions import RayError
 
 from raypipe.engine.runtime import RayRuntime
 from raypipe.errors import RaypipeError, TaskError
+from raypipe.io.manifest import with_pins
 from raypipe.stages.base import CancelToken
 
 __all__ = ["ProgressCallback", "RayExecutor"]
@@ -160,7 +161,7 @@ class RayExecutor:
         }
         if memory_bytes:
             options["memory"] = memory_bytes
-        fn_ref = ray.put(fn)
+        fn_ref = ray.put(with_pins(fn))  # the stage's pinned input versions travel along
         refs = [_remote_call.options(**options).remote(fn_ref, item) for item in items]
         index_of = {ref: index for index, ref in enumerate(refs)}
         results: list[Any] = [None] * len(refs)
@@ -208,6 +209,10 @@ class RayExecutor:
     def _report(self, name: str, done: int, total: int) -> None:
         if self._on_progress is not None:
             self._on_progress(name, done, total)
+
+    def report_progress(self, name: str, done: int, total: int) -> None:
+        """Report work that is not this executor's tasks (a search's trials) the same way."""
+        self._report(name, done, total)
 
 
 def _task_failure(name: str, outcome: _TaskOutcome) -> RaypipeError:

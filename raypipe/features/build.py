@@ -34,6 +34,7 @@ from raypipe.features.partition import (
     partition_of,
     read_pieces,
     remove_scratch,
+    scratch_url_for,
     write_pieces,
 )
 from raypipe.features.timestamps import finest_unit, time_literal, utc_time
@@ -41,8 +42,9 @@ from raypipe.features.views import FeatureView
 from raypipe.io.clustering import CLUSTERED_BY, balance, clustered_groups
 from raypipe.io.commit import verify_files
 from raypipe.io.dataset import DatasetWriter, read_dataset, scan_dataset
-from raypipe.io.fs import is_local, join_url, resolve_fs
-from raypipe.io.manifest import FileEntry, Manifest, read_manifest
+from raypipe.io.fs import is_local
+from raypipe.io.manifest import FileEntry, Manifest
+from raypipe.io.sources import locate_dataset, open_dataset
 
 __all__ = ["FeatureBuild", "FeatureBuildResult", "run_feature_build"]
 
@@ -111,16 +113,16 @@ class _TaskOutput:
 def _scan_events(build: FeatureBuild, files: list[FileEntry]) -> pl.LazyFrame:
     """The events of ``files`` as a lazy frame (local, unpartitioned: polars scans the files,
     so the cutoff filter and column choice are pushed into the Parquet reader)."""
-    manifest = read_manifest(build.events_url, build.storage)
-    fs, root = resolve_fs(build.events_url, build.storage)
+    manifest, fs, root = locate_dataset(build.events_url, build.storage)
     if is_local(fs) and not manifest.partition_by and files:
         root = root.rstrip("/")
         verify_files(fs, root, build.events_url, files)
         frame = pl.scan_parquet([f"{root}/{entry.path}" for entry in files])
         frame = frame.select(list(build.columns)) if build.columns else frame
     else:
-        table = read_dataset(build.events_url, files=files, columns=build.columns,
-                             storage_options=build.storage)
+        table = read_dataset(
+            build.events_url, files=files, columns=build.columns, storage_options=build.storage
+        )
         frame = pl.from_arrow(table).lazy()  # type: ignore[union-attr]
     return _prune(build, frame)
 
@@ -147,9 +149,13 @@ def _time_range(build: FeatureBuild) -> tuple[dt.datetime | None, dt.datetime] |
         low = high = build.cutoff
     else:
         column = pl.col(build.cutoff_column)
-        bounds = (scan_dataset(build.entities_url, columns=[build.cutoff_column],
-                               storage_options=build.storage)
-                  .select(column.min().alias("low"), column.max().alias("high")).collect())
+        bounds = (
+            scan_dataset(
+                build.entities_url, columns=[build.cutoff_column], storage_options=build.storage
+            )
+            .select(column.min().alias("low"), column.max().alias("high"))
+            .collect()
+        )
         low, high = bounds.row(0)
         if not isinstance(high, dt.datetime) or not isinstance(low, dt.datetime):
             return None  # no rows, or not a datetime: no pruning
@@ -175,8 +181,9 @@ def _entity_rows(build: FeatureBuild, selector: pl.Expr | pl.DataFrame | None) -
 
 def _assemble(build: FeatureBuild, events: pl.DataFrame, entities: pl.DataFrame) -> pl.DataFrame:
     """Features of ``entities``, in output column order: keys, cutoff, features, the rest."""
-    features = compute_features(events, build.views, entities, cutoff=build.cutoff,
-                                cutoff_column=build.cutoff_column)
+    features = compute_features(
+        events, build.views, entities, cutoff=build.cutoff, cutoff_column=build.cutoff_column
+    )
     return _finish(build, features)
 
 
@@ -184,24 +191,31 @@ def _finish(build: FeatureBuild, features: pl.DataFrame) -> pl.DataFrame:
     """Add the cutoff and player attributes; order columns as keys, cutoff, features, rest."""
     if build.cutoff is not None:
         features = features.with_columns(
-            pl.lit(build.cutoff.replace(tzinfo=None), dtype=pl.Datetime("us"))
-            .alias(build.cutoff_column))
+            pl.lit(build.cutoff.replace(tzinfo=None), dtype=pl.Datetime("us")).alias(
+                build.cutoff_column
+            )
+        )
     else:
-        features = features.with_columns(normalize_time(
-            pl.col(build.cutoff_column), features.schema[build.cutoff_column]))
+        features = features.with_columns(
+            normalize_time(pl.col(build.cutoff_column), features.schema[build.cutoff_column])
+        )
     if build.players_url:
         features = _with_players(build, features)
     front = [*build.keys, build.cutoff_column]
     names = [n for view in build.views for n in view.feature_names]
-    attributes = [c for c in (*build.player_columns, "tenure_days")
-                  if c in features.columns and c not in front and c not in names]
+    attributes = [
+        c
+        for c in (*build.player_columns, "tenure_days")
+        if c in features.columns and c not in front and c not in names
+    ]
     taken = {*front, *names, *attributes}
     rest = [c for c in features.columns if c not in taken]
     return features.select(*front, *names, *attributes, *rest)
 
 
-def _compute(build: FeatureBuild, events: pl.DataFrame, entities: pl.DataFrame,
-             part: int | str) -> _TaskOutput:
+def _compute(
+    build: FeatureBuild, events: pl.DataFrame, entities: pl.DataFrame, part: int | str
+) -> _TaskOutput:
     return _write(build, _assemble(build, events, entities), part)
 
 
@@ -215,13 +229,16 @@ def _with_players(build: FeatureBuild, features: pl.DataFrame) -> pl.DataFrame:
     assert build.players_url is not None
     keys = list(build.keys)
     wanted = list(dict.fromkeys([*keys, *build.player_columns]))
-    schema = read_manifest(build.players_url, build.storage).schema
+    schema = open_dataset(build.players_url, build.storage).schema
     tenure = build.install_column if build.install_column in schema.names else None
     if tenure:
         wanted.append(tenure)
-    players = (scan_dataset(build.players_url, columns=wanted, storage_options=build.storage)
-               .join(features.select(keys).unique().lazy(), on=keys, how="semi")
-               .unique(subset=keys, keep="first").collect())
+    players = (
+        scan_dataset(build.players_url, columns=wanted, storage_options=build.storage)
+        .join(features.select(keys).unique().lazy(), on=keys, how="semi")
+        .unique(subset=keys, keep="first")
+        .collect()
+    )
     out = features.join(players, on=keys, how="left", maintain_order="left")
     if tenure:
         installed = pl.col(tenure).cast(pl.Datetime("us"))
@@ -237,8 +254,11 @@ def _clustered_task(build: FeatureBuild, item: tuple[int, list[FileEntry]]) -> _
         # One cutoff: aggregate first; the entities with rows are then the cluster's entities
         # (others get empty-history features in the remainder task, which is the same value).
         aggregated = aggregate_views(events, build.views, cutoff=build.cutoff)
-        seen = pl.concat([frame.select(list(build.keys))
-                          for _, frame in aggregated]).drop_nulls().unique()
+        seen = (
+            pl.concat([frame.select(list(build.keys)) for _, frame in aggregated])
+            .drop_nulls()
+            .unique()
+        )
         entities = _entity_rows(build, seen)
         features = attach_features(entities, aggregated, cutoff=build.cutoff)
         return replace(_write(build, _finish(build, features), index), seen=seen)
@@ -253,7 +273,7 @@ def _remainder_task(build: FeatureBuild, seen: pl.DataFrame) -> _TaskOutput:
     if build.entity_columns:
         rows = rows.select(list(build.entity_columns))
     entities = rows.join(seen.lazy(), on=list(build.keys), how="anti", nulls_equal=True).collect()
-    schema = read_manifest(build.events_url, build.storage).schema
+    schema = open_dataset(build.events_url, build.storage).schema
     if build.columns:
         schema = pa.schema([schema.field(c) for c in build.columns])
     events = empty_frame(schema)
@@ -261,17 +281,19 @@ def _remainder_task(build: FeatureBuild, seen: pl.DataFrame) -> _TaskOutput:
     return _compute(build, events, entities, part="rest")
 
 
-def _map_task(build: FeatureBuild, partitions: int, scratch: str,
-              item: tuple[int, list[FileEntry]]) -> list[str | None]:
+def _map_task(
+    build: FeatureBuild, partitions: int, scratch: str, item: tuple[int, list[FileEntry]]
+) -> list[str | None]:
     index, files = item
     events = _scan_events(build, files)
     return write_pieces(scratch, index, events.collect(), build.keys, partitions, build.storage)
 
 
-def _reduce_task(build: FeatureBuild, partitions: int,
-                 item: tuple[int, list[str | None]]) -> _TaskOutput:
+def _reduce_task(
+    build: FeatureBuild, partitions: int, item: tuple[int, list[str | None]]
+) -> _TaskOutput:
     index, pieces = item
-    schema = read_manifest(build.events_url, build.storage).schema
+    schema = open_dataset(build.events_url, build.storage).schema
     if build.columns:
         schema = pa.schema([schema.field(c) for c in build.columns])
     events = read_pieces(pieces, schema, build.storage)
@@ -285,7 +307,6 @@ def run_feature_build(
     *,
     partitions: int | None = None,
     clustered: bool | None = None,
-    scratch_url: str | None = None,
     metadata: Mapping[str, Any] | None = None,
     name: str = "features",
 ) -> FeatureBuildResult:
@@ -300,11 +321,9 @@ def run_feature_build(
     clustered
         True: trust the events' clustering (error if undeclared); False: always shuffle;
         None (default): use clustering when the events' manifest declares it.
-    scratch_url
-        Where a shuffle stages its pieces (removed afterwards); default next to the output.
     """
     started = time.perf_counter()
-    events_manifest = read_manifest(build.events_url, build.storage)
+    events_manifest = open_dataset(build.events_url, build.storage)
     tasks = partitions or max(
         1,
         int(getattr(executor, "parallelism", 1)),
@@ -328,48 +347,61 @@ def run_feature_build(
         bins = list(enumerate(balance(groups, tasks)))
         outputs = executor.map(partial(_clustered_task, build), bins, name=f"{name}.partition")
         used = len(bins)
-        entity_manifest = read_manifest(build.entities_url, build.storage)
+        entity_manifest = open_dataset(build.entities_url, build.storage)
         if sum(o.rows for o in outputs) < entity_manifest.rows:  # entities without events
             empty = empty_frame(entity_manifest.schema)
             seen = [o.seen for o in outputs if o.seen is not None]
             known = pl.concat(seen).unique() if seen else empty.select(list(build.keys))
-            outputs += executor.map(partial(_remainder_task, build), [known],
-                                    name=f"{name}.no_events")
+            outputs += executor.map(
+                partial(_remainder_task, build), [known], name=f"{name}.no_events"
+            )
             used += 1
     else:
-        scratch = scratch_url or join_url(build.out.url + "_shuffle")
+        scratch = scratch_url_for(build.out.url)  # raypipe's own: deleted afterwards
         files = [[entry] for entry in events_manifest.files]
         bins = list(enumerate(balance(files, tasks)))
         try:
-            pieces = executor.map(partial(_map_task, build, tasks, scratch), bins,
-                                  name=f"{name}.shuffle_map")
+            pieces = executor.map(
+                partial(_map_task, build, tasks, scratch), bins, name=f"{name}.shuffle_map"
+            )
             items = [(i, [p[i] for p in pieces]) for i in range(tasks)]
-            outputs = executor.map(partial(_reduce_task, build, tasks), items,
-                                   name=f"{name}.partition")
+            outputs = executor.map(
+                partial(_reduce_task, build, tasks), items, name=f"{name}.partition"
+            )
         finally:
             remove_scratch(scratch, build.storage)
         used = len(bins) + tasks
     schema = _output_schema(build, events_manifest.schema)
     entries = [entry for output in outputs for entry in output.entries]
-    meta = {CLUSTERED_BY: list(build.keys),
-            "features": [n for view in build.views for n in view.feature_names],
-            "views": [view.name for view in build.views], **(metadata or {})}
+    meta = {
+        CLUSTERED_BY: list(build.keys),
+        "features": [n for view in build.views for n in view.feature_names],
+        "views": [view.name for view in build.views],
+        **(metadata or {}),
+    }
     if build.cutoff is not None:
         meta["cutoff"] = build.cutoff.isoformat()
     manifest = build.out.commit(entries, metadata=meta, schema=schema)
     seconds = time.perf_counter() - started
-    logger.info("%s: %d rows, %d tasks, %s, %.2f s", name, manifest.rows, used,
-                "hash shuffle" if groups is None else "clustered input", seconds)
+    logger.info(
+        "%s: %d rows, %d tasks, %s, %.2f s",
+        name,
+        manifest.rows,
+        used,
+        "hash shuffle" if groups is None else "clustered input",
+        seconds,
+    )
     return FeatureBuildResult(manifest, used, groups is None, seconds)
 
 
 def _output_schema(build: FeatureBuild, events_schema: pa.Schema) -> pa.Schema:
     """The output schema, from running the plan on empty inputs (so empty outputs commit)."""
-    entity_schema = read_manifest(build.entities_url, build.storage).schema
+    entity_schema = open_dataset(build.entities_url, build.storage).schema
     if build.entity_columns:
         entity_schema = pa.schema([entity_schema.field(c) for c in build.entity_columns])
-    events = empty_frame(pa.schema([events_schema.field(c) for c in build.columns or
-                                    events_schema.names]))
+    events = empty_frame(
+        pa.schema([events_schema.field(c) for c in build.columns or events_schema.names])
+    )
     entities = empty_frame(entity_schema)
     assert isinstance(events, pl.DataFrame) and isinstance(entities, pl.DataFrame)
     return _assemble(build, events, entities).to_arrow().schema

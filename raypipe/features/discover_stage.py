@@ -48,19 +48,29 @@ class DiscoverStage(Stage[DiscoverOptions]):
     optional_inputs: ClassVar[tuple[str, ...]] = ("players",)
     outputs: ClassVar[tuple[str, ...]] = ("candidates", "report")
 
-    def run(self, context: StageContext, inputs: Mapping[str, DatasetInput],
-            options: DiscoverOptions) -> StageResult:
+    def run(
+        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: DiscoverOptions
+    ) -> StageResult:
         players = inputs.get("players")
         result = run_discovery(
-            inputs["events"].url, inputs["labels"].url, context.output_url("candidates"),
-            context.output_url("report"), context.executor,
+            inputs["events"].url,
+            inputs["labels"].url,
+            context.output_url("candidates"),
+            context.output_url("report"),
+            context.executor,
             players_url=players.url if players is not None else None,
-            options=options.to_options(), storage_options=context.storage_options)
+            options=options.to_options(),
+            storage_options=context.storage_options,
+        )
         return StageResult(
             outputs={"candidates": result.candidates, "report": result.report},
-            metrics={"candidates": result.candidate_count, "selected": len(result.selected),
-                     "leakage_flags": len(result.leaky), "selected_features": result.selected,
-                     "leakage": result.leaky},
+            metrics={
+                "candidates": result.candidate_count,
+                "selected": len(result.selected),
+                "leakage_flags": len(result.leaky),
+                "selected_features": result.selected,
+                "leakage": result.leaky,
+            },
             rows_in=inputs["events"].rows + inputs["labels"].rows,
             rows_out=result.candidates.rows,
         )

@@ -164,9 +164,11 @@ class _Compiler:
     def visit(self, node: ast.AST) -> tuple[pl.Expr, Kind]:
         handler = getattr(self, f"_visit_{type(node).__name__.lower()}", None)
         if handler is None:
-            raise self.fail(f"`{type(node).__name__}` syntax is not allowed "
-                            "(allowed: names, literals, + - * / %, comparisons, in [...], "
-                            f"and/or/not, calls of {', '.join(sorted(FUNCTIONS))})")
+            raise self.fail(
+                f"`{type(node).__name__}` syntax is not allowed "
+                "(allowed: names, literals, + - * / %, comparisons, in [...], "
+                f"and/or/not, calls of {', '.join(sorted(FUNCTIONS))})"
+            )
         return handler(node)
 
     def _visit_name(self, node: ast.Name) -> tuple[pl.Expr, Kind]:
@@ -251,7 +253,7 @@ class _Compiler:
 
     def _membership(self, left: pl.Expr, kind: Kind, node: ast.AST) -> pl.Expr:
         if not isinstance(node, ast.List | ast.Tuple | ast.Set):
-            raise self.fail("`in` needs a literal list, e.g. `x in [\"a\", \"b\"]`")
+            raise self.fail('`in` needs a literal list, e.g. `x in ["a", "b"]`')
         values = []
         for element in node.elts:
             if not isinstance(element, ast.Constant):
@@ -270,8 +272,9 @@ class _Compiler:
             raise self.fail(f"unknown function `{name}` (known: {', '.join(sorted(FUNCTIONS))})")
         argument_kinds, result_kind, build = FUNCTIONS[name]
         if len(node.args) != len(argument_kinds):
-            raise self.fail(f"`{name}` takes {len(argument_kinds)} argument(s), "
-                            f"received {len(node.args)}")
+            raise self.fail(
+                f"`{name}` takes {len(argument_kinds)} argument(s), received {len(node.args)}"
+            )
         args = [self.visit(arg) for arg in node.args]
         for position, ((_, kind), expected) in enumerate(
             zip(args, argument_kinds, strict=True), start=1

@@ -8,7 +8,10 @@ their entities. Two ways to get them:
   telemetry is written per player shard this way).
 * **Hash shuffle.** Otherwise map tasks read groups of files, split rows by ``hash(keys) % n`` and
   stage one Arrow IPC piece per partition under a scratch URL; reduce task ``i`` reads piece ``i``
-  of every map task. Memory per task is bounded by its partition.
+  of every map task. Memory per task is bounded by its partition. The scratch folder lives
+  inside the output dataset's hidden ``_data/`` folder under a per-attempt name
+  (:func:`scratch_url_for`): raypipe owns it, plain readers skip it, and a killed build's pieces
+  are removed by the dataset's next commit like any dead writer's staged files.
 """
 
 from __future__ import annotations
@@ -20,7 +23,9 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
+from raypipe.io.commit import attempt_token
 from raypipe.io.fs import join_url, resolve_fs
+from raypipe.io.manifest import DATA_DIR
 
 __all__ = [
     "empty_frame",
@@ -28,6 +33,7 @@ __all__ = [
     "partition_of",
     "read_pieces",
     "remove_scratch",
+    "scratch_url_for",
     "split_by",
     "write_pieces",
 ]
@@ -43,19 +49,16 @@ def empty_frame(schema: pa.Schema) -> pl.DataFrame:
 
 def partition_of(keys: Sequence[str], partitions: int) -> pl.Expr:
     """The partition index (``UInt64``) of each row: a stable hash of ``keys`` modulo n."""
-    hashed = (pl.col(keys[0]).hash(seed=SEED) if len(keys) == 1
-              else pl.struct(*keys).hash(seed=SEED))
+    hashed = pl.col(keys[0]).hash(seed=SEED) if len(keys) == 1 else pl.struct(*keys).hash(seed=SEED)
     return hashed % partitions
 
 
-def hash_partition(frame: pl.DataFrame, keys: Sequence[str],
-                   partitions: int) -> list[pl.DataFrame]:
+def hash_partition(frame: pl.DataFrame, keys: Sequence[str], partitions: int) -> list[pl.DataFrame]:
     """Split ``frame`` into ``partitions`` frames by key hash (order kept within each)."""
     if partitions <= 1 or not keys:
         return [frame] + [frame.clear() for _ in range(max(0, partitions - 1))]
     tagged = frame.with_columns(partition_of(keys, partitions).alias(PARTITION))
-    groups = tagged.partition_by(PARTITION, as_dict=True, include_key=False,
-                                 maintain_order=True)
+    groups = tagged.partition_by(PARTITION, as_dict=True, include_key=False, maintain_order=True)
     empty = frame.clear()
     return [groups.get((index,), empty) for index in range(partitions)]
 
@@ -63,8 +66,7 @@ def hash_partition(frame: pl.DataFrame, keys: Sequence[str],
 def split_by(frame: pl.DataFrame, assign: pl.Expr, partitions: int) -> list[pl.DataFrame]:
     """Split ``frame`` by an expression giving each row's partition index (0..n-1)."""
     tagged = frame.with_columns(assign.cast(pl.Int64).alias(PARTITION))
-    groups = tagged.partition_by(PARTITION, as_dict=True, include_key=False,
-                                 maintain_order=True)
+    groups = tagged.partition_by(PARTITION, as_dict=True, include_key=False, maintain_order=True)
     empty = frame.clear()
     return [groups.get((index,), empty) for index in range(partitions)]
 
@@ -87,8 +89,11 @@ def write_pieces(
     fs, root = resolve_fs(scratch_url, storage_options)
     fs.makedirs(root, exist_ok=True)
     urls: list[str | None] = []
-    pieces = (split_by(frame, assign, partitions) if assign is not None
-              else hash_partition(frame, keys, partitions))
+    pieces = (
+        split_by(frame, assign, partitions)
+        if assign is not None
+        else hash_partition(frame, keys, partitions)
+    )
     for index, piece in enumerate(pieces):
         if piece.height == 0:
             urls.append(None)
@@ -101,8 +106,9 @@ def write_pieces(
     return urls
 
 
-def read_pieces(urls: Sequence[str | None], schema: pa.Schema,
-                storage_options: Mapping[str, Any] | None = None) -> pl.DataFrame:
+def read_pieces(
+    urls: Sequence[str | None], schema: pa.Schema, storage_options: Mapping[str, Any] | None = None
+) -> pl.DataFrame:
     """Concatenate the staged pieces of one partition (an empty frame of ``schema`` if none)."""
     frames = []
     for url in urls:
@@ -113,6 +119,15 @@ def read_pieces(urls: Sequence[str | None], schema: pa.Schema,
     if not frames:
         return empty_frame(schema)
     return pl.concat(frames, how="vertical_relaxed")
+
+
+def scratch_url_for(out_url: str) -> str:
+    """A fresh scratch folder for a shuffle that writes the dataset at ``out_url``.
+
+    Never a sibling of the output (``<out>_shuffle`` could be a user's own folder, and the
+    scratch is deleted recursively): a per-attempt folder under the output's hidden ``_data/``.
+    """
+    return join_url(out_url, DATA_DIR, f"_shuffle-{attempt_token()}")
 
 
 def remove_scratch(scratch_url: str, storage_options: Mapping[str, Any] | None = None) -> None:

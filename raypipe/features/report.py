@@ -66,23 +66,29 @@ def correlation_svg(matrix: np.ndarray, names: Sequence[str]) -> str:
     """An SVG heatmap of a correlation matrix; each cell has a tooltip with the pair and r."""
     n = len(names)
     size = LABEL_WIDTH + n * CELL + 10
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" '
-             f'font-size="10" font-family="monospace" role="img" '
-             f'aria-label="correlation heatmap">']
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" '
+        f'font-size="10" font-family="monospace" role="img" '
+        f'aria-label="correlation heatmap">'
+    ]
     for i, name in enumerate(names):
         label = html.escape(name)
         y = LABEL_WIDTH + i * CELL + CELL - 3
         parts.append(f'<text x="{LABEL_WIDTH - 4}" y="{y}" text-anchor="end">{label}</text>')
         x = LABEL_WIDTH + i * CELL + CELL - 3
-        parts.append(f'<text x="{x}" y="{LABEL_WIDTH - 4}" transform="rotate(-90 {x} '
-                     f'{LABEL_WIDTH - 4})">{label}</text>')
+        parts.append(
+            f'<text x="{x}" y="{LABEL_WIDTH - 4}" transform="rotate(-90 {x} '
+            f'{LABEL_WIDTH - 4})">{label}</text>'
+        )
     for i in range(n):
         for j in range(n):
             r = float(matrix[i, j])
             tip = html.escape(f"{names[i]} ~ {names[j]}: r = {r:.3f}")
-            parts.append(f'<rect x="{LABEL_WIDTH + j * CELL}" y="{LABEL_WIDTH + i * CELL}" '
-                         f'width="{CELL}" height="{CELL}" fill="{_color(r)}">'
-                         f"<title>{tip}</title></rect>")
+            parts.append(
+                f'<rect x="{LABEL_WIDTH + j * CELL}" y="{LABEL_WIDTH + i * CELL}" '
+                f'width="{CELL}" height="{CELL}" fill="{_color(r)}">'
+                f"<title>{tip}</title></rect>"
+            )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -109,12 +115,20 @@ def render_selection_html(
     shown.sort(key=lambda i: rank.get(names[i], 10**9))
     heat_names = [names[i] for i in shown]
     heat = correlation[np.ix_(shown, shown)] if shown else np.empty((0, 0))
-    ordered = sorted(scores, key=lambda s: (s.consensus_rank is None, s.consensus_rank or 0,
-                                            s.name))
+    ordered = sorted(
+        scores, key=lambda s: (s.consensus_rank is None, s.consensus_rank or 0, s.name)
+    )
     rows = []
     for s in ordered:
-        css = "sel" if s.selected else "leak" if s.status == "leakage" else \
-            "drop" if s.status == "dropped" else ""
+        css = (
+            "sel"
+            if s.selected
+            else "leak"
+            if s.status == "leakage"
+            else "drop"
+            if s.status == "dropped"
+            else ""
+        )
         rows.append(
             f'<tr class="{css}"><td class="n">{html.escape(s.name)}</td>'
             f"<td>{'yes' if s.selected else ''}</td><td>{html.escape(s.status)}</td>"
@@ -122,16 +136,27 @@ def render_selection_html(
             f"<td>{_fmt(s.mi_rank)}</td><td>{_fmt(s.rfe_rank)}</td>"
             f"<td>{_fmt(s.l1_coefficient)}</td><td>{_fmt(s.l1_rank)}</td>"
             f"<td>{_fmt(s.single_feature_score, 3)}</td>"
-            f'<td class="n">{html.escape(s.reason)}</td></tr>')
+            f'<td class="n">{html.escape(s.reason)}</td></tr>'
+        )
     leaks = [s.name for s in scores if s.status == "leakage"]
     facts = dict(summary or {})
-    facts.update({"candidates": len(scores), "selected": sum(s.selected for s in scores),
-                  "flagged as leakage": len(leaks)})
-    summary_html = "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>"
-                           for k, v in facts.items())
-    warning = (f'<p class="note"><b>Likely leakage:</b> {html.escape(", ".join(leaks))} '
-               "alone predict the label almost perfectly; check they are known before the "
-               "cutoff.</p>" if leaks else "")
+    facts.update(
+        {
+            "candidates": len(scores),
+            "selected": sum(s.selected for s in scores),
+            "flagged as leakage": len(leaks),
+        }
+    )
+    summary_html = "".join(
+        f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>" for k, v in facts.items()
+    )
+    warning = (
+        f'<p class="note"><b>Likely leakage:</b> {html.escape(", ".join(leaks))} '
+        "alone predict the label almost perfectly; check they are known before the "
+        "cutoff.</p>"
+        if leaks
+        else ""
+    )
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>{_STYLE}</style></head><body>

@@ -67,9 +67,16 @@ class FeatureSelector:
         Seed of the sampling and of the estimators.
     """
 
-    def __init__(self, k: int | None = None, *, max_correlation: float = 0.95,
-                 leakage_auc: float = 0.98, drop_leaky: bool = True, max_rows: int = 50_000,
-                 random_state: int = 0) -> None:
+    def __init__(
+        self,
+        k: int | None = None,
+        *,
+        max_correlation: float = 0.95,
+        leakage_auc: float = 0.98,
+        drop_leaky: bool = True,
+        max_rows: int = 50_000,
+        random_state: int = 0,
+    ) -> None:
         self.k = k
         self.max_correlation = max_correlation
         self.leakage_auc = leakage_auc
@@ -84,11 +91,17 @@ class FeatureSelector:
             y = y.astype(np.int64)
         values = np.unique(y[~_isnan(y)])
         self.task_ = "classification" if len(values) <= 2 else "regression"
-        numeric = [c for c in frame.columns if frame.schema[c].is_numeric()
-                   or frame.schema[c] == pl.Boolean]
+        numeric = [
+            c
+            for c in frame.columns
+            if frame.schema[c].is_numeric() or frame.schema[c] == pl.Boolean
+        ]
         skipped = [c for c in frame.columns if c not in numeric]
-        matrix = frame.select(pl.col(numeric).cast(pl.Float64)).to_numpy() if numeric else \
-            np.empty((frame.height, 0))
+        matrix = (
+            frame.select(pl.col(numeric).cast(pl.Float64)).to_numpy()
+            if numeric
+            else np.empty((frame.height, 0))
+        )
         status: dict[str, tuple[str, str]] = {c: ("dropped", "not numeric") for c in skipped}
         single: dict[str, float] = {}
         alive: list[int] = []
@@ -119,8 +132,10 @@ class FeatureSelector:
             index = alive[int(position)]
             partner = self._correlated_with(filled, index, kept)
             if partner is not None:
-                status[numeric[index]] = ("dropped", f"|r| > {self.max_correlation} with "
-                                          f"`{numeric[partner]}`")
+                status[numeric[index]] = (
+                    "dropped",
+                    f"|r| > {self.max_correlation} with `{numeric[partner]}`",
+                )
                 continue
             kept.append(index)
         kept.sort()
@@ -134,22 +149,37 @@ class FeatureSelector:
         for name in [*numeric, *skipped]:
             state, reason = status.get(name, ("kept", ""))
             rank = ranks.get(name, {})
-            scores.append(FeatureScore(
-                name=name, status=state if name not in names or state == "leakage" else "kept",
-                reason=reason, mutual_information=mi_of.get(name),
-                mi_rank=rank.get("mi"), rfe_rank=rank.get("rfe"),
-                l1_coefficient=rank.get("l1_coef"), l1_rank=rank.get("l1"),
-                consensus_rank=consensus.get(name), single_feature_score=single.get(name),
-                selected=name in selected))
+            scores.append(
+                FeatureScore(
+                    name=name,
+                    status=state if name not in names or state == "leakage" else "kept",
+                    reason=reason,
+                    mutual_information=mi_of.get(name),
+                    mi_rank=rank.get("mi"),
+                    rfe_rank=rank.get("rfe"),
+                    l1_coefficient=rank.get("l1_coef"),
+                    l1_rank=rank.get("l1"),
+                    consensus_rank=consensus.get(name),
+                    single_feature_score=single.get(name),
+                    selected=name in selected,
+                )
+            )
         self.scores_ = scores
         self.selected_ = [name for name in order if name in selected]
         self.leaky_ = [s.name for s in scores if s.status == "leakage"]
-        self.correlation_ = (np.corrcoef(filled[:, kept], rowvar=False).reshape(len(kept),
-                                                                                len(kept))
-                             if kept else np.empty((0, 0)))
+        self.correlation_ = (
+            np.corrcoef(filled[:, kept], rowvar=False).reshape(len(kept), len(kept))
+            if kept
+            else np.empty((0, 0))
+        )
         self.correlation_names_ = names
-        logger.info("selection: %d candidates, %d ranked, %d selected, %d flagged as leakage",
-                    len(frame.columns), len(names), len(self.selected_), len(self.leaky_))
+        logger.info(
+            "selection: %d candidates, %d ranked, %d selected, %d flagged as leakage",
+            len(frame.columns),
+            len(names),
+            len(self.selected_),
+            len(self.leaky_),
+        )
         return self
 
     def _sample(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -162,8 +192,7 @@ class FeatureSelector:
     def _mutual_information(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         from sklearn.feature_selection import mutual_info_classif, mutual_info_regression
 
-        function = mutual_info_classif if self.task_ == "classification" else \
-            mutual_info_regression
+        function = mutual_info_classif if self.task_ == "classification" else mutual_info_regression
         return function(x, y, random_state=self.random_state)
 
     def _correlated_with(self, x: np.ndarray, index: int, kept: list[int]) -> int | None:
@@ -175,8 +204,9 @@ class FeatureSelector:
                 return other
         return None
 
-    def _rank(self, x: np.ndarray, y: np.ndarray, names: list[str],
-              mi_of: dict[str, float]) -> dict[str, dict]:
+    def _rank(
+        self, x: np.ndarray, y: np.ndarray, names: list[str], mi_of: dict[str, float]
+    ) -> dict[str, dict]:
         from sklearn.feature_selection import RFE
         from sklearn.linear_model import Lasso, LinearRegression, LogisticRegression
         from sklearn.preprocessing import StandardScaler
@@ -184,8 +214,9 @@ class FeatureSelector:
         scaled = StandardScaler().fit_transform(x)
         if self.task_ == "classification":
             base = LogisticRegression(max_iter=500)
-            l1 = LogisticRegression(l1_ratio=1.0, solver="liblinear", C=0.05,
-                                    random_state=self.random_state)
+            l1 = LogisticRegression(
+                l1_ratio=1.0, solver="liblinear", C=0.05, random_state=self.random_state
+            )
         else:
             base = LinearRegression()
             l1 = Lasso(alpha=0.01, random_state=self.random_state)
@@ -196,8 +227,12 @@ class FeatureSelector:
         out = {}
         for position, name in enumerate(names):
             rfe_rank = int(rfe.ranking_[position])
-            out[name] = {"mi": mi_order[position], "rfe": rfe_rank, "l1": l1_order[position],
-                         "l1_coef": float(coefficients[position])}
+            out[name] = {
+                "mi": mi_order[position],
+                "rfe": rfe_rank,
+                "l1": l1_order[position],
+                "l1_coef": float(coefficients[position]),
+            }
         rfe_order = _ranks([out[n]["rfe"] for n in names])
         for position, name in enumerate(names):
             out[name]["rfe"] = rfe_order[position]
@@ -215,8 +250,11 @@ def _ranks(values: list[float]) -> list[int]:
 
 
 def _isnan(values: np.ndarray) -> np.ndarray:
-    return np.isnan(values) if np.issubdtype(values.dtype, np.floating) else \
-        np.zeros(len(values), dtype=bool)
+    return (
+        np.isnan(values)
+        if np.issubdtype(values.dtype, np.floating)
+        else np.zeros(len(values), dtype=bool)
+    )
 
 
 def _impute(matrix: np.ndarray) -> np.ndarray:

@@ -28,6 +28,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from raypipe.errors import SpecError
 from raypipe.features.views import LIFETIME, Aggregate, Derived, FeatureView
+from raypipe.spec.bounded_yaml import parse_bounded_yaml
 
 __all__ = [
     "FeatureSpec",
@@ -35,6 +36,7 @@ __all__ = [
     "FeatureViewsSpec",
     "load_views",
     "parse_views",
+    "view_to_dict",
     "views_to_yaml",
 ]
 
@@ -117,8 +119,9 @@ def parse_views(data: Any, *, source: str | None = None) -> list[FeatureView]:
             f"`{'.'.join(str(p) for p in error['loc']) or '(root)'}`: {error['msg']}"
             for error in exc.errors()
         ]
-        raise SpecError(problems, source=source,
-                        hint="see the feature view format in raypipe.features.spec") from exc
+        raise SpecError(
+            problems, source=source, hint="see the feature view format in raypipe.features.spec"
+        ) from exc
     views = [view.to_view() for view in spec.views]
     problems = [problem for view in views for problem in view.problems()]
     if problems:
@@ -130,42 +133,48 @@ def load_views(path: str | Path) -> list[FeatureView]:
     """Read feature views from a YAML file."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text()
     except OSError as exc:
-        raise SpecError([f"cannot read `{path}`: {exc.strerror}"], source=str(path),
-                        hint="check the path") from exc
-    except yaml.YAMLError as exc:
-        raise SpecError([f"not valid YAML: {exc}"], source=str(path)) from exc
+        raise SpecError(
+            [f"cannot read `{path}`: {exc.strerror}"], source=str(path), hint="check the path"
+        ) from exc
+    data = parse_bounded_yaml(text, str(path))
     return parse_views(data, source=str(path))
+
+
+def view_to_dict(view: FeatureView) -> dict[str, Any]:
+    """The YAML document of one view (what :func:`parse_views` reads back), defaults omitted."""
+    features: list[dict[str, Any]] = []
+    for feature in view.features:
+        if isinstance(feature, Derived):
+            features.append({"name": feature.name, "expr": feature.expression})
+            continue
+        item: dict[str, Any] = {"name": feature.name, "agg": feature.function}
+        if feature.column:
+            item["column"] = feature.column
+        if feature.window != LIFETIME:
+            item["window"] = feature.window
+        if feature.where:
+            item["where"] = feature.where
+        if feature.function == "time_since_last" and feature.unit != "d":
+            item["unit"] = feature.unit
+        features.append(item)
+    document: dict[str, Any] = {
+        "name": view.name,
+        "entities": list(view.entities),
+        "timestamp": view.timestamp,
+    }
+    if view.source != "events":
+        document["source"] = view.source
+    if view.where:
+        document["where"] = view.where
+    if view.description:
+        document["description"] = view.description
+    document["features"] = features
+    return document
 
 
 def views_to_yaml(views: Sequence[FeatureView]) -> str:
     """YAML text of ``views`` that :func:`parse_views` reads back."""
-    documents = []
-    for view in views:
-        features: list[dict[str, Any]] = []
-        for feature in view.features:
-            if isinstance(feature, Derived):
-                features.append({"name": feature.name, "expr": feature.expression})
-                continue
-            item: dict[str, Any] = {"name": feature.name, "agg": feature.function}
-            if feature.column:
-                item["column"] = feature.column
-            if feature.window != LIFETIME:
-                item["window"] = feature.window
-            if feature.where:
-                item["where"] = feature.where
-            if feature.function == "time_since_last" and feature.unit != "d":
-                item["unit"] = feature.unit
-            features.append(item)
-        document: dict[str, Any] = {"name": view.name, "entities": list(view.entities),
-                                    "timestamp": view.timestamp}
-        if view.source != "events":
-            document["source"] = view.source
-        if view.where:
-            document["where"] = view.where
-        if view.description:
-            document["description"] = view.description
-        document["features"] = features
-        documents.append(document)
+    documents = [view_to_dict(view) for view in views]
     return yaml.safe_dump({"views": documents}, sort_keys=False, width=100)

@@ -75,10 +75,17 @@ class ScoringSetOptions(FeatureStageOptions):
     cutoff: dt.datetime | None = None
 
 
-def _run(stage: str, context: StageContext, inputs: Mapping[str, DatasetInput],
-         options: TrainingSetOptions | ScoringSetOptions,
-         entities: str, output: str, *, cutoff: dt.datetime | None,
-         entity_columns: tuple[str, ...] | None) -> StageResult:
+def _run(
+    stage: str,
+    context: StageContext,
+    inputs: Mapping[str, DatasetInput],
+    options: TrainingSetOptions | ScoringSetOptions,
+    entities: str,
+    output: str,
+    *,
+    cutoff: dt.datetime | None,
+    entity_columns: tuple[str, ...] | None,
+) -> StageResult:
     views = options.feature_views()
     events = inputs["events"]
     schema = empty_frame(events.manifest.schema).schema
@@ -102,14 +109,24 @@ def _run(stage: str, context: StageContext, inputs: Mapping[str, DatasetInput],
         storage_options=storage,
     )
     clustered = {"auto": None, "yes": True, "no": False}[options.clustered]
-    result = run_feature_build(build, context.executor, partitions=options.partitions,
-                               clustered=clustered, name=stage,
-                               metadata={"events_version": events.version})
+    result = run_feature_build(
+        build,
+        context.executor,
+        partitions=options.partitions,
+        clustered=clustered,
+        name=stage,
+        metadata={"events_version": events.version},
+    )
     features = sum(len(view.features) for view in views)
     return StageResult(
         outputs={output: result.manifest},
-        metrics={"rows": result.manifest.rows, "features": features, "tasks": result.tasks,
-                 "shuffled": result.shuffled, "seconds": round(result.seconds, 3)},
+        metrics={
+            "rows": result.manifest.rows,
+            "features": features,
+            "tasks": result.tasks,
+            "shuffled": result.shuffled,
+            "seconds": round(result.seconds, 3),
+        },
         rows_in=events.rows + inputs[entities].rows,
         rows_out=result.manifest.rows,
     )
@@ -124,18 +141,30 @@ class TrainingSetStage(Stage[TrainingSetOptions]):
     optional_inputs: ClassVar[tuple[str, ...]] = ("players",)
     outputs: ClassVar[tuple[str, ...]] = ("training_set",)
 
-    def run(self, context: StageContext, inputs: Mapping[str, DatasetInput],
-            options: TrainingSetOptions) -> StageResult:
+    def run(
+        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: TrainingSetOptions
+    ) -> StageResult:
         names = inputs["labels"].manifest.schema.names
         wanted = [*options.keys, options.cutoff_column, *options.label_columns]
         missing = [c for c in wanted if c not in names]
         if missing:
-            raise SpecError([f"`labels` lacks column(s) {', '.join(f'`{c}`' for c in missing)} "
-                             f"(columns: {', '.join(f'`{c}`' for c in names)})"],
-                            hint="set `keys`, `cutoff_column` and `label_columns` to the "
-                            "labels' columns")
-        return _run(self.kind, context, inputs, options, "labels", "training_set",
-                    cutoff=None, entity_columns=tuple(dict.fromkeys(wanted)))
+            raise SpecError(
+                [
+                    f"`labels` lacks column(s) {', '.join(f'`{c}`' for c in missing)} "
+                    f"(columns: {', '.join(f'`{c}`' for c in names)})"
+                ],
+                hint="set `keys`, `cutoff_column` and `label_columns` to the labels' columns",
+            )
+        return _run(
+            self.kind,
+            context,
+            inputs,
+            options,
+            "labels",
+            "training_set",
+            cutoff=None,
+            entity_columns=tuple(dict.fromkeys(wanted)),
+        )
 
 
 class ScoringSetStage(Stage[ScoringSetOptions]):
@@ -146,14 +175,25 @@ class ScoringSetStage(Stage[ScoringSetOptions]):
     inputs: ClassVar[tuple[str, ...]] = ("events", "players")
     outputs: ClassVar[tuple[str, ...]] = ("scoring_set",)
 
-    def run(self, context: StageContext, inputs: Mapping[str, DatasetInput],
-            options: ScoringSetOptions) -> StageResult:
+    def run(
+        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: ScoringSetOptions
+    ) -> StageResult:
         cutoff = options.cutoff
         if cutoff is None:
             recorded = inputs["events"].manifest.metadata.get("cutoff")
             if recorded is None:
-                raise SpecError(["`cutoff` is not set and the events' manifest records none"],
-                                hint="set `with: {cutoff: 2026-01-01T00:00:00}`")
+                raise SpecError(
+                    ["`cutoff` is not set and the events' manifest records none"],
+                    hint="set `with: {cutoff: 2026-01-01T00:00:00}`",
+                )
             cutoff = dt.datetime.fromisoformat(str(recorded))
-        return _run(self.kind, context, inputs, options, "players", "scoring_set",
-                    cutoff=cutoff, entity_columns=tuple(options.keys))
+        return _run(
+            self.kind,
+            context,
+            inputs,
+            options,
+            "players",
+            "scoring_set",
+            cutoff=cutoff,
+            entity_columns=tuple(options.keys),
+        )

@@ -22,13 +22,13 @@ import urllib.request
 from collections.abc import Mapping, Sequence
 
 import polars as pl
-import yaml
 
 from raypipe.errors import RaypipeError, SpecError
 from raypipe.features.asof import compile_view
 from raypipe.features.candidates import slug
 from raypipe.features.spec import parse_views, views_to_yaml
 from raypipe.features.views import Aggregate, Derived, Feature, FeatureView
+from raypipe.spec.bounded_yaml import parse_bounded_yaml
 
 __all__ = ["build_prompt", "suggest_views", "suggest_views_llm"]
 
@@ -86,13 +86,18 @@ def suggest_views(
     stamps = [c for c, t in schema.items() if isinstance(t, pl.Datetime)]
     stamp = timestamp or (stamps[0] if stamps else None)
     if key is None or stamp is None:
-        raise SpecError([f"cannot find the {'entity key' if key is None else 'event time'} "
-                         f"column (columns: {', '.join(f'`{c}`' for c in schema)})"],
-                        hint="pass `entity=` and `timestamp=` (CLI: --entity, --timestamp)")
+        raise SpecError(
+            [
+                f"cannot find the {'entity key' if key is None else 'event time'} "
+                f"column (columns: {', '.join(f'`{c}`' for c in schema)})"
+            ],
+            hint="pass `entity=` and `timestamp=` (CLI: --entity, --timestamp)",
+        )
     themes = _themes(context)
     skip = {key, stamp}
-    categorical = [c for c, t in schema.items() if c not in skip and t in (pl.String,
-                                                                          pl.Categorical)]
+    categorical = [
+        c for c, t in schema.items() if c not in skip and t in (pl.String, pl.Categorical)
+    ]
     numeric = [c for c, t in schema.items() if c not in skip and t.is_float()]
     dates = [c for c, t in schema.items() if c not in skip and t == pl.Date]
     short = ("1h", "1d", "7d") if "fraud" in themes else ("1d", "7d", "30d")
@@ -117,73 +122,107 @@ def suggest_views(
     return checked
 
 
-def _activity(key: str, stamp: str, windows: tuple[str, ...], dates: list[str],
-              themes: set[str]) -> FeatureView:
+def _activity(
+    key: str, stamp: str, windows: tuple[str, ...], dates: list[str], themes: set[str]
+) -> FeatureView:
     features: list[Feature] = [Aggregate(f"events_{w}", "count", window=w) for w in windows]
     features.append(Aggregate("days_since_last_event", "time_since_last"))
     if dates:
-        features.append(Aggregate(f"active_days_{windows[-1]}", "count_distinct",
-                                  column=dates[0], window=windows[-1]))
+        features.append(
+            Aggregate(
+                f"active_days_{windows[-1]}", "count_distinct", column=dates[0], window=windows[-1]
+            )
+        )
     short, long = windows[1], windows[-1]
-    features.append(Derived(f"event_trend_{short}_vs_{long}",
-                            f"safe_div(events_{short} * {_days(long)}, "
-                            f"events_{long} * {_days(short)})"))
+    features.append(
+        Derived(
+            f"event_trend_{short}_vs_{long}",
+            f"safe_div(events_{short} * {_days(long)}, events_{long} * {_days(short)})",
+        )
+    )
     why = "Recency, frequency and trend of activity"
     if "churn" in themes:
         why += " (falling activity and long gaps are the strongest churn signals)"
     return FeatureView("suggested_activity", (key,), stamp, tuple(features), description=why)
 
 
-def _per_type(key: str, stamp: str, column: str, values: Sequence[str],
-              windows: tuple[str, ...]) -> FeatureView:
+def _per_type(
+    key: str, stamp: str, column: str, values: Sequence[str], windows: tuple[str, ...]
+) -> FeatureView:
     features: list[Feature] = []
     for value in values:
         where = f'{column} == "{value}"'
         name = slug(value)
-        features.append(Aggregate(f"{name}_{windows[1]}", "count", window=windows[1],
-                                  where=where))
-        features.append(Aggregate(f"{name}_{windows[-1]}", "count", window=windows[-1],
-                                  where=where))
+        features.append(Aggregate(f"{name}_{windows[1]}", "count", window=windows[1], where=where))
+        features.append(
+            Aggregate(f"{name}_{windows[-1]}", "count", window=windows[-1], where=where)
+        )
         features.append(Aggregate(f"days_since_{name}", "time_since_last", where=where))
-    features.append(Aggregate(f"distinct_{slug(column)}_{windows[-1]}", "count_distinct",
-                              column=column, window=windows[-1]))
-    return FeatureView("suggested_by_type", (key,), stamp, tuple(features),
-                       description=f"Counts and recency per `{column}` value")
+    features.append(
+        Aggregate(
+            f"distinct_{slug(column)}_{windows[-1]}",
+            "count_distinct",
+            column=column,
+            window=windows[-1],
+        )
+    )
+    return FeatureView(
+        "suggested_by_type",
+        (key,),
+        stamp,
+        tuple(features),
+        description=f"Counts and recency per `{column}` value",
+    )
 
 
-def _numeric(key: str, stamp: str, columns: list[str], windows: tuple[str, ...],
-             themes: set[str]) -> FeatureView:
+def _numeric(
+    key: str, stamp: str, columns: list[str], windows: tuple[str, ...], themes: set[str]
+) -> FeatureView:
     features: list[Feature] = []
     for column in columns:
         name = slug(column)
         for window in (windows[1], windows[-1]):
-            features.append(Aggregate(f"{name}_sum_{window}", "sum", column=column,
-                                      window=window))
-        features.append(Aggregate(f"{name}_mean_{windows[-1]}", "mean", column=column,
-                                  window=windows[-1]))
-        features.append(Aggregate(f"{name}_max_{windows[-1]}", "max", column=column,
-                                  window=windows[-1]))
+            features.append(Aggregate(f"{name}_sum_{window}", "sum", column=column, window=window))
+        features.append(
+            Aggregate(f"{name}_mean_{windows[-1]}", "mean", column=column, window=windows[-1])
+        )
+        features.append(
+            Aggregate(f"{name}_max_{windows[-1]}", "max", column=column, window=windows[-1])
+        )
         if "fraud" in themes:
-            features.append(Aggregate(f"{name}_max_{windows[0]}", "max", column=column,
-                                      window=windows[0]))
-            features.append(Aggregate(f"{name}_std_{windows[-1]}", "std", column=column,
-                                      window=windows[-1]))
-        features.append(Derived(f"{name}_share_{windows[1]}",
-                                f"safe_div({name}_sum_{windows[1]}, {name}_sum_{windows[-1]})"))
+            features.append(
+                Aggregate(f"{name}_max_{windows[0]}", "max", column=column, window=windows[0])
+            )
+            features.append(
+                Aggregate(f"{name}_std_{windows[-1]}", "std", column=column, window=windows[-1])
+            )
+        features.append(
+            Derived(
+                f"{name}_share_{windows[1]}",
+                f"safe_div({name}_sum_{windows[1]}, {name}_sum_{windows[-1]})",
+            )
+        )
     why = "Sums, means and peaks of numeric values"
     if "spend" in themes:
         why += " (spend level and its recent share)"
     return FeatureView("suggested_numeric", (key,), stamp, tuple(features), description=why)
 
 
-def _encodings(key: str, stamp: str, columns: list[str], windows: tuple[str, ...],
-               themes: set[str]) -> FeatureView:
+def _encodings(
+    key: str, stamp: str, columns: list[str], windows: tuple[str, ...], themes: set[str]
+) -> FeatureView:
     features: list[Feature] = []
     for column in columns:
         name = slug(column)
         features.append(Aggregate(f"last_{name}", "last", column=column))
-        features.append(Aggregate(f"distinct_{name}_{windows[-1]}", "count_distinct",
-                                  column=column, window=windows[-1]))
+        features.append(
+            Aggregate(
+                f"distinct_{name}_{windows[-1]}",
+                "count_distinct",
+                column=column,
+                window=windows[-1],
+            )
+        )
     why = "Categorical encodings: the latest value and how many distinct values"
     if "fraud" in themes:
         why += " (many countries or currencies in a short time is a fraud signal)"
@@ -197,8 +236,9 @@ def _days(window: str) -> str:
     return "1" if delta is None else f"{delta.total_seconds() / 86_400:g}"
 
 
-def build_prompt(schema: Mapping[str, pl.DataType], context: str,
-                 example: Sequence[FeatureView] = ()) -> str:
+def build_prompt(
+    schema: Mapping[str, pl.DataType], context: str, example: Sequence[FeatureView] = ()
+) -> str:
     """The prompt for a language model: schema, context, the YAML format and an example."""
     columns = "\n".join(f"- {name}: {dtype}" for name, dtype in schema.items())
     sample = views_to_yaml(example) if example else ""
@@ -233,8 +273,9 @@ def suggest_views_llm(
         The endpoint cannot be reached or answers with no usable content.
     """
     prompt = build_prompt(schema, context, suggest_views(schema, context)[:1])
-    body = json.dumps({"model": model, "temperature": 0,
-                       "messages": [{"role": "user", "content": prompt}]}).encode()
+    body = json.dumps(
+        {"model": model, "temperature": 0, "messages": [{"role": "user", "content": prompt}]}
+    ).encode()
     headers = {"Content-Type": "application/json"}
     if api_key:
         headers["Authorization"] = f"Bearer {api_key}"
@@ -245,9 +286,10 @@ def suggest_views_llm(
             answer = json.loads(response.read().decode())
         content = answer["choices"][0]["message"]["content"]
     except (urllib.error.URLError, TimeoutError, ValueError, KeyError, IndexError) as exc:
-        raise RaypipeError(f"the suggestion endpoint `{endpoint}` gave no usable answer: {exc}",
-                           hint="check --llm-url and the model name, or use the offline "
-                           "rules (omit --llm-url)") from exc
+        raise RaypipeError(
+            f"the suggestion endpoint `{endpoint}` gave no usable answer: {exc}",
+            hint="check --llm-url and the model name, or use the offline rules (omit --llm-url)",
+        ) from exc
     return _views_from_text(content, schema)
 
 
@@ -255,10 +297,12 @@ def _views_from_text(content: str, schema: Mapping[str, pl.DataType]) -> list[Fe
     fenced = re.search(r"```(?:ya?ml)?\s*\n(.*?)```", content, re.S)
     text = fenced.group(1) if fenced else content
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise RaypipeError(f"the suggestion endpoint answered with invalid YAML: {exc}",
-                           hint="try again or use the offline rules") from exc
+        data = parse_bounded_yaml(text, "the suggestion endpoint's answer")
+    except SpecError as exc:
+        raise RaypipeError(
+            f"the suggestion endpoint answered with invalid or oversized YAML: {exc.problems[0]}",
+            hint="try again or use the offline rules",
+        ) from exc
     items = data.get("views", []) if isinstance(data, dict) else data or []
     views = []
     for item in items if isinstance(items, list) else []:

@@ -123,8 +123,9 @@ class Aggregate:
         if not _NAME.match(self.name):
             found.append(f"name `{self.name}` is not an identifier")
         if self.function not in AGGREGATIONS:
-            found.append(f"unknown aggregation `{self.function}` "
-                         f"(known: {', '.join(AGGREGATIONS)})")
+            found.append(
+                f"unknown aggregation `{self.function}` (known: {', '.join(AGGREGATIONS)})"
+            )
         elif AGGREGATIONS[self.function] and not self.column:
             found.append(f"aggregation `{self.function}` needs a `column`")
         elif self.function == "time_since_last" and self.column:

@@ -4,9 +4,11 @@ A functional core over numpy, tested without Ray: :mod:`~raypipe.federated.parti
 into clients, :mod:`~raypipe.federated.models` trains them (vectorised over clients),
 :mod:`~raypipe.federated.xgb_clients` boosts XGBoost clients,
 :mod:`~raypipe.federated.strategies` aggregates (weight vectors, or boosters by bagging and
-cyclic training), :mod:`~raypipe.federated.privacy` adds central DP and simulated SecAgg+,
-:mod:`~raypipe.federated.simulation` runs the rounds. The Ray shell is
-:mod:`raypipe.engine.federation`; the stage kind is ``federated.train``.
+cyclic training), :mod:`~raypipe.federated.privacy` adds client-level DP, SecAgg+ between
+parties and CKKS homomorphic aggregation (the clients' side in
+:mod:`~raypipe.federated.secure_clients`, the server's in
+:mod:`~raypipe.federated.secure_rounds`), :mod:`~raypipe.federated.simulation` runs the rounds.
+The Ray shell is :mod:`raypipe.engine.federation`; the stage kind is ``federated.train``.
 """
 
 from __future__ import annotations

@@ -24,6 +24,8 @@ from raypipe.federated.models import (
     train_clients,
     with_padding_row,
 )
+from raypipe.federated.privacy.homomorphic import EncryptedVector, encrypt
+from raypipe.federated.secure_clients import SecAggHost, SecureFit, contribution
 from raypipe.federated.xgb_clients import XgbTrainSpec, array_to_model, boost, predict_model
 
 __all__ = [
@@ -144,6 +146,7 @@ class FitRequest:
     spec: LocalTrainSpec | XgbTrainSpec
     seed: int = 0
     evaluate: bool = False
+    secure: SecureFit | None = None  # secure aggregation: keep the parameters, mask them later
 
 
 @dataclass(frozen=True)
@@ -161,7 +164,8 @@ class ClientEval:
 class FitReply:
     """What a group answers: trained parameters of the clients that succeeded, and failures.
 
-    XGBoost clients answer with booster bytes in ``models`` (``params`` then has no columns).
+    XGBoost clients answer with booster bytes in ``models``, and clients in a secure round keep
+    their parameters for the protocol; ``params`` then has no columns.
     """
 
     client_ids: np.ndarray
@@ -172,6 +176,7 @@ class FitReply:
     evaluation: ClientEval | None = None
     seconds: float = 0.0
     models: tuple[bytes, ...] = ()
+    encrypted: tuple[EncryptedVector, ...] = ()  # homomorphic: one per answering client
 
 
 def predict_global(
@@ -205,6 +210,7 @@ class ClientGroup:
         self._position = {int(c): i for i, c in enumerate(shard.client_ids)}
         self._x, self._y = with_padding_row(shard.x, shard.y)  # once, not per round
         self._dtrain: dict[int, Any] = {}  # XGBoost clients' DMatrix, built on first use
+        self.secagg = SecAggHost()  # each client's SecAgg+ secrets live here, per client
 
     def __call__(self, request: FitRequest) -> FitReply:
         return self.fit(request)
@@ -245,14 +251,29 @@ class ClientGroup:
             failed.update({c: f"local training failed: {exc}" for c in ok})
             ok = []
             trained = None
+        params = trained.params if trained else np.empty((0, request.weights.shape[0]))
+        encrypted: tuple[EncryptedVector, ...] = ()
+        secure = request.secure
+        if secure is not None and trained is not None:
+            vectors = [
+                contribution(params[row], request.weights, int(trained.num_examples[row]), secure)
+                for row in range(len(ok))
+            ]
+            if secure.he_public is not None:  # only ciphertexts leave
+                encrypted = tuple(encrypt(secure.he_public, v, secure.he_slots) for v in vectors)
+            else:  # the update stays here; only its masked form leaves, later
+                for cid, vector in zip(ok, vectors, strict=True):
+                    self.secagg.hold(cid, vector)
+            params = np.empty((len(ok), 0))
         return FitReply(
             client_ids=np.array(ok, dtype=np.int64),
-            params=trained.params if trained else np.empty((0, request.weights.shape[0])),
+            params=params,
             num_examples=trained.num_examples if trained else np.empty(0, np.int64),
             losses=trained.losses if trained else np.empty(0),
             failed=failed,
             evaluation=evaluation,
             seconds=time.perf_counter() - started,
+            encrypted=encrypted,
         )
 
     def _fit_xgb(
@@ -303,6 +324,10 @@ class ClientGroup:
             seconds=time.perf_counter() - started,
             models=tuple(models),
         )
+
+    def secagg_step(self, name: str, payload: Any) -> dict[int, Any]:
+        """One SecAgg+ step for this group's clients (see :class:`SecAggHost`)."""
+        return self.secagg.step(name, payload)
 
     def evaluate(self, spec: LocalTrainSpec | XgbTrainSpec, weights: np.ndarray) -> ClientEval:
         """Loss, accuracy and AUC of ``weights`` on every client's holdout."""

@@ -3,7 +3,8 @@
 :func:`run_federation` drives any :class:`ClientBackend`: each round it samples clients, sends
 the global weights (one array) to the groups hosting them, keeps the answers that arrived in time,
 retries the round when fewer than ``min_fit_clients`` answered (then stops with a clear error),
-aggregates with the strategy (through simulated secure aggregation when asked), and evaluates the
+aggregates with the strategy (through SecAgg+ between the clients and this server when asked:
+the clients keep their parameters and only the sum is unmasked), and evaluates the
 new global model on the central test set. Clients' holdout metrics of round ``r``'s model come
 back with round ``r + 1``'s answers (the groups evaluate the weights they receive before
 training), so evaluation costs no extra round trip; the last round's are fetched at the end.
@@ -32,7 +33,16 @@ from raypipe.federated.clients import (
     predict_global,
 )
 from raypipe.federated.models import LocalTrainSpec
-from raypipe.federated.privacy.secagg import SecAggConfig, secure_sum
+from raypipe.federated.privacy.dp import DPFixedClipping
+from raypipe.federated.privacy.homomorphic import (
+    EncryptedVector,
+    HeAggregator,
+    HeConfig,
+    HeKeyHolder,
+)
+from raypipe.federated.privacy.secagg import SecAggConfig
+from raypipe.federated.secure_clients import SecureFit
+from raypipe.federated.secure_rounds import aggregate_sum, secure_aggregate
 from raypipe.federated.strategies.base import ClientUpdates, Strategy
 from raypipe.federated.strategies.xgb_bagging import XgbUpdates
 from raypipe.federated.xgb_clients import XgbTrainSpec, array_to_model, model_to_array
@@ -67,11 +77,17 @@ class FederationSpec:
     evaluate_clients
         Evaluate every round's model on every client's holdout.
     secure_aggregation
-        Aggregate through simulated SecAgg+ (mean strategies only).
+        Aggregate through the SecAgg+ protocol (mean strategies only); under DP each client clips
+        its own delta before masking.
     secagg_max_weight
         SecAgg+ caps a client's weight at this many examples (Flower's ``max_weight``).
     secagg_dropout
-        Fraction of answering clients that drop after masking (simulation of dropouts).
+        Fraction of answering clients that drop after sharing their keys, before their masked
+        upload (a drill of SecAgg+'s dropout recovery).
+    homomorphic
+        Clients encrypt their contribution with CKKS, the server sums ciphertexts and a separate
+        key holder decrypts the sum only (mean strategies only; ``secagg_max_weight`` caps the
+        example weights as with secure aggregation).
     """
 
     rounds: int = 10
@@ -82,6 +98,7 @@ class FederationSpec:
     secure_aggregation: SecAggConfig | None = None
     secagg_max_weight: float = 1000.0
     secagg_dropout: float = 0.0
+    homomorphic: HeConfig | None = None
     seed: int = 0
 
 
@@ -100,6 +117,8 @@ class RoundRecord:
     clients: dict[str, float] = field(default_factory=dict)
     client_auc: dict[int, float] = field(default_factory=dict)
     epsilon: float | None = None
+    # SecAgg+ messages up and down, or the CKKS ciphertext up, per client (mean)
+    privacy_bytes_per_client: float | None = None
 
     def metrics(self) -> dict[str, float]:
         """Flat metric names for tracking."""
@@ -113,6 +132,8 @@ class RoundRecord:
         out.update({f"clients_{k}": v for k, v in self.clients.items()})
         if self.epsilon is not None:
             out["epsilon"] = self.epsilon
+        if self.privacy_bytes_per_client is not None:
+            out["privacy_bytes_per_client"] = self.privacy_bytes_per_client
         return out
 
 
@@ -150,6 +171,8 @@ class ClientBackend(Protocol):
     def evaluate(
         self, spec: LocalTrainSpec | XgbTrainSpec, weights: np.ndarray
     ) -> list[ClientEval]: ...
+
+    def secagg_step(self, name: str, payload: Any, timeout_s: float | None) -> dict[int, Any]: ...
 
     def close(self) -> None: ...
 
@@ -193,13 +216,23 @@ class InlineFederation:
     ) -> list[ClientEval]:
         return [g.evaluate(spec, weights) for g in self.groups]
 
+    def secagg_step(self, name: str, payload: Any, timeout_s: float | None) -> dict[int, Any]:
+        answers: dict[int, Any] = {}
+        for group in self.groups:
+            try:
+                answers.update(group.secagg_step(name, payload))
+            except Exception as exc:  # a failing group's clients drop out of the protocol
+                logger.warning("secure aggregation step %s failed in a group: %r", name, exc)
+        return answers
+
     def close(self) -> None:
         return None
 
 
 def failed_reply(client_ids: np.ndarray, reason: str, request: FitRequest) -> FitReply:
     """The reply standing for a group that did not answer: all its clients failed."""
-    p = 0 if isinstance(request.spec, XgbTrainSpec) else request.weights.shape[0]
+    secure_or_boosted = request.secure is not None or isinstance(request.spec, XgbTrainSpec)
+    p = 0 if secure_or_boosted else request.weights.shape[0]
     return FitReply(
         client_ids=np.empty(0, np.int64),
         params=np.empty((0, p)),
@@ -211,9 +244,12 @@ def failed_reply(client_ids: np.ndarray, reason: str, request: FitRequest) -> Fi
 
 def _merge(
     replies: list[FitReply],
-) -> tuple[ClientUpdates, tuple[bytes, ...], dict[int, str], list[ClientEval]]:
+) -> tuple[
+    ClientUpdates, tuple[bytes, ...], tuple[EncryptedVector, ...], dict[int, str], list[ClientEval]
+]:
     answered = [r for r in replies if len(r.client_ids)]
     models = tuple(m for r in answered for m in r.models)
+    encrypted = tuple(e for r in answered for e in r.encrypted)
     p = replies[0].params.shape[1] if replies else 0
     updates = ClientUpdates(
         client_ids=np.concatenate([r.client_ids for r in answered]) if answered else np.empty(0),
@@ -227,7 +263,7 @@ def _merge(
     for r in replies:
         failed.update(r.failed)
     evals = [r.evaluation for r in replies if r.evaluation is not None]
-    return updates, models, failed, evals
+    return updates, models, encrypted, failed, evals
 
 
 def summarize_clients(evals: list[ClientEval]) -> tuple[dict[str, float], dict[int, float]]:
@@ -249,28 +285,6 @@ def summarize_clients(evals: list[ClientEval]) -> tuple[dict[str, float], dict[i
         if not np.isnan(a)
     }
     return out, per_client
-
-
-def _secure_mean(updates: ClientUpdates, spec: FederationSpec, round_: int) -> ClientUpdates:
-    """The weighted mean through simulated SecAgg+, as a single pseudo-client."""
-    assert spec.secure_aggregation is not None
-    weights = np.minimum(updates.num_examples, spec.secagg_max_weight) / spec.secagg_max_weight
-    vectors = np.hstack([updates.params * weights[:, None], weights[:, None]])
-    rng = np.random.default_rng([spec.seed, round_, 0xD0])
-    dropped = np.flatnonzero(rng.random(len(updates)) < spec.secagg_dropout)
-    result = secure_sum(
-        vectors,
-        spec.secure_aggregation,
-        dropped_after_masking=[int(i) for i in dropped],
-        seed=spec.seed * 100_003 + round_,
-    )
-    mean = result.total[:-1] / result.total[-1]
-    return ClientUpdates(
-        client_ids=updates.client_ids[list(result.included)][:1],
-        params=mean[None, :],
-        num_examples=np.ones(1, np.int64),
-        losses=updates.losses[list(result.included)][:1],
-    )
 
 
 def evaluate_central(
@@ -299,8 +313,16 @@ def run_federation(
     For federated XGBoost pass an empty ``uint8`` array (or a booster's bytes, see
     :func:`~raypipe.federated.xgb_clients.model_to_array`) as ``initial_weights``.
     """
-    if spec.secure_aggregation is not None and not strategy.is_mean:
-        raise SpecError([f"secure aggregation needs a mean strategy, not `{strategy.name}`"])
+    protected = spec.secure_aggregation is not None or spec.homomorphic is not None
+    if protected and not strategy.is_mean:
+        raise SpecError(
+            [f"secure and homomorphic aggregation need a mean strategy, not `{strategy.name}`"]
+        )
+    if spec.secure_aggregation is not None and spec.homomorphic is not None:
+        raise SpecError(
+            ["`secure_aggregation` and `homomorphic` both hide single updates: choose one"],
+            hint="keep `secure_aggregation` (no key holder) or `homomorphic` (fewer messages)",
+        )
     boosted = isinstance(spec.local, XgbTrainSpec)
     if boosted != str(getattr(strategy, "name", "")).startswith("xgb_"):
         raise SpecError(
@@ -310,6 +332,8 @@ def run_federation(
     rng = np.random.default_rng([0x5A, spec.seed])
     weights = np.asarray(initial_weights, dtype=np.uint8 if boosted else np.float64)
     available = backend.client_ids
+    key_holder = HeKeyHolder(spec.homomorphic) if spec.homomorphic and not boosted else None
+    secure = _secure_fit(spec, strategy, boosted, key_holder)
     history: list[RoundRecord] = []
     started = time.perf_counter()
     for round_ in range(1, spec.rounds + 1):
@@ -326,8 +350,9 @@ def run_federation(
                 spec=local,
                 seed=spec.seed,
                 evaluate=spec.evaluate_clients and bool(history),
+                secure=secure,
             )
-            updates, models, failed, evals = _merge(
+            updates, models, encrypted, failed, evals = _merge(
                 backend.fit_round(request, spec.round_timeout_s)
             )
             if history and evals:
@@ -352,26 +377,48 @@ def run_federation(
                 "look at the failing clients' errors",
             )
         train_loss = float(np.average(updates.losses, weights=np.maximum(updates.num_examples, 1)))
-        if spec.secure_aggregation is not None:
-            updates = _secure_mean(updates, spec, round_)
+        aggregated, traffic = len(updates), None
         if boosted:
             answers = XgbUpdates(updates.client_ids, models, updates.num_examples)
             global_model = strategy.aggregate(round_, array_to_model(weights), answers)
             weights = model_to_array(global_model)
+        elif key_holder is not None:
+            # the aggregator sums ciphertexts; the key holder decrypts the sum only
+            total, count = HeAggregator(key_holder.public).total(encrypted)
+            aggregated = count
+            weights = aggregate_sum(
+                strategy, round_, weights, key_holder.decrypt(total), count, updates
+            )
+            # the public context (about 230 KB) reaches each client once per run: not counted
+            traffic = sum(e.nbytes for e in encrypted) / max(count, 1)
+        elif secure is not None:
+            assert spec.secure_aggregation is not None
+            drop_rng = np.random.default_rng([spec.seed, round_, 0xD0])  # simulated dropouts
+            gone = updates.client_ids[drop_rng.random(len(updates)) < spec.secagg_dropout]
+            weights, secure_round = secure_aggregate(
+                lambda name, payload: backend.secagg_step(name, payload, spec.round_timeout_s),
+                strategy,
+                spec.secure_aggregation,
+                round_,
+                weights,
+                updates,
+                frozenset(int(c) for c in gone),
+            )
+            aggregated = len(secure_round.result.included)
+            traffic = secure_round.bytes_per_client
         else:
             weights = strategy.aggregate(round_, weights, updates)
         record = RoundRecord(
             round=round_,
             sampled=len(sampled),
-            answered=len(updates)
-            if spec.secure_aggregation is None
-            else len(sampled) - len(failed),
+            answered=aggregated,
             failed=failed,
             attempts=attempt,
             train_loss=train_loss,
             seconds=0.0,
             test=evaluate_central(local, weights, test),
             epsilon=getattr(strategy, "epsilon_", None),
+            privacy_bytes_per_client=traffic,
         )
         record.seconds = time.perf_counter() - round_started
         history.append(record)
@@ -384,6 +431,25 @@ def run_federation(
     if on_round is not None and history:
         on_round(history[-1])
     return FederatedResult(weights=weights, history=history, seconds=time.perf_counter() - started)
+
+
+def _secure_fit(
+    spec: FederationSpec,
+    strategy: Strategy[Any, Any],
+    boosted: bool,
+    key_holder: HeKeyHolder | None,
+) -> SecureFit | None:
+    """What clients need for secure or homomorphic aggregation (None: plain round)."""
+    if (spec.secure_aggregation is None and key_holder is None) or boosted:
+        return None
+    he = {}
+    if key_holder is not None:
+        he = {"he_public": key_holder.public, "he_slots": key_holder.config.slots}
+    if isinstance(strategy, DPFixedClipping):
+        # the server cannot see who was clipped when it only sees the sum
+        strategy.clipped_fraction_ = float("nan")
+        return SecureFit(spec.secagg_max_weight, strategy.clipping_norm, **he)
+    return SecureFit(spec.secagg_max_weight, **he)
 
 
 def _local_overrides(config: dict[str, Any], spec: Any) -> dict[str, Any]:

@@ -4,7 +4,8 @@ The input table (e.g. ``features.training_set``) is split into a central test se
 clients' rows: one client per value of a natural column (``partition.by: country``) or
 ``partition.clients`` clients, IID or Dirichlet over the label. Clients live in a few Ray actors
 (:mod:`raypipe.engine.federation`; in-process when Ray is not running), train locally and are
-aggregated by the chosen strategy, optionally with central DP or simulated secure aggregation.
+aggregated by the chosen strategy, optionally with client-level DP, and SecAgg+ between the
+clients and the server or CKKS homomorphic aggregation (either composes with DP).
 ``model: xgboost`` trains federated XGBoost with ``strategy: xgb_bagging`` (every sampled client
 boosts ``num_local_round`` trees on the global booster; the server appends them) or
 ``xgb_cyclic`` (one client per round, the booster passed round-robin), as Flower does.
@@ -32,13 +33,14 @@ from raypipe.federated.export import export_model
 from raypipe.federated.models import LocalTrainSpec, init_params
 from raypipe.federated.partition import partition_by_column, partition_dirichlet, partition_iid
 from raypipe.federated.privacy import DPFixedClipping, SecAggConfig
+from raypipe.federated.privacy.homomorphic import HeConfig
 from raypipe.federated.simulation import FederationSpec, run_federation
 from raypipe.federated.strategies import STRATEGIES, XGB_STRATEGIES
 from raypipe.federated.summary import history_table, summarize
 from raypipe.federated.xgb_clients import XGB_DEFAULTS, XgbTrainSpec
 from raypipe.stages.base import DatasetInput, Stage, StageContext, StageOptions, StageResult
 
-__all__ = ["FederatedTrainOptions", "FederatedTrainStage", "prepare_matrix"]
+__all__ = ["FederatedTrainOptions", "FederatedTrainStage", "prepare_matrix", "protections_of"]
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +74,15 @@ class SecAggOptions(_Block):
     dropout: float = Field(default=0.0, ge=0, lt=1)
 
 
+class HomomorphicOptions(_Block):
+    """CKKS parameters (TenSEAL); the defaults hold 2,048 values per 64 KB ciphertext."""
+
+    poly_modulus_degree: int = Field(default=4096, ge=1024)
+    coeff_mod_bit_sizes: tuple[int, ...] = (60, 40)
+    scale_bits: int = Field(default=40, ge=20)
+    max_weight: float = Field(default=1000.0, gt=0)
+
+
 class FederatedTrainOptions(StageOptions):
     """Options of ``federated.train``."""
 
@@ -98,6 +109,7 @@ class FederatedTrainOptions(StageOptions):
     xgb_params: dict[str, float | int | str] = Field(default_factory=dict)
     dp: DPOptions | None = None
     secure_aggregation: SecAggOptions | None = None
+    homomorphic: HomomorphicOptions | None = None
     round_timeout_s: float | None = Field(default=120.0, gt=0)
     round_retries: int = Field(default=1, ge=0)
     evaluate_clients: bool = True
@@ -117,10 +129,16 @@ class FederatedTrainOptions(StageOptions):
                 "`model: xgboost` needs `strategy: xgb_bagging` or `xgb_cyclic`, and those "
                 "strategies need `model: xgboost`"
             )
-        if boosted and (self.dp is not None or self.secure_aggregation is not None):
+        protections = (self.dp, self.secure_aggregation, self.homomorphic)
+        if boosted and any(p is not None for p in protections):
             raise ValueError(
-                "`dp` and `secure_aggregation` apply to mean strategies over weight vectors, "
-                "not to federated XGBoost; remove them or use a numpy model"
+                "`dp`, `secure_aggregation` and `homomorphic` apply to mean strategies over "
+                "weight vectors, not to federated XGBoost (bagging and cyclic exchange trees, "
+                "which are not sums); remove them or use a numpy model"
+            )
+        if self.secure_aggregation is not None and self.homomorphic is not None:
+            raise ValueError(
+                "`secure_aggregation` and `homomorphic` both hide single updates: keep one"
             )
         if "nthread" in self.xgb_params:
             raise ValueError("`xgb_params.nthread`: every client boosts with one thread")
@@ -194,7 +212,6 @@ def _strategy(options: FederatedTrainOptions) -> Any:
             noise_multiplier=options.dp.noise_multiplier,
             clipping_norm=options.dp.clipping_norm,
             delta=options.dp.delta,
-            seed=options.seed,
         )
     return strategy
 
@@ -256,8 +273,17 @@ class FederatedTrainStage(Stage):
                 quantization_range=secagg.quantization_range,
                 modulus_range=secagg.modulus_range,
             ),
-            secagg_max_weight=secagg.max_weight if secagg else 1000.0,
+            secagg_max_weight=secagg.max_weight
+            if secagg
+            else (options.homomorphic.max_weight if options.homomorphic else 1000.0),
             secagg_dropout=secagg.dropout if secagg else 0.0,
+            homomorphic=None
+            if options.homomorphic is None
+            else HeConfig(
+                poly_modulus_degree=options.homomorphic.poly_modulus_degree,
+                coeff_mod_bit_sizes=options.homomorphic.coeff_mod_bit_sizes,
+                scale_bits=options.homomorphic.scale_bits,
+            ),
             seed=options.seed,
         )
         strategy = _strategy(options)
@@ -365,7 +391,11 @@ def _tracker(
         for k, v in options.model_dump().items()
         if not isinstance(v, (dict, list)) and v is not None
     }
-    params.update(clients=clients, features=len(names))
+    params.update(clients=clients, features=len(names), protections=protections_of(options))
+    for block in ("dp", "secure_aggregation", "homomorphic"):
+        value = getattr(options, block)
+        if value is not None:
+            params.update({f"{block}.{k}": v for k, v in value.model_dump().items()})
     if options.model == "xgboost":
         params.update({f"xgb_{k}": v for k, v in {**XGB_DEFAULTS, **options.xgb_params}.items()})
     return FederatedTracker(
@@ -377,8 +407,15 @@ def _tracker(
             "raypipe.run_id": context.run_id,
             "raypipe.stage": context.stage_name,
             "raypipe.stage_kind": "federated.train",
+            "raypipe.federated.protections": protections_of(options),
         },
     )
+
+
+def protections_of(options: FederatedTrainOptions) -> str:
+    """Which protections ran, e.g. ``dp+secure_aggregation`` (``none`` for a plain run)."""
+    names = [n for n in ("dp", "secure_aggregation", "homomorphic") if getattr(options, n)]
+    return "+".join(names) or "none"
 
 
 def _local_spec(options: FederatedTrainOptions) -> LocalTrainSpec | XgbTrainSpec:

@@ -144,6 +144,24 @@ def run_batch_inference(
     DataError
         A bad input file, with ``on_bad_file="fail"``; nothing is committed.
     """
+    from raypipe.io.lease import hold_dataset_leases
+
+    # One writer per output, from the markers to the commit; a foreign folder is refused here.
+    with hold_dataset_leases([spec.output_url], spec.storage_options):
+        return _run_batch_inference(
+            model, spec, runner, resume, workers, threads_per_worker, cluster_cpus
+        )
+
+
+def _run_batch_inference(
+    model: ModelBlob,
+    spec: InferenceSpec,
+    runner: UnitRunner,
+    resume: bool,
+    workers: int,
+    threads_per_worker: int,
+    cluster_cpus: int,
+) -> InferenceReport:
     from raypipe.io.dataset import DatasetWriter
     from raypipe.io.manifest import FileEntry
 
@@ -151,10 +169,10 @@ def run_batch_inference(
     files = list_input_files(spec.input_url, spec.storage_options)
     units = plan_units(files, model, spec)
     key = run_key(units)
-    committed = _committed_key(spec.output_url)
+    committed = _committed_key(spec.output_url, spec.storage_options)
     if committed == key:
         logger.info("`%s` already holds this run (%s); nothing to do", spec.output_url, key)
-        return _done_report(spec.output_url)
+        return _done_report(spec.output_url, spec.storage_options)
     predictor = Predictor(model, id_columns=spec.carried_columns, shap=spec.shap)
     job = ScoringJob(model=model, spec=spec, carried_schema=_carried_schema(units, spec))
     ledger = UnitLedger(spec.output_url, spec.storage_options)
@@ -227,21 +245,21 @@ def run_batch_inference(
     return report
 
 
-def _committed_key(url: str) -> str | None:
+def _committed_key(url: str, storage_options: Any) -> str | None:
     from raypipe.errors import DatasetNotCommittedError
     from raypipe.io.manifest import read_manifest
 
     try:
-        manifest = read_manifest(url)
+        manifest = read_manifest(url, dict(storage_options) or None)
     except DatasetNotCommittedError:
         return None
     return (manifest.metadata or {}).get(RUN_KEY)
 
 
-def _done_report(url: str) -> InferenceReport:
+def _done_report(url: str, storage_options: Any) -> InferenceReport:
     from raypipe.io.manifest import read_manifest
 
-    manifest = read_manifest(url)
+    manifest = read_manifest(url, dict(storage_options) or None)
     quarantined = tuple(
         QuarantinedFile(**item) for item in (manifest.metadata or {}).get("quarantined", [])
     )
@@ -267,7 +285,11 @@ def _carried_schema(units: Sequence[ScoringUnit], spec: InferenceSpec) -> pa.Sch
     A committed input dataset's own schema gives the types of its partition columns (which are
     not stored in its files).
     """
-    dataset_schema = committed_schema(spec.input_url) if units and units[0].file.partition else None
+    dataset_schema = (
+        committed_schema(spec.input_url, dict(spec.storage_options) or None)
+        if units and units[0].file.partition
+        else None
+    )
     for unit in units:
         try:
             schema = (

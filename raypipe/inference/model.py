@@ -85,10 +85,13 @@ def read_model(
     storage_options: dict[str, Any] | None = None,
     *,
     tracking_uri: str | None = None,
+    allow_pickle: bool | None = None,
 ) -> ModelBlob:
     """Read the model at ``uri`` once, on the driver, with its checksum verified.
 
     ``tracking_uri`` is the registry of ``models:/`` URIs (default: the tracking package's).
+    ``allow_pickle`` opts in to a legacy pickle version of the registry (never a loose file);
+    ``None`` leaves the choice to ``RAYPIPE_ALLOW_PICKLE``.
     ``raypipe.tracking.models.load_model`` does the reading when it is installed (registry URIs,
     committed artifacts and sidecar ``.sha256`` files verified, ``.skops`` files checked against
     the type allow-list, pickle files refused); without it, XGBoost ``.json``/``.ubj`` files are
@@ -101,7 +104,10 @@ def read_model(
     """
     loader = _tracking_loader()
     if loader is not None and not storage_options:
-        loaded = loader(uri) if tracking_uri is None else _load_with_store(uri, tracking_uri)
+        if tracking_uri is None and allow_pickle is None:
+            loaded = loader(uri)
+        else:
+            loaded = _load_with_store(uri, tracking_uri, allow_pickle)
         blob = ModelBlob.from_bytes(
             bytes(loaded.data),
             format=str(loaded.format),
@@ -152,7 +158,7 @@ def _tracking_loader() -> Callable[[str], Any] | None:
     return loader
 
 
-def _load_with_store(uri: str, tracking_uri: str) -> Any:
+def _load_with_store(uri: str, tracking_uri: str | None, allow_pickle: bool | None) -> Any:
     from raypipe.tracking.models import load_model
 
-    return load_model(uri, tracking_uri=tracking_uri)
+    return load_model(uri, tracking_uri=tracking_uri, allow_pickle=allow_pickle)

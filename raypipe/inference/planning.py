@@ -144,8 +144,9 @@ def list_input_files(url: str, storage_options: Mapping[str, Any] | None = None)
     start with ``_`` or ``.``) or a glob; identity is size and modification time.
     """
     from raypipe.io.fs import join_url, resolve_fs
+    from raypipe.io.sources import hive_partition, open_dataset
 
-    manifest = _committed_manifest(url)
+    manifest = _committed_manifest(url, storage_options)
     if manifest is not None:
         return [
             InputFile(
@@ -175,16 +176,22 @@ def list_input_files(url: str, storage_options: Mapping[str, Any] | None = None)
             hint="pass a committed dataset, a folder of Parquet files, a glob or a file",
         )
     files = []
+    folder = fs.isdir(path) and not any(char in path for char in "*?[")
     for found in paths:
         info = fs.info(found)
         identity = f"{info.get('size')}:{info.get('mtime') or info.get('LastModified') or ''}"
+        # Hive directories of plain Parquet (pandas, Spark) carry partition values too.
+        partition = hive_partition(found[len(path.rstrip("/")) + 1 :]) if folder else {}
         files.append(
             InputFile(
                 url=f"{protocol}{found}" if protocol else found,
                 identity=identity,
                 bytes=int(info.get("size") or 0),
+                partition=tuple(sorted(partition.items())),
             )
         )
+    if not files and folder:
+        open_dataset(url, storage_options)  # says "the writer did not finish" where that is so
     if not files:
         raise DataError(
             f"Input `{url}` holds no Parquet files",
@@ -193,18 +200,25 @@ def list_input_files(url: str, storage_options: Mapping[str, Any] | None = None)
     return files
 
 
-def committed_schema(url: str) -> pa.Schema | None:
-    """The schema of a committed input dataset (partition columns included), else ``None``."""
-    manifest = _committed_manifest(url)
-    return None if manifest is None else manifest.schema
+def committed_schema(
+    url: str, storage_options: Mapping[str, Any] | None = None
+) -> pa.Schema | None:
+    """The schema of an input dataset with its partition columns (committed, or plain Hive
+    partitions), else ``None``."""
+    from raypipe.io.sources import open_dataset
+
+    try:
+        return open_dataset(url, storage_options).schema
+    except DataError:
+        return None
 
 
-def _committed_manifest(url: str) -> Any:
+def _committed_manifest(url: str, storage_options: Mapping[str, Any] | None = None) -> Any:
     from raypipe.errors import DatasetNotCommittedError
     from raypipe.io.manifest import read_manifest
 
     try:
-        return read_manifest(url)
+        return read_manifest(url, storage_options)
     except DatasetNotCommittedError:
         return None
 

@@ -27,7 +27,7 @@ from raypipe.inference.pool import ScoringBackend, score_on_pool
 from raypipe.stages.backend import require
 from raypipe.stages.base import DatasetInput, Stage, StageContext, StageOptions, StageResult
 
-__all__ = ["ScoreOptions", "ScoreStage", "read_model_artifact"]
+__all__ = ["SHAP_NOT_AVAILABLE", "ScoreOptions", "ScoreStage", "read_model_artifact"]
 
 #: Suffixes of the ``model.*`` file inside a training stage's model artifact (beside it lie
 #: ``metrics.json``, ``preprocess.json`` and the report, which are not models).
@@ -50,14 +50,14 @@ class ScoreOptions(StageOptions):
     shap: bool | Literal["auto"] = Field(
         default=False,
         description="Add SHAP contributions; `auto` adds them when the model has them (XGBoost "
-        "and linear models) and skips them, with a warning, otherwise.",
+        "and linear models) and otherwise records in the stage's metrics that they are not "
+        "available for this model.",
     )
     model_alias: str | None = Field(
         default=None,
         description="With input `model`: score with this registry alias of the same registered "
         "model (e.g. `champion`) instead of the artifact's own file.",
     )
-
 
     def to_spec(
         self,
@@ -80,6 +80,9 @@ class ScoreOptions(StageOptions):
             shap=shap,
             storage_options=dict(storage_options or {}),
         )
+
+
+SHAP_NOT_AVAILABLE = "not available for this model (XGBoost and linear models have them)"
 
 
 class ScoreStage(Stage[ScoreOptions]):
@@ -111,14 +114,14 @@ class ScoreStage(Stage[ScoreOptions]):
             logger.info("%s: %s", context.stage_name, line)
         from raypipe.io.manifest import read_manifest
 
-        manifest = read_manifest(spec.output_url)
+        manifest = read_manifest(spec.output_url, dict(spec.storage_options) or None)
         times = report.times
         return StageResult(
             outputs={"scores": manifest},
             metrics={
                 "model_uri": model.uri,
                 "model_version": model.version,
-                "shap": shap,
+                "shap": shap if shap or options.shap != "auto" else SHAP_NOT_AVAILABLE,
                 "quarantined": [item.file for item in report.quarantined],
                 "read_s": round(times.read_s, 3) if times else 0.0,
                 "predict_s": round(times.predict_s, 3) if times else 0.0,
@@ -161,7 +164,9 @@ def _wants_shap(model: ModelBlob, shap: bool | str, stage_name: str) -> bool:
 
     if Predictor(model).explainable:
         return True
-    logger.warning(
+    # `auto` asked for "when the model has them": not a problem the user can act on, so it is
+    # recorded in the stage's metrics (SHAP_NOT_AVAILABLE), not printed as a warning.
+    logger.info(
         "%s: `%s` has no SHAP contributions (XGBoost and linear models do); scoring without",
         stage_name,
         model.uri,

@@ -1,8 +1,9 @@
 """Artifacts: committed non-tabular outputs (models, HTML reports, JSON).
 
-The same manifest and atomic-commit semantics as datasets: files are staged under
-``<url>/<attempt token>/<name>``, ``_manifest.json`` is written last, stale attempts are
-deleted, and :func:`read_artifact_file` verifies the SHA-256 of what it returns.
+The same manifest, atomic commit and kept versions as datasets: files are staged under
+``<url>/_data/<attempt token>/<name>``, ``_manifest.json`` is written last, leftovers of dead
+attempts are deleted by the next commit, and :func:`read_artifact_file` verifies the SHA-256 of
+what it returns.
 """
 
 from __future__ import annotations
@@ -14,8 +15,9 @@ import pyarrow as pa
 
 from raypipe.errors import DataError, DatasetNotCommittedError
 from raypipe.io.commit import attempt_token, publish, sha256_bytes
-from raypipe.io.fs import is_local, resolve_fs
-from raypipe.io.manifest import FileEntry, Manifest, read_manifest
+from raypipe.io.fs import resolve_fs, write_bytes
+from raypipe.io.lease import DatasetLease
+from raypipe.io.manifest import DATA_DIR, FileEntry, Manifest, logical_name, read_manifest
 
 __all__ = ["artifact_names", "read_artifact_file", "write_artifact"]
 
@@ -45,19 +47,27 @@ def write_artifact(
     fs, root = resolve_fs(url, storage_options)
     root = root.rstrip("/")
     token = attempt_token()
-    entries = []
-    for name, data in files.items():
-        relative = f"{token}/{name}"
-        if is_local(fs):
-            fs.makedirs(f"{root}/{relative}".rsplit("/", 1)[0], exist_ok=True)
-        fs.pipe_file(f"{root}/{relative}", bytes(data))
-        entries.append(FileEntry(relative, 0, len(data), sha256_bytes(bytes(data)), {}))
-    return publish(fs, root, entries, schema=pa.schema([]), metadata=metadata, kind="artifact")
+    with DatasetLease(url, storage_options):
+        entries = []
+        for name, data in files.items():
+            relative = f"{DATA_DIR}/{token}/{name}"
+            write_bytes(fs, f"{root}/{relative}", bytes(data))
+            entries.append(FileEntry(relative, 0, len(data), sha256_bytes(bytes(data)), {}))
+        return publish(
+            fs,
+            root,
+            entries,
+            schema=pa.schema([]),
+            metadata=metadata,
+            kind="artifact",
+            url=url,
+            storage_options=storage_options,
+        )
 
 
 def artifact_names(manifest: Manifest) -> list[str]:
     """The logical names of an artifact's files."""
-    return [entry.path.split("/", 1)[-1] for entry in manifest.files]
+    return [logical_name(entry.path) for entry in manifest.files]
 
 
 def read_artifact_file(
@@ -75,7 +85,7 @@ def read_artifact_file(
     manifest = read_manifest(url, storage_options)
     fs, root = resolve_fs(url, storage_options)
     for entry in manifest.files:
-        if entry.path.split("/", 1)[-1] == name or entry.path.rsplit("/", 1)[-1] == name:
+        if logical_name(entry.path) == name or entry.path.rsplit("/", 1)[-1] == name:
             try:
                 data: bytes = fs.cat_file(f"{root.rstrip('/')}/{entry.path}")
             except FileNotFoundError as exc:

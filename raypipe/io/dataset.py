@@ -1,8 +1,10 @@
 """Tabular datasets: Hive-partitioned Parquet files committed by a manifest.
 
-Writers stage files under the dataset root with a per-attempt token in their names; nothing is
-visible until :meth:`DatasetWriter.commit` atomically writes ``_manifest.json``. Readers read only
-what the manifest lists and refuse a dataset with no manifest or with missing or resized files.
+Writers stage files under the dataset's hidden ``_data/`` folder with a per-attempt token in their
+names; nothing is visible until :meth:`DatasetWriter.commit` atomically writes ``_manifest.json``
+(see :mod:`raypipe.io.commit` for the layout, kept versions and clean-up). Readers read only what
+a manifest lists and refuse a dataset with no manifest or with missing or resized files; they also
+read plain Parquet (a file, a folder, Hive partitions; see :mod:`raypipe.io.sources`).
 Partition columns are not stored in the files; their values live in the directory names and the
 manifest, and are restored on read with the type recorded in the manifest's schema.
 """
@@ -20,9 +22,10 @@ import pyarrow.parquet as pq
 
 from raypipe.errors import DatasetNotCommittedError, SchemaError
 from raypipe.io.commit import attempt_token, publish, sha256_bytes, verify_files
-from raypipe.io.fs import is_local, resolve_fs
+from raypipe.io.fs import is_local, resolve_fs, write_bytes
 from raypipe.io.hive import partition_dir, restore_value, value_to_text
-from raypipe.io.manifest import FileEntry, Manifest, read_manifest
+from raypipe.io.manifest import DATA_DIR, FileEntry, Manifest, list_versions
+from raypipe.io.sources import locate_dataset
 
 if TYPE_CHECKING:  # polars is imported by scan_dataset only: batch scoring never needs it
     import polars as pl
@@ -57,6 +60,10 @@ class DatasetWriter:
         A partition larger than this in memory is split into several files.
     storage_options
         fsspec options of the filesystem.
+    keep_versions
+        Committed versions that stay readable (default: the lease holder's setting, else 3).
+    grace_seconds
+        How long a version past ``keep_versions`` stays readable after it was replaced.
     """
 
     def __init__(
@@ -66,11 +73,15 @@ class DatasetWriter:
         partition_by: Sequence[str] = (),
         target_file_bytes: int = DEFAULT_TARGET_FILE_BYTES,
         storage_options: Mapping[str, Any] | None = None,
+        keep_versions: int | None = None,
+        grace_seconds: float | None = None,
     ) -> None:
         self.url = url
         self.partition_by = tuple(partition_by)
         self.target_file_bytes = int(target_file_bytes)
         self.storage_options = dict(storage_options or {})
+        self.keep_versions = keep_versions
+        self.grace_seconds = grace_seconds
 
     def write(self, table: pa.Table, part: int | str = 0) -> list[FileEntry]:
         """Stage ``table`` as invisible Parquet files; returns their entries for :meth:`commit`.
@@ -90,7 +101,12 @@ class DatasetWriter:
         stem = f"part-{_safe(str(part))}-{token}"
         entries: list[FileEntry] = []
         for values, group in _partitions(table, self.partition_by):
-            directory = partition_dir(self.partition_by, values) if self.partition_by else ""
+            directory = "/".join(
+                [
+                    DATA_DIR,
+                    *([partition_dir(self.partition_by, values)] if self.partition_by else []),
+                ]
+            )
             data = group.drop_columns(list(self.partition_by))
             chunks = max(1, math.ceil(data.nbytes / max(1, self.target_file_bytes)))
             rows_per_chunk = max(1, math.ceil(data.num_rows / chunks))
@@ -98,10 +114,8 @@ class DatasetWriter:
             for index, start in enumerate(starts):
                 chunk = data.slice(start, rows_per_chunk)
                 payload = _parquet_bytes(chunk, schema_text)
-                relative = f"{directory}/{stem}-{index:05d}.parquet".lstrip("/")
-                if is_local(fs):
-                    fs.makedirs(f"{root}/{directory}".rstrip("/"), exist_ok=True)
-                fs.pipe_file(f"{root}/{relative}", payload)
+                relative = f"{directory}/{stem}-{index:05d}.parquet"
+                write_bytes(fs, f"{root}/{relative}", payload)
                 entries.append(
                     FileEntry(
                         relative, chunk.num_rows, len(payload), sha256_bytes(payload), dict(values)
@@ -116,7 +130,7 @@ class DatasetWriter:
         metadata: Mapping[str, Any] | None = None,
         schema: pa.Schema | None = None,
     ) -> Manifest:
-        """Publish ``entries`` as the dataset's new version (atomic), then delete stale files.
+        """Publish ``entries`` as the dataset's new version (atomic), then retire old versions.
 
         ``schema`` (with partition columns) defaults to the schema the first file was written
         with; with no entries and no schema the dataset has an empty schema.
@@ -138,7 +152,10 @@ class DatasetWriter:
             schema=schema,
             partition_by=self.partition_by,
             metadata=metadata,
-            is_garbage=lambda rel: rel.endswith(".parquet"),
+            url=self.url,
+            storage_options=self.storage_options,
+            keep_versions=self.keep_versions,
+            grace_seconds=self.grace_seconds,
         )
 
 
@@ -151,14 +168,17 @@ def write_dataset(
     metadata: Mapping[str, Any] | None = None,
     storage_options: Mapping[str, Any] | None = None,
 ) -> Manifest:
-    """Write and commit ``table`` at ``url`` in one call (replacing any previous version)."""
+    """Write and commit ``table`` at ``url`` in one call (it becomes the current version)."""
+    from raypipe.io.lease import DatasetLease
+
     writer = DatasetWriter(
         url,
         partition_by=partition_by,
         target_file_bytes=target_file_bytes,
         storage_options=storage_options,
     )
-    return writer.commit(writer.write(table, part=0), metadata=metadata, schema=table.schema)
+    with DatasetLease(url, storage_options):
+        return writer.commit(writer.write(table, part=0), metadata=metadata, schema=table.schema)
 
 
 def read_dataset(
@@ -168,11 +188,18 @@ def read_dataset(
     files: Sequence[FileEntry | str] | None = None,
     verify: Verify = "size",
     storage_options: Mapping[str, Any] | None = None,
+    version: str | None = None,
 ) -> pa.Table:
     """Read a committed dataset (or some of its ``files``) into one table.
 
+    Also reads plain Parquet (a file, a folder, Hive partitions).
+
     Parameters
     ----------
+    files
+        Only these files; files of an older kept version are read from that version.
+    version
+        A kept version of the dataset (default: the current one).
     verify
         ``"size"`` (default) checks every listed file exists with its recorded size; ``"hash"``
         also checks each file's SHA-256; ``"none"`` skips checks.
@@ -182,7 +209,7 @@ def read_dataset(
     DatasetNotCommittedError
         No manifest, or a listed file is missing, resized or (``verify="hash"``) altered.
     """
-    manifest, fs, root, entries = _open(url, files, verify, storage_options)
+    manifest, fs, root, entries = _open(url, files, verify, storage_options, version)
     schema = _project(manifest.schema, columns)
     tables = [
         _read_file(fs, root, url, entry, manifest, schema, verify == "hash") for entry in entries
@@ -199,9 +226,10 @@ def iter_batches(
     batch_rows: int = 65_536,
     verify: Verify = "size",
     storage_options: Mapping[str, Any] | None = None,
+    version: str | None = None,
 ) -> Iterator[pa.RecordBatch]:
-    """Stream a committed dataset as record batches of at most ``batch_rows`` rows."""
-    manifest, fs, root, entries = _open(url, None, verify, storage_options)
+    """Stream a dataset (or plain Parquet) as record batches of at most ``batch_rows`` rows."""
+    manifest, fs, root, entries = _open(url, None, verify, storage_options, version)
     schema = _project(manifest.schema, columns)
     stored = [name for name in schema.names if name not in manifest.partition_by]
     for entry in entries:
@@ -218,11 +246,12 @@ def scan_dataset(
     columns: Sequence[str] | None = None,
     verify: Verify = "size",
     storage_options: Mapping[str, Any] | None = None,
+    version: str | None = None,
 ) -> pl.LazyFrame:
-    """A lazy polars frame over a committed dataset (partition columns restored)."""
+    """A lazy polars frame over a dataset or plain Parquet (partition columns restored)."""
     import polars as pl
 
-    manifest, fs, root, entries = _open(url, None, verify, storage_options)
+    manifest, fs, root, entries = _open(url, None, verify, storage_options, version)
     schema = _project(manifest.schema, columns)
     if not entries:
         return pl.from_arrow(schema.empty_table()).lazy()  # type: ignore[union-attr]
@@ -259,13 +288,19 @@ def _open(
     files: Sequence[FileEntry | str] | None,
     verify: Verify,
     storage_options: Mapping[str, Any] | None,
+    version: str | None = None,
 ) -> tuple[Manifest, Any, str, list[FileEntry]]:
-    manifest = read_manifest(url, storage_options)
-    fs, root = resolve_fs(url, storage_options)
+    manifest, fs, root = locate_dataset(url, storage_options, version=version)
     root = root.rstrip("/")
     entries = list(manifest.files)
     if files is not None:
         wanted = {item.path if isinstance(item, FileEntry) else item for item in files}
+        if version is None and manifest.sequence and not wanted <= {e.path for e in entries}:
+            # A reader pinned to an older version (a rerun committed since it opened it).
+            for older in list_versions(url, storage_options):
+                if wanted <= {entry.path for entry in older.files}:
+                    manifest, entries = older, list(older.files)
+                    break
         unknown = wanted - {entry.path for entry in entries}
         if unknown:
             raise DatasetNotCommittedError(
@@ -304,7 +339,7 @@ def _read_file(
     path = f"{root}/{entry.path}"
     if check_hash or not is_local(fs):
         data = fs.cat_file(path)
-        if check_hash and sha256_bytes(data) != entry.sha256:
+        if check_hash and entry.sha256 and sha256_bytes(data) != entry.sha256:
             raise DatasetNotCommittedError(
                 f"`{url}` file `{entry.path}` does not match its SHA-256 in the manifest",
                 hint="the file was altered after the commit; rerun the stage that writes it",

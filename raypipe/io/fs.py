@@ -17,7 +17,14 @@ import fsspec
 from fsspec.core import url_to_fs
 from fsspec.implementations.local import LocalFileSystem
 
-__all__ = ["is_local", "join_url", "resolve_fs", "write_bytes_atomic"]
+__all__ = [
+    "fsync_dir",
+    "is_local",
+    "join_url",
+    "resolve_fs",
+    "write_bytes",
+    "write_bytes_atomic",
+]
 
 
 def join_url(base: str, *parts: str) -> str:
@@ -63,11 +70,25 @@ def is_local(fs: fsspec.AbstractFileSystem) -> bool:
     return isinstance(fs, LocalFileSystem)
 
 
+def write_bytes(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
+    """Write a new file whole (on local disk flushed with ``fsync``, so a commit that lists it
+    after a crash of the machine never lists a file that is not on disk)."""
+    if is_local(fs):
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    else:
+        fs.pipe_file(path, data)
+
+
 def write_bytes_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes) -> None:
     """Write ``data`` to ``path`` so readers see either the old or the new content, never half.
 
-    Local disk: write a temporary sibling, then ``os.replace``. Object stores (and ``memory://``):
-    a single PUT of the final key is atomic.
+    Local disk: write a temporary sibling, ``fsync`` it, ``os.replace`` it over ``path``, then
+    ``fsync`` the directory so the rename itself survives a power loss. Object stores (and
+    ``memory://``): a single PUT of the final key is atomic.
     """
     if is_local(fs):
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -77,5 +98,20 @@ def write_bytes_atomic(fs: fsspec.AbstractFileSystem, path: str, data: bytes) ->
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+        fsync_dir(os.path.dirname(path) or ".")
     else:
         fs.pipe_file(path, data)
+
+
+def fsync_dir(path: str) -> None:
+    """Flush a local directory's entries (renames, creates, deletes) to disk."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY)
+    except OSError:  # not a directory we can open (e.g. on Windows): nothing to flush
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass
+    finally:
+        os.close(descriptor)

@@ -18,6 +18,7 @@ from typing import Any
 
 from raypipe.monitoring import svg
 from raypipe.monitoring.verdict import Verdict, judge
+from raypipe.redaction import redact_record
 
 __all__ = ["MonitoringReport", "render_html", "report_json", "write_report"]
 
@@ -49,6 +50,12 @@ class MonitoringReport:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     #: The compared datasets by role (``reference``, ``current``): "url (version v)".
     datasets: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # The page and its JSON are read by people: a presigned URL's signature or a password in
+        # a dataset's URL never reaches them (issue 13.8).
+        object.__setattr__(self, "datasets", redact_record(dict(self.datasets)))
+        object.__setattr__(self, "metadata", redact_record(dict(self.metadata)))
 
     @property
     def verdict(self) -> Verdict:

@@ -15,6 +15,8 @@ order, each step bounded by the one before:
    fit in 64 bits, strings fit :data:`MAX_STRING_CHARS`.
 
 Every violation is a :class:`~raypipe.errors.SpecError` naming the file and line.
+:func:`parse_bounded_yaml` is the one way raypipe reads any YAML it is handed (job specs, rules,
+feature views, search spaces, a model's answer, ``--set`` values): steps 1-4 in one call.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = [
     "MAX_STRING_CHARS",
     "literal_problems",
     "load_bounded_yaml",
+    "parse_bounded_yaml",
 ]
 
 MAX_SPEC_BYTES = 1 << 20
@@ -75,6 +78,24 @@ def load_bounded_yaml(text: str, name: str) -> tuple[Any, yaml.Node | None]:
             _fail(f"{where}: nesting is deeper than {MAX_DEPTH} levels", name)
         raise SpecError([f"{where}: invalid YAML: {problem}"], source=name) from exc
     return data, root
+
+
+def parse_bounded_yaml(text: str, name: str) -> Any:
+    """The value of the YAML ``text`` (the file or option ``name``), within every limit (1-4).
+
+    Raises
+    ------
+    SpecError
+        Invalid YAML (its ``__cause__`` is the :class:`yaml.YAMLError`), or a limit exceeded.
+    """
+    data, _root = load_bounded_yaml(text, name)
+    problems = [
+        f"{name}: {'.'.join(map(str, path)) or 'value'}: {message}"
+        for path, message in literal_problems(data)
+    ]
+    if problems:
+        raise SpecError(problems, source=name, hint=LIMITS_HINT)
+    return data
 
 
 def literal_problems(

@@ -13,13 +13,15 @@ __all__ = ["InputRef", "Job", "JobStage"]
 
 @dataclass(frozen=True)
 class InputRef:
-    """An input of a stage: output ``output`` of stage ``stage``."""
+    """An input of a stage: output ``output`` of stage ``stage`` (its kept ``version``, if set)."""
 
     stage: str
     output: str
+    version: str | None = None
 
     def __str__(self) -> str:
-        return f"{self.stage}.{self.output}"
+        pinned = f"@{self.version}" if self.version else ""
+        return f"{self.stage}.{self.output}{pinned}"
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,7 @@ class Job:
     stages: tuple[JobStage, ...]
     storage_options: Mapping[str, Any] = field(default_factory=dict)
     source: str = ""
+    keep_versions: int = 3
 
     def stage(self, name: str) -> JobStage:
         for stage in self.stages:

@@ -92,6 +92,7 @@ def resolve_job(
         stages=tuple(stages[name] for name in order),
         storage_options=spec.storage_options,
         source=source.name,
+        keep_versions=spec.keep_versions,
     )
 
 
@@ -144,7 +145,9 @@ def _resolve_stage(
     try:
         options = stage_class.options.model_validate(stage_spec.with_)
     except ValidationError as exc:
-        known = sorted(stage_class.options.model_fields)
+        known = sorted(
+            field.alias or name for name, field in stage_class.options.model_fields.items()
+        )
         problems += [
             _pydantic_problem(source, (*path, "with"), error, known_keys=known)
             for error in exc.errors()
@@ -189,7 +192,8 @@ def _resolve_inputs(
                 f"{where}: `{stage_spec.uses}` has no input `{input_name}`; expected: {expected}"
             )
             continue
-        upstream, _, output = reference.partition(".")
+        upstream, _, pinned = reference.partition(".")
+        output, _, version = pinned.partition("@")
         if upstream == name:
             problems.append(f"{where}: stage `{name}` cannot read its own output")
             continue
@@ -212,7 +216,7 @@ def _resolve_inputs(
                 f"outputs: {', '.join(outputs)}"
             )
             continue
-        inputs[input_name] = InputRef(stage=upstream, output=output)
+        inputs[input_name] = InputRef(stage=upstream, output=output, version=version or None)
     return inputs if len(problems) == before else None
 
 

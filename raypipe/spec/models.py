@@ -18,7 +18,9 @@ class StageSpec(BaseModel):
 
     uses: str = Field(description="Stage kind, e.g. `synth.game_telemetry`.")
     inputs: dict[str, str] = Field(
-        default_factory=dict, description="Input name -> `<stage>.<output>`."
+        default_factory=dict,
+        description="Input name -> `<stage>.<output>`, or `<stage>.<output>@<version>` to read "
+        "a kept version (`raypipe data versions URL` lists them).",
     )
     with_: dict[str, Any] = Field(
         default_factory=dict, alias="with", description="Options of the stage kind."
@@ -28,10 +30,12 @@ class StageSpec(BaseModel):
     @classmethod
     def _inputs_are_references(cls, inputs: dict[str, str]) -> dict[str, str]:
         for name, reference in inputs.items():
-            stage, dot, output = reference.partition(".")
-            if not (stage and dot and output):
+            stage, dot, rest = reference.partition(".")
+            output, at, version = rest.partition("@")
+            if not (stage and dot and output) or (at and not version):
                 raise ValueError(
-                    f"input `{name}` must name `<stage>.<output>`, received `{reference}`"
+                    f"input `{name}` must name `<stage>.<output>` or "
+                    f"`<stage>.<output>@<version>`, received `{reference}`"
                 )
         return inputs
 
@@ -49,7 +53,14 @@ class JobSpec(BaseModel):
     )
     data_dir: str = "./raypipe-data"
     storage_options: dict[str, Any] = Field(default_factory=dict)
+    keep_versions: int = Field(
+        3, ge=1, le=1000, description="Committed versions each stage output keeps readable."
+    )
     stages: dict[str, StageSpec] = Field(min_length=1)
+    lifecycle: dict[str, Any] | None = Field(
+        default=None,
+        description="Model lifecycle policy, validated by `raypipe.tracking.policy` when used.",
+    )
 
     @field_validator("stages")
     @classmethod

@@ -178,10 +178,13 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> list[str]
         if not equals or not keys:
             problems.append(f"--set `{override}`: expected `key.path=value`")
             continue
-        try:
-            value = yaml.safe_load(raw_value) if raw_value.strip() else ""
-        except yaml.YAMLError:
-            value = raw_value
+        try:  # the same bounds as a spec file: an alias bomb in --set fails fast too
+            value = load_bounded_yaml(raw_value, "--set")[0] if raw_value.strip() else ""
+        except SpecError as exc:
+            if not isinstance(exc.__cause__, yaml.YAMLError):
+                problems.append(f"--set `{override[:80]}`: {exc.problems[0]}")
+                continue
+            value = raw_value  # not YAML: the text as written
         too_big = [message for _, message in literal_problems(value)]
         if too_big:
             problems.append(f"--set `{override[:80]}`: {too_big[0]}")

@@ -48,10 +48,22 @@ STAGE_KINDS: dict[str, str] = {
     "features.scoring_set": "raypipe.features.stage:ScoringSetStage",
     "features.point_in_time_join": "raypipe.features.pit_stage:PitJoinStage",
     "features.discover": "raypipe.features.discover_stage:DiscoverStage",
+    "features.materialize": "raypipe.features.store.stage:MaterializeStage",
+    "features.purchase_time": "raypipe.features.purchase_time:PurchaseTimeStage",
+    "features.stream": "raypipe.features.streaming.stage:StreamStage",
     "train.search": "raypipe.training.stage:TrainSearchStage",
     "inference.score": "raypipe.inference.stage:ScoreStage",
     "monitor.report": "raypipe.monitoring.monitor_stage:MonitorReportStage",
     "federated.train": "raypipe.federated.stage:FederatedTrainStage",
+    "synth.player_spend": "raypipe.synth.spend:PlayerSpendStage",
+    "evaluate.regression": "raypipe.evaluation.regression_stage:RegressionEvalStage",
+    "synth.recommendations": "raypipe.synth.catalog:RecommendationDataStage",
+    "recommend.als": "raypipe.recommend.stage:AlsStage",
+    "evaluate.ranking": "raypipe.evaluation.ranking_stage:RankingEvalStage",
+    "synth.build_telemetry": "raypipe.synth.builds:BuildTelemetryStage",
+    "buildqa.detect": "raypipe.buildqa.stage:BuildQaStage",
+    "difficulty.simulate": "raypipe.difficulty.stage:DifficultyStage",
+    "serve.deploy": "raypipe.serving.stage:DeployStage",
 }
 
 _HOW_TO_NAME = (

@@ -1,9 +1,9 @@
-"""Synthetic game telemetry with ground truth: players, events, churn labels and probabilities.
+"""Synthetic game telemetry with ground truth: players, events, churn and fraud truth.
 
 >>> from raypipe.synth import TelemetryConfig, generate_shard
 >>> tables = generate_shard(TelemetryConfig(players=1_000, days=30, seed=7), shard_index=0)
 >>> sorted(tables)
-['churn_labels', 'churn_truth', 'events', 'players']
+['churn_labels', 'churn_truth', 'events', 'fraud_truth', 'players']
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from raypipe.synth.config import (
     DriftConfig,
     TelemetryConfig,
 )
-from raypipe.synth.events import EVENT_TYPES, EVENTS_SCHEMA
+from raypipe.synth.events import EVENT_TYPES, EVENTS_SCHEMA, FRAUD_TRUTH_SCHEMA
 from raypipe.synth.generate import (
     SCHEMAS,
     TABLES,
@@ -35,6 +35,7 @@ __all__ = [
     "DEFAULT_SHARD_PLAYERS",
     "EVENTS_SCHEMA",
     "EVENT_TYPES",
+    "FRAUD_TRUTH_SCHEMA",
     "PLAYERS_SCHEMA",
     "SCHEMAS",
     "TABLES",

@@ -6,6 +6,12 @@ crashed. Rows are placed by arithmetic on per-session counts (no sort, no loop).
 amount in USD, the billing currency and the card's country; fraud purchases come in bursts from
 new fraud accounts, often with a foreign card, and are often charged back (``refund`` rows, days
 later, carrying the purchase's session id, amount and ``is_fraud`` flag).
+
+Purchase-level truth: every purchase has a true fraud probability (:func:`fraud_probability`),
+set by what the generator knows and a model never sees (is this a fraud ring's burst, is the
+account a fraud account) and by what it can see (a foreign card, a high price tier); its
+``is_fraud`` label is drawn from that probability, from a stream of its own, so the other
+draws are unchanged. ``fraud_truth`` holds each purchase with its label and probability.
 """
 
 from __future__ import annotations
@@ -21,10 +27,13 @@ from raypipe.synth.players import COUNTRIES, CURRENCIES, Players, categorical, p
 __all__ = [
     "EVENTS_SCHEMA",
     "EVENT_TYPES",
+    "FRAUD_TRUTH_SCHEMA",
     "DayRows",
     "SessionDraws",
     "build_day_rows",
     "events_table",
+    "fraud_probability",
+    "fraud_truth_table",
 ]
 
 EVENT_TYPES = (
@@ -67,6 +76,19 @@ LEGIT_FOREIGN_CARD = 0.03
 FRAUD_FOREIGN_CARD = 0.7
 LEGIT_REFUND = 0.015
 FRAUD_REFUND = 0.5
+#: Seed word of the label stream (``default_rng([seed, day, first session, FRAUD_LABELS])``).
+FRAUD_LABELS = 0xF4A0D
+
+FRAUD_TRUTH_SCHEMA = pa.schema(
+    [
+        pa.field("player_id", pa.int64(), nullable=False),
+        pa.field("ts", pa.timestamp("us")),
+        pa.field("session_id", pa.int64()),
+        pa.field("amount", pa.float64()),
+        pa.field("is_fraud", pa.bool_()),
+        pa.field("fraud_probability", pa.float64()),
+    ]
+)
 
 EVENTS_SCHEMA = pa.schema(
     [
@@ -117,6 +139,7 @@ class DayRows:
     amount: np.ndarray
     pay_country: np.ndarray
     is_fraud: np.ndarray
+    fraud_probability: np.ndarray
 
     def __len__(self) -> int:
         return len(self.player)
@@ -133,6 +156,23 @@ def _pick(rng: np.random.Generator, weights: np.ndarray) -> np.ndarray:
     cumulative = np.cumsum(weights, axis=1)
     draws = rng.random(len(weights))[:, None] * cumulative[:, -1:]
     return np.minimum((draws >= cumulative).sum(axis=1), weights.shape[1] - 1)
+
+
+def fraud_probability(
+    burst: np.ndarray, fraud_account: np.ndarray, foreign: np.ndarray, tier: np.ndarray
+) -> np.ndarray:
+    """The true probability that each purchase is fraud.
+
+    A fraud ring's burst purchase is fraud with probability 0.77 (domestic card, low tier) to
+    0.97 (foreign card, top tiers): some bursts are the account owner's own buying. A fraud
+    account's ordinary purchase is fraud with probability 0.05 (0.30 on a foreign card).
+    Purchases of other accounts are never fraud (account takeover is not simulated).
+    """
+    high = (tier >= 5).astype(np.float64)
+    foreign = foreign.astype(np.float64)
+    in_burst = 1.0 / (1.0 + np.exp(-(1.2 + 1.3 * foreign + 0.8 * high)))
+    ordinary = np.where(foreign > 0, 0.30, 0.05)
+    return np.where(burst, in_burst, np.where(fraud_account, ordinary, 0.0))
 
 
 def build_day_rows(
@@ -153,6 +193,7 @@ def build_day_rows(
     amount = np.full(total, np.nan)
     pay_country = np.full(total, -1, dtype=np.int8)
     is_fraud = np.full(total, -1, dtype=np.int8)
+    probability = np.full(total, np.nan)
 
     attempt_session, attempt_rank = _expand(draws.attempts)
     start_at = offsets[attempt_session] + 1 + 2 * attempt_rank
@@ -168,17 +209,21 @@ def build_day_rows(
     session, rank = _expand(purchases)
     at = cursor[session] + rank
     event_type[at] = PURCHASE
-    fraud = rank >= draws.bought[session]
+    burst = rank >= draws.bought[session]  # the fraud ring's extra purchases
     player = draws.player[session]
     tiers = np.where(
-        fraud,
+        burst,
         _pick(rng, np.broadcast_to(FRAUD_TIER_WEIGHTS, (len(at), 7))),
         _pick(rng, TIER_WEIGHTS_BY_SEGMENT[players.segment[player]]),
     )
     amount[at] = np.round(PRICE_TIERS_USD[tiers] * draws.price_multiplier, 2)
-    foreign = rng.random(len(at)) < np.where(fraud, FRAUD_FOREIGN_CARD, LEGIT_FOREIGN_CARD)
+    foreign = rng.random(len(at)) < np.where(burst, FRAUD_FOREIGN_CARD, LEGIT_FOREIGN_CARD)
     other = (players.country[player] + rng.integers(1, len(COUNTRIES), len(at))) % len(COUNTRIES)
     pay_country[at] = np.where(foreign, other, players.country[player])
+    probability[at] = fraud_probability(burst, players.fraudster[player], foreign, tiers)
+    first = int(draws.session_id[0]) if len(draws.session_id) else 0
+    labels = np.random.default_rng([config.seed, draws.day, first, FRAUD_LABELS])
+    fraud = labels.random(len(at)) < probability[at]
     is_fraud[at] = fraud
     cursor = cursor + purchases
     event_type[cursor[draws.crashed]] = CRASH  # the last row of a crashed session
@@ -208,6 +253,7 @@ def build_day_rows(
         amount=np.concatenate([amount, amount[source]]),
         pay_country=np.concatenate([pay_country, pay_country[source]]),
         is_fraud=np.concatenate([is_fraud, is_fraud[source]]),
+        fraud_probability=np.concatenate([probability, probability[source]]),
     )
 
 
@@ -278,3 +324,30 @@ def events_table(
         pa.array(is_fraud > 0, mask=mask("is_fraud", is_fraud < 0)),
     ]
     return pa.Table.from_arrays(arrays, schema=EVENTS_SCHEMA)
+
+
+def fraud_truth_table(config: TelemetryConfig, players: Players, rows: list[DayRows]) -> pa.Table:
+    """The ``fraud_truth`` table: every purchase in the kept horizon, its label and probability.
+
+    Keyed like the purchase's ``events`` row (``player_id``, ``ts``, ``session_id``); drift's
+    nulls do not apply (this is the truth, not the log).
+    """
+    event_type = np.concatenate([r.event_type for r in rows]) if rows else np.empty(0, np.int8)
+    ts_us = np.concatenate([r.ts_us for r in rows]) if rows else np.empty(0, np.int64)
+    end_us = _day_start_us(config, config.days + config.include_future_days)
+    keep = (event_type == PURCHASE) & (ts_us < end_us)
+
+    def column(name: str) -> np.ndarray:
+        return np.concatenate([getattr(r, name) for r in rows])[keep]
+
+    return pa.Table.from_arrays(
+        [
+            pa.array(players.player_id[column("player")]),
+            pa.array(ts_us[keep], type=pa.int64()).cast(pa.timestamp("us")),
+            pa.array(column("session_id")),
+            pa.array(column("amount")),
+            pa.array(column("is_fraud") > 0),
+            pa.array(column("fraud_probability")),
+        ],
+        schema=FRAUD_TRUTH_SCHEMA,
+    )

@@ -17,7 +17,12 @@ import numpy as np
 import pyarrow as pa
 
 from raypipe.synth.config import TelemetryConfig
-from raypipe.synth.events import EVENTS_SCHEMA, events_table
+from raypipe.synth.events import (
+    EVENTS_SCHEMA,
+    FRAUD_TRUTH_SCHEMA,
+    events_table,
+    fraud_truth_table,
+)
 from raypipe.synth.labels import (
     CHURN_LABELS_SCHEMA,
     CHURN_TRUTH_SCHEMA,
@@ -40,12 +45,13 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 #: The generated tables, in output order.
-TABLES = ("players", "events", "churn_labels", "churn_truth")
+TABLES = ("players", "events", "churn_labels", "churn_truth", "fraud_truth")
 SCHEMAS: Mapping[str, pa.Schema] = {
     "players": PLAYERS_SCHEMA,
     "events": EVENTS_SCHEMA,
     "churn_labels": CHURN_LABELS_SCHEMA,
     "churn_truth": CHURN_TRUTH_SCHEMA,
+    "fraud_truth": FRAUD_TRUTH_SCHEMA,
 }
 
 # Independent random streams of a shard: default_rng([seed, shard, stream]).
@@ -56,7 +62,7 @@ NULLS_STREAM = 3
 
 
 def generate_shard(config: TelemetryConfig, shard_index: int) -> dict[str, pa.Table]:
-    """Generate the four tables of one shard.
+    """Generate the tables of one shard.
 
     Parameters
     ----------
@@ -89,6 +95,7 @@ def generate_shard(config: TelemetryConfig, shard_index: int) -> dict[str, pa.Ta
         "events": events_table(config, players, simulation.rows, stream(NULLS_STREAM)),
         "churn_labels": churn_labels_table(config, players, simulation.label_window_sessions),
         "churn_truth": churn_truth_table(players, probability),
+        "fraud_truth": fraud_truth_table(config, players, simulation.rows),
     }
 
 
@@ -125,7 +132,7 @@ def run_generate(
     partition_events_by: tuple[str, ...] = (),
     storage_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Generate every shard as a task of ``executor`` and commit the four tables.
+    """Generate every shard as a task of ``executor`` and commit every table.
 
     Parameters
     ----------
@@ -147,6 +154,7 @@ def run_generate(
     """
     from raypipe.io.dataset import DatasetWriter
     from raypipe.io.fs import join_url
+    from raypipe.io.lease import hold_dataset_leases
 
     urls = (
         {name: join_url(out_url, name) for name in TABLES}
@@ -162,6 +170,21 @@ def run_generate(
         for name in TABLES
     }
     started = time.perf_counter()
+    with hold_dataset_leases(list(urls.values()), storage_options):
+        manifests = _write_all(config, writers, executor)
+    logger.info(
+        "synth: %d players, %d events in %d shards, %.2f s",
+        manifests["players"].rows,
+        manifests["events"].rows,
+        config.shards,
+        time.perf_counter() - started,
+    )
+    return manifests
+
+
+def _write_all(
+    config: TelemetryConfig, writers: Mapping[str, Any], executor: Any
+) -> dict[str, Any]:
     results = executor.map(
         partial(write_shard, config, writers), list(range(config.shards)), name="synth.shard"
     )
@@ -174,7 +197,7 @@ def run_generate(
         # Each shard's files hold a disjoint set of players: per-player work needs no shuffle.
         "clustered_by": ["player_id"],
     }
-    manifests = {
+    return {
         name: writers[name].commit(
             [entry for result in results for entry in result[name]],
             metadata=metadata,
@@ -182,11 +205,3 @@ def run_generate(
         )
         for name in TABLES
     }
-    logger.info(
-        "synth: %d players, %d events in %d shards, %.2f s",
-        manifests["players"].rows,
-        manifests["events"].rows,
-        config.shards,
-        time.perf_counter() - started,
-    )
-    return manifests

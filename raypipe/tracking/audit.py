@@ -12,24 +12,41 @@ local disk; ``If-None-Match: *`` on S3 through s3fs's ``"xb"`` mode; a process l
 ``n + 1`` and the other gets :class:`ConcurrentChangeError` having changed nothing. The stream is
 therefore a single chain: each entry's ``from_version`` is the previous entry's ``to_version``.
 See :class:`raypipe.tracking.registry.Registry` for how the MLflow alias follows the chain.
+
+Hash chain
+----------
+Each entry also holds ``prev_hash``, the SHA-256 of entry ``n - 1`` as stored (its JSON object
+without its own ``hash`` key, canonically serialized), and ``hash``, the same digest of itself.
+:mod:`raypipe.tracking.verify` recomputes both: an edited entry no longer matches its ``hash``
+or its successor's ``prev_hash``, and a deleted one leaves a gap in the numbers and a
+``prev_hash`` that matches nothing. Entries written before chaining have no hash fields; they
+are reported as unchained, and the first chained entry after them still pins their content.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import getpass
+import hashlib
 import json
 import os
 import threading
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 from raypipe.errors import ModelError
 from raypipe.io.fs import is_local, join_url, resolve_fs
 
-__all__ = ["GATE_STREAM", "AuditEntry", "AuditLog", "ConcurrentChangeError", "current_user"]
+__all__ = [
+    "GATE_STREAM",
+    "AuditEntry",
+    "AuditLog",
+    "ConcurrentChangeError",
+    "content_hash",
+    "current_user",
+]
 
 #: The stream of gate refusals (no alias moves; kept apart so they never race alias changes).
 GATE_STREAM = "gate"
@@ -60,9 +77,20 @@ class AuditEntry:
     to_version: str | None
     reason: str
     sequence: int = 0
+    #: Evidence of the change (metrics, triggers, approvals), free-form JSON.
+    details: dict[str, Any] = field(default_factory=dict, hash=False)
+    prev_hash: str | None = None
+    hash: str = ""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
+
+
+def content_hash(record: dict[str, Any]) -> str:
+    """SHA-256 (hex) of an entry's JSON object without its ``hash`` key, canonically serialized."""
+    body = {k: v for k, v in record.items() if k != "hash"}
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
 def current_user() -> str:
@@ -111,14 +139,28 @@ class AuditLog:
         sequence: int,
         who: str | None = None,
         stream: str | None = None,
+        details: dict[str, Any] | None = None,
     ) -> AuditEntry:
         """Create entry ``sequence`` of ``stream`` (default: ``alias``) if nobody has.
+
+        The entry is chained to entry ``sequence - 1`` (its ``prev_hash``).
 
         Raises
         ------
         ConcurrentChangeError
             Entry ``sequence`` exists: another writer changed the stream since its head was read.
         """
+        fs, folder = resolve_fs(self._stream_url(model, stream or alias), self.storage_options)
+        prev_hash = None
+        if sequence > 1:
+            previous = self._read_record(fs, f"{folder}/{sequence - 1:010d}.json")
+            if previous is None:
+                raise ModelError(
+                    f"audit entry {sequence - 1} of `{model}/{stream or alias}` is missing or "
+                    f"unreadable, so entry {sequence} cannot be chained to it",
+                    hint=f"check the trail with `raypipe models audit {model} --verify`",
+                )
+            prev_hash = content_hash(previous)
         entry = AuditEntry(
             at=dt.datetime.now(dt.timezone.utc).isoformat(timespec="microseconds"),
             who=who or current_user(),
@@ -129,8 +171,11 @@ class AuditLog:
             to_version=to_version,
             reason=reason,
             sequence=sequence,
+            details=dict(details or {}),
+            prev_hash=prev_hash,
         )
-        fs, folder = resolve_fs(self._stream_url(model, stream or alias), self.storage_options)
+        record = asdict(entry)
+        entry = AuditEntry(**{**record, "hash": content_hash(record)})
         path = f"{folder}/{sequence:010d}.json"
         try:
             _create_exclusive(fs, path, (entry.to_json() + "\n").encode("utf-8"))
@@ -161,6 +206,27 @@ class AuditLog:
                         entries.append(entry)
         return sorted(entries, key=lambda e: (e.at, e.sequence))
 
+    def append_next(
+        self, *, model: str, stream: str, rounds: int = 50, **fields: Any
+    ) -> AuditEntry:
+        """Append to ``stream`` at whatever its next number is, retrying if another writer took
+        it (for streams that need no compare-and-set: approvals, requests, refusals)."""
+        for _ in range(rounds):
+            sequence, _ = self.head(model, stream)
+            try:
+                return self.append(model=model, stream=stream, sequence=sequence + 1, **fields)
+            except ConcurrentChangeError:
+                continue
+        raise ConcurrentChangeError(f"`{model}/{stream}` kept changing; the entry was not written")
+
+    def read_stream(self, model: str, stream: str) -> list[AuditEntry]:
+        """The entries of one stream, oldest first (unreadable ones left out)."""
+        fs, folder = resolve_fs(self._stream_url(model, stream), self.storage_options)
+        entries = [
+            self._read_entry(fs, f"{folder}/{n:010d}.json") for n in self._sequences(fs, folder)
+        ]
+        return [e for e in entries if e is not None]
+
     def _stream_url(self, model: str, stream: str) -> str:
         return join_url(self.root, _component(model), _component(stream))
 
@@ -170,12 +236,22 @@ class AuditLog:
         return sorted(int(n[:-5]) for n in names if n.endswith(".json") and n[:-5].isdigit())
 
     @staticmethod
-    def _read_entry(fs: Any, path: str) -> AuditEntry | None:
+    def _read_record(fs: Any, path: str) -> dict[str, Any] | None:
         try:
             data = json.loads(fs.cat_file(path))
-            data.pop("stream", None)
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    @classmethod
+    def _read_entry(cls, fs: Any, path: str) -> AuditEntry | None:
+        data = cls._read_record(fs, path)
+        if data is None:
+            return None
+        data.pop("stream", None)
+        try:
             return AuditEntry(**data)
-        except (FileNotFoundError, json.JSONDecodeError, TypeError):
+        except TypeError:
             return None
 
 

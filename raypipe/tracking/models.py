@@ -40,6 +40,7 @@ __all__ = [
     "MODEL_FILES",
     "SKLEARN_TRUSTED_TYPES",
     "LoadedModel",
+    "check_skops_types",
     "load_model",
     "load_model_blob",
     "load_sklearn_model",
@@ -220,8 +221,9 @@ def load_model(
             raise ModelError(
                 f"`{uri}` (version {loaded.version}) is a legacy pickle; raypipe does not unpickle "
                 "by default",
-                hint=f"retrain to register a skops version, or set `{ALLOW_PICKLE_ENV}=1` to load "
-                "this version (its checksum is the registry's own record)",
+                hint=f"retrain to register a skops version, or set `{ALLOW_PICKLE_ENV}=1` "
+                "(`raypipe infer --allow-pickle`) to load this version (its checksum is the "
+                "registry's own record)",
             )
     elif uri.startswith("models:/"):
         raise ModelError(
@@ -253,7 +255,15 @@ def _load_registered(uri: str, match: re.Match[str], tracking_uri: str | None) -
 
     from raypipe.tracking.store import get_client, resolve_tracking_uri
 
-    store = resolve_tracking_uri(tracking_uri)
+    store = resolve_tracking_uri(tracking_uri, create=False)
+    # Reading a model must not leave an empty store behind where there was none.
+    if store.startswith("sqlite:///") and not Path(store[len("sqlite:///") :]).exists():
+        raise ModelError(
+            f"`{uri}` needs a model registry, and there is none at `{store}`",
+            hint="pass `--tracking-uri` with the registry the model was trained into (e.g. "
+            "`sqlite:////path/to/raypipe-data/mlflow.db`), or run from the folder that holds "
+            "`raypipe-data`",
+        )
     client = get_client(store)
     name = match["name"]
     try:

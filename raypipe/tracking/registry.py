@@ -26,6 +26,7 @@ source of truth and the MLflow alias follows it:
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from dataclasses import dataclass, field
@@ -40,7 +41,6 @@ __all__ = [
     "ANY_PREVIOUS",
     "CHALLENGER",
     "CHAMPION",
-    "ConcurrentChangeError",
     "GateDecision",
     "Registry",
     "bless",
@@ -59,6 +59,11 @@ class _AnyPrevious:
 
 #: ``expected_previous`` default: compare-and-set against the head read by the call itself.
 ANY_PREVIOUS: Any = _AnyPrevious()
+
+#: MLflow's limit on a registered model tag's value (characters), with room to spare.
+TAG_VALUE_LIMIT = 4000
+#: What a registry tag keeps of an audit entry too long for it.
+WITNESS_FIELDS = ("at", "who", "action", "from_version", "to_version", "sequence", "hash")
 
 #: How often :meth:`Registry.sync_alias` re-reads a head that keeps moving before giving up.
 SYNC_ROUNDS = 50
@@ -120,7 +125,9 @@ class Registry:
         self.client = get_client(tracking_uri)
         self.audit = audit
 
-    def register(self, name: str, model_uri: str, *, run_id: str, tags: dict[str, Any]) -> str:
+    def register(
+        self, name: str, model_uri: str, *, run_id: str | None, tags: dict[str, Any]
+    ) -> str:
         """Create a new version of ``name`` from a logged model; returns the version number."""
         from mlflow.exceptions import MlflowException
 
@@ -166,6 +173,7 @@ class Registry:
         reason: str,
         who: str | None = None,
         expected_previous: str | None = ANY_PREVIOUS,
+        details: dict[str, Any] | None = None,
     ) -> AuditEntry:
         """Point ``alias`` at ``version`` if nobody moved it meanwhile (see the module docstring).
 
@@ -174,6 +182,8 @@ class Registry:
         expected_previous
             The version the caller believes ``alias`` holds (``None``: unset). Default: whatever
             the head of the audit stream says when this call reads it.
+        details
+            Evidence kept in the audit entry (the lifecycle's checked conditions).
 
         Raises
         ------
@@ -203,6 +213,7 @@ class Registry:
             reason=reason,
             who=who,
             sequence=sequence + 1,
+            details=details,
         )
         self.sync_alias(name, alias)
         self._tag(name, version, alias, entry)
@@ -380,9 +391,21 @@ class Registry:
                 hint=f"see its versions with `raypipe models show {name}`",
             ) from exc
 
+    def audit_witnesses(self, name: str) -> dict[str, str]:
+        """The copies of audit entries kept as registry tags (``raypipe.audit.<stream>.NNNNNN``),
+        an outside witness for :func:`raypipe.tracking.verify.verify_audit`."""
+        try:
+            model = retrying(lambda: self.client.get_registered_model(name))
+        except Exception:
+            return {}
+        return {k: v for k, v in (model.tags or {}).items() if k.startswith("raypipe.audit.")}
+
     def _tag(self, name: str, version: str, alias: str, entry: AuditEntry) -> None:
         key = f"raypipe.audit.{alias}.{entry.sequence:06d}"
-        retrying(lambda: self.client.set_registered_model_tag(name, key, entry.to_json()))
+        text = entry.to_json()
+        if len(text) > TAG_VALUE_LIMIT:  # evidence can be long: keep what identifies the entry
+            text = json.dumps({k: getattr(entry, k) for k in WITNESS_FIELDS}, sort_keys=True)
+        retrying(lambda: self.client.set_registered_model_tag(name, key, text))
         retrying(
             lambda: self.client.set_model_version_tag(
                 name, version, f"raypipe.{alias}.reason", f"{entry.at} {entry.who}: {entry.reason}"

@@ -26,6 +26,7 @@ __all__ = [
     "get_or_create_experiment",
     "resolve_tracking_uri",
     "retrying",
+    "serving_log_path",
 ]
 
 logger = logging.getLogger(__name__)
@@ -42,25 +43,33 @@ def _local_dir(data_dir: str) -> Path:
     return Path(data_dir).expanduser().resolve()
 
 
-def default_tracking_uri(data_dir: str) -> str:
-    """``sqlite:///<absolute data_dir>/mlflow.db`` (the directory is created)."""
+def default_tracking_uri(data_dir: str, *, create: bool = True) -> str:
+    """``sqlite:///<absolute data_dir>/mlflow.db`` (the directory is created when ``create``)."""
     if "://" in data_dir and not data_dir.startswith("file://"):
         raise RaypipeError(
             f"the embedded tracking store needs a local `data_dir`, received `{data_dir}`",
             hint="pass `--tracking-uri` (or `tracking_uri:`) with an MLflow server URL",
         )
     path = _local_dir(data_dir)
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path / 'mlflow.db'}"
 
 
-def resolve_tracking_uri(tracking_uri: str | None, data_dir: str | None = None) -> str:
-    """The explicit URI, else ``MLFLOW_TRACKING_URI``, else the embedded default of ``data_dir``."""
+def resolve_tracking_uri(
+    tracking_uri: str | None, data_dir: str | None = None, *, create: bool = True
+) -> str:
+    """The explicit URI, else ``MLFLOW_TRACKING_URI``, else the embedded default of ``data_dir``.
+
+    A reader passes ``create=False``: the embedded store's folder is then not made.
+    """
     if tracking_uri:
         return tracking_uri
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
-    return default_tracking_uri(data_dir or os.environ.get("RAYPIPE_DATA_DIR", DEFAULT_DATA_DIR))
+    return default_tracking_uri(
+        data_dir or os.environ.get("RAYPIPE_DATA_DIR", DEFAULT_DATA_DIR), create=create
+    )
 
 
 def audit_path(data_dir: str | None) -> str:
@@ -73,6 +82,13 @@ def audit_path(data_dir: str | None) -> str:
     if "://" in data_dir and not data_dir.startswith("file://"):
         return join_url(data_dir, "registry", "audit")
     return str(_local_dir(data_dir) / "registry" / "audit")
+
+
+def serving_log_path(data_dir: str | None, service: str) -> str:
+    """``<data_dir>/serving/<service>/requests``: the request logs of ``raypipe serve``, whose
+    service is named after its model unless ``--name`` says otherwise."""
+    audit = audit_path(data_dir)
+    return audit[: -len("registry/audit")] + f"serving/{service}/requests"
 
 
 def artifact_root(tracking_uri: str) -> str | None:
@@ -106,14 +122,27 @@ def get_client(tracking_uri: str) -> Any:
     return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
+#: Tells MLflow's UI this experiment trains models, so it opens on its runs and not on the
+#: (empty) GenAI overview.
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+
+
 def get_or_create_experiment(client: Any, name: str, tracking_uri: str) -> str:
     """The id of experiment ``name``, created with artifacts beside the store if new."""
     experiment = retrying(lambda: client.get_experiment_by_name(name))
     if experiment is not None:
+        if EXPERIMENT_KIND[0] not in experiment.tags:
+            retrying(lambda: client.set_experiment_tag(experiment.experiment_id, *EXPERIMENT_KIND))
         return str(experiment.experiment_id)
     location = artifact_root(tracking_uri)
     try:
-        return str(retrying(lambda: client.create_experiment(name, artifact_location=location)))
+        return str(
+            retrying(
+                lambda: client.create_experiment(
+                    name, artifact_location=location, tags=dict([EXPERIMENT_KIND])
+                )
+            )
+        )
     except Exception:
         # Another process created it in between.
         experiment = client.get_experiment_by_name(name)

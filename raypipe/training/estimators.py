@@ -34,15 +34,23 @@ class NamedModel:
         self.feature_names_in_ = [str(name) for name in feature_names]
         self.task = task
 
-    def predict(self, X: np.ndarray) -> np.ndarray:
+    def predict(self, X: Any) -> np.ndarray:
         if self.task == "binary":
             return self.predict_proba(X)[:, 1]
-        return np.asarray(self.estimator.predict(X), dtype=np.float64)
+        return np.asarray(self.estimator.predict(self._matrix(X)), dtype=np.float64)
 
     def __getattr__(self, name: str) -> Any:
         if name == "predict_proba" and self.__dict__.get("task") == "binary":
-            return self.estimator.predict_proba
+            return lambda X: self.estimator.predict_proba(self._matrix(X))
         raise AttributeError(name)
+
+    def _matrix(self, X: Any) -> Any:
+        """A frame (MLflow's input example, a pyfunc call) as the plain matrix the estimator was
+        fitted on, its columns taken by name: scikit-learn warns when names appear at predict
+        time that it did not see at fit time."""
+        if hasattr(X, "columns"):
+            return X[self.feature_names_in_].to_numpy()
+        return X
 
     @property
     def has_contributions(self) -> bool:
@@ -85,8 +93,12 @@ def xgboost_params(params: dict[str, Any], *, task: str, seed: int, nthread: int
     """XGBoost ``xgb.train`` parameters from a sampled configuration."""
     out = {key: value for key, value in params.items() if key not in {"n_estimators"}}
     out.setdefault("tree_method", "hist")
+    # A regression may name its loss in the space's `fixed` (e.g. `reg:tweedie` for spend).
+    objective = out.pop("objective", None)
+    if task == "binary" or objective is None:
+        objective = "binary:logistic" if task == "binary" else "reg:squarederror"
     out.update(
-        objective="binary:logistic" if task == "binary" else "reg:squarederror",
+        objective=objective,
         eval_metric="auc" if task == "binary" else "rmse",
         seed=seed,
         nthread=nthread,

@@ -494,10 +494,10 @@ def _score_test(final: TrialResult, prepared: Prepared) -> np.ndarray:
     """The chosen model's scores on the test rows (the only time they are scored)."""
     assert final.model is not None
     x = prepared.x_test[candidate_encoding(final.candidate)]
-    if final.model_format == "sklearn":
-        import pickle
+    if final.model_format.startswith("sklearn"):
+        from raypipe.tracking.models import load_sklearn_model
 
-        model: Any = pickle.loads(final.model)  # bytes this run's own worker just produced
+        model: Any = load_sklearn_model(final.model, final.model_format)  # skops, allow-listed
     else:
         import xgboost as xgb
 

@@ -14,10 +14,10 @@ from functools import cache
 from importlib import resources
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from raypipe.errors import SpecError
+from raypipe.spec.bounded_yaml import parse_bounded_yaml
 
 __all__ = ["CANDIDATES", "ParamSpec", "SpaceSpec", "default_spaces", "resolve_spaces"]
 
@@ -95,7 +95,7 @@ class SpaceSpec(BaseModel):
 @cache
 def _default_yaml() -> dict[str, Any]:
     text = resources.files("raypipe.training").joinpath("spaces.yaml").read_text()
-    return dict(yaml.safe_load(text))
+    return dict(parse_bounded_yaml(text, "raypipe/training/spaces.yaml"))
 
 
 def default_spaces() -> dict[str, SpaceSpec]:

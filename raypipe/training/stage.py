@@ -126,7 +126,8 @@ class TrainSearchStage(Stage[TrainSearchOptions]):
         table = read_dataset(inputs["data"].url, storage_options=storage)
         spec = training_spec(table, options)
         prepared = prepare(table, spec)
-        report = _search(context, prepared, spec, options)
+        report_progress = getattr(context.backend, "report_progress", None)
+        report = _search(context, prepared, spec, options, report_progress)
         context.raise_if_cancelled()  # a search that ran past Ctrl-C must not publish
         if report.best is None or report.best.final is None:
             from raypipe.errors import StageError
@@ -183,6 +184,8 @@ class TrainSearchStage(Stage[TrainSearchOptions]):
         }
         # Registering and promoting cannot be taken back: the last safe point of an interrupt.
         context.raise_if_cancelled()
+        if report_progress is not None:
+            report_progress("registering in MLflow", 0, 1)
         published = publish_training(
             tracking_uri=tracking_uri,
             experiment=options.experiment or model_name,
@@ -290,7 +293,11 @@ def training_spec(table: pa.Table, options: TrainSearchOptions) -> TrainingSpec:
 
 
 def _search(
-    context: StageContext, prepared: Any, spec: TrainingSpec, options: TrainSearchOptions
+    context: StageContext,
+    prepared: Any,
+    spec: TrainingSpec,
+    options: TrainSearchOptions,
+    report_progress: Any = None,
 ) -> TrainingReport:
     """Search on the backend's trial actors, or with Ray Tune (``engine: tune``)."""
     from raypipe.stages.backend import require
@@ -309,7 +316,17 @@ def _search(
         finally:
             engine.close()
     trials = require(context.backend, TrialBackend, stage=context.stage_name)
-    runner = trials.trial_runner(prepared.data, actors=options.actors, threads=options.threads)
+    runner: Any = trials.trial_runner(
+        prepared.data, actors=options.actors, threads=options.threads
+    )
+    if report_progress is not None:
+        from raypipe.training.progress import ReportingRunner
+
+        searched = [name for name in spec.spaces if spec.trials.get(name, 0) > 0]
+        # One refit per candidate, or only the chosen one when candidates are cross-validated.
+        refits = 1 if prepared.cv_folds else len(searched)
+        planned = sum(spec.trials[name] for name in searched) + refits
+        runner = ReportingRunner(runner, report_progress, planned)
     try:
         return run_training(prepared, spec, runner)
     finally:

@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from raypipe.errors import SpecError
+from raypipe.spec.bounded_yaml import parse_bounded_yaml
 
 __all__ = [
     "AllowedValuesRule",
@@ -221,11 +222,17 @@ def read_rules(source: str | Path | Mapping[str, Any]) -> RuleSetSpec:
         data: Any = source
     else:
         try:
-            data = yaml.safe_load(Path(source).read_text())
+            text = Path(source).read_text()
         except OSError as exc:
             raise SpecError([f"cannot read rules file `{where}`: {exc}"], source=where) from exc
-        except yaml.YAMLError as exc:
-            raise SpecError([f"`{where}` is not valid YAML: {exc}"], source=where) from exc
+        data = parse_bounded_yaml(text, where)
+    if not isinstance(data, Mapping):
+        received = f"a list of {len(data)} item(s)" if isinstance(data, list) else repr(data)[:40]
+        raise SpecError(
+            [f"`{where}`: expected a mapping with a `rules:` key, received {received}"],
+            source=where,
+            hint="put the list under `rules:` (`--write-rules FILE` writes a file of this shape)",
+        )
     try:
         return RuleSetSpec.model_validate(data)
     except ValidationError as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -55,8 +56,9 @@ def test_churn_job_runs_then_is_cached(tmp_path: Path) -> None:
     report = Path(record["stages"]["monitor"]["metrics"]["report"])
     assert report.is_file() and report.read_text().lstrip().lower().startswith("<!doctype html")
     assert f"Report (monitor): {report}" in first.stdout
-    last_line = first.stdout.strip().splitlines()[-1]
-    assert "mlflow ui --backend-store-uri sqlite:///" in last_line, first.stdout[-2000:]
+    *_, command, page = first.stdout.strip().splitlines()
+    assert "mlflow ui --backend-store-uri sqlite:///" in command, first.stdout[-2000:]
+    assert re.fullmatch(r"\s*then open http://127\.0\.0\.1:5000/#/experiments/\d+/runs", page)
 
     second = raypipe("run", "jobs/churn.yaml", "--data-dir", str(data_dir), *SMALL)
     assert second.returncode == 0, second.stderr[-3000:]

@@ -75,3 +75,34 @@ def test_a_killed_worker_is_retried(ray_executor: RayExecutor, tmp_path: Path) -
     results = ray_executor.map(partial(die_once, str(tmp_path)), [0, 1, 2], name="fragile")
     assert results == [0, 10, 20]
     assert (tmp_path / "died-1").exists()
+
+
+def read_generations(url: str, _item: int) -> list[int]:
+    """A task that reads its input by URL alone, in a Ray worker (no pins of its own)."""
+    from raypipe.io.dataset import read_dataset
+
+    return sorted(read_dataset(url)["gen"].to_pylist())
+
+
+def test_tasks_read_the_version_their_stage_was_pinned_to(
+    ray_executor: RayExecutor, tmp_path: Path
+) -> None:
+    from functools import partial
+
+    import pyarrow as pa
+
+    from raypipe.io.dataset import DatasetWriter
+    from raypipe.io.manifest import pinned_manifests, read_manifest
+
+    url = str(tmp_path / "ds")
+
+    def commit(generation: int) -> None:
+        writer = DatasetWriter(url, keep_versions=1, grace_seconds=3600)
+        table = pa.table({"gen": pa.array([generation] * (4 + generation), pa.int64())})
+        writer.commit(writer.write(table), schema=table.schema)
+
+    commit(0)
+    with pinned_manifests({url: read_manifest(url)}):  # the stage opened v1
+        commit(1)  # a rerun commits v2
+        seen = ray_executor.map(partial(read_generations, url), [0, 1], name="read")
+    assert seen == [[0] * 4, [0] * 4]

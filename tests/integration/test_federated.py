@@ -94,3 +94,45 @@ def test_federated_xgboost_on_actors_matches_the_in_process_run(ray_runtime) -> 
     assert on_ray.model_bytes == inline.model_bytes  # one thread per client: deterministic
     assert on_ray.final_test["auc"] == inline.final_test["auc"] > 0.7
     assert on_ray.history[-1].clients["auc"] == pytest.approx(inline.history[-1].clients["auc"])
+
+
+@pytest.mark.parametrize("protection", ["secagg", "homomorphic"])
+def test_protected_aggregation_between_actors_matches_the_plain_mean(ray_runtime, protection):
+    from raypipe.engine.federation import RayFederation
+    from raypipe.federated.privacy import SecAggConfig
+    from raypipe.federated.privacy.homomorphic import HeConfig
+
+    if protection == "homomorphic":
+        pytest.importorskip("tenseal")
+
+    x, y = _data()
+    shards = build_shards(x, y, partition_dirichlet(y, 20, 1.0, seed=3), 2)
+    plain_spec = FederationSpec(rounds=3, evaluate_clients=False, secagg_max_weight=1.0)
+    secure_spec = FederationSpec(
+        rounds=3,
+        evaluate_clients=False,
+        secagg_max_weight=1.0,  # every client weighs 1: the mean with equal weights
+        secure_aggregation=SecAggConfig(num_shares=6, reconstruction_threshold=3)
+        if protection == "secagg"
+        else None,
+        homomorphic=HeConfig() if protection == "homomorphic" else None,
+    )
+
+    class _Uniform(FedAvg):
+        def aggregate(self, round_, weights, updates):
+            return updates.params.mean(axis=0)
+
+    plain = run_federation(
+        InlineFederation([ClientGroup(s, None, i) for i, s in enumerate(shards)]),
+        _Uniform(),
+        plain_spec,
+        np.zeros(7),
+    )
+    backend = RayFederation(shards)
+    try:
+        secure = run_federation(backend, _Uniform(), secure_spec, np.zeros(7), test=(x, y))
+    finally:
+        backend.close()
+    np.testing.assert_allclose(secure.weights, plain.weights, atol=1e-4)
+    assert all(r.answered == 20 for r in secure.history)
+    assert all(r.privacy_bytes_per_client > 0 for r in secure.history)

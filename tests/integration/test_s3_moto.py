@@ -92,3 +92,42 @@ def test_ingest_from_and_to_s3(s3: MotoS3) -> None:
     assert result.rows_out == 3
     table = read_dataset(context.output_url("data"), storage_options=s3.storage_options)
     assert sorted(table["id"].to_pylist()) == [1, 2, 3]
+
+
+def test_lease_is_a_conditional_create_on_s3(s3: MotoS3) -> None:
+    """`If-None-Match: *` makes a second creator lose; an expired lease is taken over with
+    `If-Match`; versions are kept over S3 as on disk."""
+    import json
+    import time
+
+    import fsspec
+
+    from raypipe.io.lease import LEASE_NAME, DatasetLease, DatasetLeaseError
+    from raypipe.io.manifest import list_versions
+
+    url = f"s3://{BUCKET}/leased/ds"
+    options = s3.storage_options
+    fs = fsspec.filesystem("s3", **options)
+    theirs = {
+        "owner": {"host": "another-host", "pid": 1, "run_id": "r"},
+        "token": "theirs",
+        "expires_at": time.time() + 60,
+    }
+    fs.pipe_file(f"{BUCKET}/leased/ds/{LEASE_NAME}", json.dumps(theirs).encode())
+    with pytest.raises(DatasetLeaseError, match="another-host"):
+        write_dataset(url, pa.table({"x": [1]}), storage_options=options)
+    lease = DatasetLease(url, options)
+    with pytest.raises(Exception, match=r"pre-conditions|PreconditionFailed|412"):
+        # What a racing creator meets: the key exists, so the conditional create fails.
+        fs.call_s3(
+            "put_object", Bucket=BUCKET, Key=f"leased/ds/{LEASE_NAME}", Body=b"{}",
+            IfNoneMatch="*",
+        )
+    theirs["expires_at"] = time.time() - 1
+    fs.pipe_file(f"{BUCKET}/leased/ds/{LEASE_NAME}", json.dumps(theirs).encode())
+    with lease:
+        lease.check()
+    for rows in (1, 2, 3):
+        write_dataset(url, pa.table({"x": list(range(rows))}), storage_options=options)
+    assert [m.rows for m in list_versions(url, options)] == [3, 2, 1]
+    assert not fs.exists(f"{BUCKET}/leased/ds/{LEASE_NAME}")

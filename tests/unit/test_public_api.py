@@ -36,7 +36,6 @@ PUBLIC_DUNDERS = {"__version__"}
 KNOWN_MISMATCHES: dict[str, str] = {
     "raypipe.cli.data": "commands `check`, `group` not exported nor private",
     "raypipe.cli.features": "commands `check`, `discover`, `group`, `suggest`",
-    "raypipe.cli.run": "`mlflow_ui_command`",
     "raypipe.cli.submit": "commands `list_`, `logs`, `stop`, `submit`",
     "raypipe.cli.main": "`plan`, `render_error`, `validate`, `version`",
     "raypipe.cli.models": "`group`, `list_models`, `promote`, `rollback`, `show_model`",

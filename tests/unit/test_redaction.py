@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 
 import pytest
 
-from raypipe.driver.record import OutputRecord, RunRecord, StageRecord
+from raypipe.driver.record import OutputRecord, RunRecord, StageRecord, StageStatus
 from raypipe.redaction import (
     RedactingFilter,
     redact_record,
@@ -104,8 +105,40 @@ def test_log_lines_are_redacted_by_the_filter(caplog: pytest.LogCaptureFixture) 
 
 
 def test_printed_mlflow_ui_hint_has_no_password() -> None:
-    from raypipe.cli.run import mlflow_ui_command
+    from raypipe.cli.render import mlflow_ui_lines
 
-    command = mlflow_ui_command(SECRET_DB)
+    command = mlflow_ui_lines(SECRET_DB, None, "mlflow")[0]
     assert "pw-s3cret" not in command
     assert "--backend-store-uri postgresql://alice:***@db.internal:5432/mlflow" in command
+
+
+def test_stage_commit_record_has_no_password(tmp_path: Path) -> None:
+    from raypipe.driver.state import DriverState
+
+    state = DriverState(str(tmp_path), "j")
+    stage = StageRecord(
+        name="train",
+        kind="train",
+        status=StageStatus.SUCCEEDED,
+        metrics={"tracking_uri": SECRET_DB},
+        error=f"could not connect to {SECRET_DB} then read {PRESIGNED}",
+    )
+    state.write_stage_commit(stage)
+    text = Path(state.stage_url("train")).read_text()
+    assert "pw-s3cret" not in text and "f00dfeed" not in text
+    back = state.read_stage_commit("train")
+    assert back is not None and back.metrics["tracking_uri"] == redact_url(SECRET_DB)
+
+
+def test_monitoring_report_names_datasets_without_their_secrets() -> None:
+    from raypipe.monitoring.report import MonitoringReport, render_html, report_json
+
+    report = MonitoringReport(
+        datasets={"reference": f"{PRESIGNED} (version a)", "current": "s3://b/cur (version b)"},
+        metadata={"tracking": SECRET_DB},
+    )
+    page = render_html(report)
+    document = json.dumps(report_json(report))
+    for text in (page, document):
+        assert "f00dfeed" not in text and "pw-s3cret" not in text and "AKIA" not in text
+    assert "s3://b/cur (version b)" in document

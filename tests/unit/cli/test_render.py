@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from raypipe.cli.main import render_error
@@ -30,3 +32,22 @@ def test_plain_errors_print_message_and_hint(capsys: pytest.CaptureFixture[str])
         "error: `x.parquet` is truncated",
         "Hint: rewrite it",
     ]
+
+
+def test_mlflow_link_opens_the_runs_of_the_experiment(tmp_path: Path) -> None:
+    from raypipe.cli.render import mlflow_ui_lines
+    from raypipe.tracking.store import get_client, get_or_create_experiment
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = get_client(uri)
+    get_or_create_experiment(client, "other", uri)
+    experiment_id = get_or_create_experiment(client, "churn", uri)
+    run_id = client.create_run(experiment_id).info.run_id
+    command, page = mlflow_ui_lines(uri, run_id, "/venv/bin/mlflow")
+    assert command == f"/venv/bin/mlflow ui --backend-store-uri {uri} --host 127.0.0.1 --port 5000"
+    assert page == f"then open http://127.0.0.1:5000/#/experiments/{experiment_id}/runs"
+    assert experiment_id != "0"
+    # The UI opens a model-training experiment on its runs, not on the GenAI overview.
+    tags = client.get_experiment(experiment_id).tags
+    assert tags["mlflow.experimentKind"] == "custom_model_development"
+    assert mlflow_ui_lines(uri, "no-such-run", "mlflow")[1] == "then open http://127.0.0.1:5000"

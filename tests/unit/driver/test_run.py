@@ -277,3 +277,65 @@ def test_resume_takes_over_a_stale_or_dead_driver(tmp_path: Path) -> None:
     resumed, _ = run(load(other), resume=True)
     assert resumed.run_id == run_id and resumed.succeeded
     assert resumed.heartbeat is not None and resumed.heartbeat["pid"] == os.getpid()
+
+
+_TAKE_OVER = """
+import os, sys, time
+from pathlib import Path
+from raypipe.driver.state import DriverState
+data_dir, job, run_id, sync = sys.argv[1:]
+state = DriverState(data_dir, job)
+print("READY", flush=True)
+while not Path(sync, "go").exists():
+    time.sleep(0.01)
+try:
+    lease = state.take_over(run_id)
+except Exception as exc:
+    print("REFUSED", exc.message, flush=True)
+    sys.exit(3)
+print("TOOK", os.getpid(), flush=True)
+while not Path(sync, "stop").exists():
+    time.sleep(0.05)
+lease.release()
+"""
+
+
+def _drivers(n: int, job, run_id: str, sync: Path) -> list:
+    """``n`` processes that try to take run ``run_id`` over at the same moment."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    args = [sys.executable, "-c", _TAKE_OVER, job.data_dir, job.name, run_id, str(sync)]
+    procs = [
+        subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env) for _ in range(n)
+    ]
+    for proc in procs:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == "READY"
+    (sync / "go").touch()
+    return procs
+
+
+def test_two_resumes_at_once_only_one_takes_the_run_and_the_other_names_it(
+    tmp_path: Path,
+) -> None:
+    run_id = write_running_run(tmp_path, None)  # no heartbeat: any driver may resume it
+    job, sync = load(tmp_path), tmp_path / "sync"
+    sync.mkdir()
+    procs = _drivers(2, job, run_id, sync)
+    try:
+        first = [proc.stdout.readline().split() for proc in procs]  # type: ignore[union-attr]
+        took = [line for line in first if line[0] == "TOOK"]
+        refused = [" ".join(line) for line in first if line[0] == "REFUSED"]
+        assert len(took) == 1 and len(refused) == 1, first
+        assert f"Run `{run_id}`" in refused[0] and f"pid {took[0][1]}" in refused[0]
+        # The holder is alive: a --resume of this process is refused too, naming it.
+        with pytest.raises(RaypipeError, match="already driven by") as info:
+            run(job, resume=True)
+        assert f"pid {took[0][1]}" in info.value.message
+    finally:
+        (sync / "stop").touch()
+        for proc in procs:
+            proc.wait(timeout=60)
+    resumed, _ = run(job, resume=True)  # released: the run is free again
+    assert resumed.run_id == run_id and resumed.succeeded

@@ -117,3 +117,31 @@ def test_default_is_one_task_per_cpu_over_whole_files(tmp_path: Path) -> None:
     direct = compute_features(pl.from_arrow(events), [LIFETIME],
                               pl.DataFrame({"player_id": range(8)}), cutoff=T0)
     assert_frame_equal(got, direct, check_dtypes=False)
+
+
+def test_shuffle_scratch_is_raypipe_owned_and_a_users_look_alike_folder_is_kept(
+    tmp_path: Path,
+) -> None:
+    events = pl.DataFrame({
+        "player_id": [p for p in range(6) for _ in range(2)],
+        "ts": [T0 - dt.timedelta(hours=h) for _ in range(6) for h in (1, 30)],
+        "event_type": ["ad", "buy"] * 6,
+        "amount": [float(i) for i in range(12)],
+    }).to_arrow()
+    write_dataset(str(tmp_path / "events"), events)
+    write_dataset(str(tmp_path / "players"), pl.DataFrame({"player_id": range(6)}).to_arrow())
+    mine = tmp_path / "out_shuffle"  # a user's folder that happens to have the old scratch name
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    build = FeatureBuild(events_url=str(tmp_path / "events"), views=(LIFETIME,),
+                         entities_url=str(tmp_path / "players"), keys=("player_id",),
+                         out=DatasetWriter(str(tmp_path / "out")), cutoff=T0,
+                         entity_columns=("player_id",))
+    result = run_feature_build(build, _TwoCpus(), clustered=False)
+    assert result.shuffled
+    assert (mine / "notes.txt").read_text() == "keep me"
+    assert not [p for p in (tmp_path / "out").rglob("*") if "shuffle" in p.name]
+    got = pl.from_arrow(read_dataset(str(tmp_path / "out"))).sort("player_id").drop("cutoff")
+    direct = compute_features(pl.from_arrow(events), [LIFETIME],
+                              pl.DataFrame({"player_id": range(6)}), cutoff=T0)
+    assert_frame_equal(got, direct, check_dtypes=False)

@@ -98,3 +98,9 @@ def test_discover_inline_writes_report(tmp_path: Path, data) -> None:
     assert result.exit_code == 0, result.output
     assert "selected 5 of" in result.output
     assert (out / "report" / "_manifest.json").exists()
+    printed = [
+        line.split(": ", 1)[1]
+        for line in result.output.splitlines()
+        if line.startswith("report.html: ")
+    ]
+    assert len(printed) == 1 and Path(printed[0]).is_file(), result.output

@@ -157,9 +157,51 @@ def test_dp_reports_growing_epsilon_each_round():
     dp = DPFixedClipping(FedAvg(), noise_multiplier=0.5, clipping_norm=1.0, delta=1e-5)
     spec = FederationSpec(rounds=4, evaluate_clients=False)
     result = run_federation(
-        _federation(x, y, partition_iid(len(y), 10)), dp, spec, np.zeros(6), test=test
+        _federation(x, y, partition_iid(len(y), 50)), dp, spec, np.zeros(6), test=test
     )
     eps = [r.epsilon for r in result.history]
     assert all(e is not None and e > 0 for e in eps)
     assert eps == sorted(eps) and eps[0] < eps[-1]
-    assert result.final_test["auc"] > 0.7
+    # noiseless: 0.717; the noise (OS entropy, sd 0.01 per round) moves it by about 0.01
+    assert result.final_test["auc"] > 0.65
+
+
+def test_homomorphic_aggregation_matches_the_plain_capped_mean_and_composes_with_dp():
+    pytest.importorskip("tenseal")
+    from raypipe.federated.privacy.homomorphic import HeConfig
+
+    x, y, test = _data()
+    parts = partition_iid(len(y), 6)
+    plain = run_federation(
+        _federation(x, y, parts),
+        FedAvg(),
+        FederationSpec(rounds=3, evaluate_clients=False),
+        np.zeros(6),
+        test=test,
+    )
+    he_spec = FederationSpec(rounds=3, evaluate_clients=False, homomorphic=HeConfig())
+    he = run_federation(_federation(x, y, parts), FedAvg(), he_spec, np.zeros(6), test=test)
+    # every client has > max_weight examples, so capped weights are uniform = FedAvg's here
+    np.testing.assert_allclose(he.weights, plain.weights, atol=1e-7)
+    assert all(60_000 < r.privacy_bytes_per_client < 70_000 for r in he.history)  # 64 KB
+    dp = DPFixedClipping(FedAvg(), noise_multiplier=0.5, clipping_norm=1.0)
+    with_dp = run_federation(_federation(x, y, parts), dp, he_spec, np.zeros(6), test=test)
+    assert with_dp.history[-1].epsilon == pytest.approx(_epsilon(0.5, 1.0, 3))
+
+
+def _epsilon(z: float, q: float, rounds: int) -> float:
+    from raypipe.federated.privacy import RdpAccountant
+
+    acc = RdpAccountant(z)
+    acc.step(q, rounds)
+    return acc.epsilon(1e-5)
+
+
+def test_secure_and_homomorphic_together_is_a_spec_error():
+    from raypipe.errors import SpecError
+    from raypipe.federated.privacy.homomorphic import HeConfig
+
+    x, y, _ = _data(n=600)
+    spec = FederationSpec(rounds=1, secure_aggregation=SecAggConfig(), homomorphic=HeConfig())
+    with pytest.raises(SpecError, match="choose one"):
+        run_federation(_federation(x, y, partition_iid(len(y), 3)), FedAvg(), spec, np.zeros(6))

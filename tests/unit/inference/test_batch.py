@@ -279,3 +279,30 @@ def test_property_crash_anywhere_then_resume_scores_every_row_once(
     report = run_batch_inference(model, spec, resume=True)
     assert report.rows_out == sum(sizes)
     _assert_exactly_once(root / "out", model_path, inputs)
+
+
+def test_plain_hive_partitions_keep_their_partition_values(
+    tmp_path: Path, model_path: Path
+) -> None:
+    """A folder written by pandas with `partition_cols`: the `day` directories are a column."""
+    table = pa.concat_tables(
+        [make_table(30, start=0, day="d0"), make_table(30, start=30, day="d1")]
+    )
+    source = tmp_path / "plain"
+    table.to_pandas().to_parquet(source, partition_cols=["day"])
+    spec = InferenceSpec(
+        input_url=str(source), output_url=str(tmp_path / "out"), id_columns=("player_id", "day")
+    )
+    assert run_batch_inference(read_model(str(model_path)), spec).rows_out == 60
+    scored = read_dataset(str(tmp_path / "out")).sort_by("player_id")
+    assert scored["day"].to_pylist() == ["d0"] * 30 + ["d1"] * 30
+
+
+def test_an_unfinished_raypipe_folder_is_refused_as_input(tmp_path: Path, model_path: Path) -> None:
+    from raypipe.errors import DatasetNotCommittedError
+    from raypipe.io.dataset import DatasetWriter
+
+    DatasetWriter(str(tmp_path / "dead")).write(make_table(5))
+    spec = InferenceSpec(input_url=str(tmp_path / "dead"), output_url=str(tmp_path / "out"))
+    with pytest.raises(DatasetNotCommittedError, match="writer did not finish"):
+        run_batch_inference(read_model(str(model_path)), spec)

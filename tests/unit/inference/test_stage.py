@@ -105,3 +105,35 @@ def test_stage_scores_with_a_training_stage_model_artifact(tmp_path: Path) -> No
     )
     assert result.rows_out == 120
     assert result.metrics["model_uri"].endswith("model.ubj")
+
+
+def test_shap_auto_with_a_random_forest_is_recorded_not_warned(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    import numpy as np
+
+    from raypipe.inference.stage import SHAP_NOT_AVAILABLE
+    from raypipe.io.artifacts import write_artifact
+    from raypipe.io.manifest import read_manifest
+    from raypipe.training.estimators import NamedModel, make_sklearn_estimator
+
+    from .data import FEATURES, make_table
+
+    table = make_table(200, seed=3)
+    X = np.column_stack([table[name].to_numpy() for name in FEATURES])
+    y = (X[:, 0] - X[:, 2] > 0).astype(int)
+    forest = make_sklearn_estimator("random_forest", {}, task="binary", seed=0, nthread=1)
+    named = NamedModel(forest.fit(X, y), FEATURES, "binary")
+    url = str(tmp_path / "data" / "datasets" / "train" / "model")
+    write_artifact(url, {"model.skops": named.to_bytes()}, metadata={"model_name": "churn"})
+    inputs = {
+        "data": _input_dataset(tmp_path),
+        "model": DatasetInput(url=url, manifest=read_manifest(url)),
+    }
+    with caplog.at_level(logging.INFO):
+        result = ScoreStage().run(_context(tmp_path), inputs, ScoreOptions(shap="auto"))
+    assert result.rows_out == 120
+    assert result.metrics["shap"] == SHAP_NOT_AVAILABLE
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "SHAP" in r.message]

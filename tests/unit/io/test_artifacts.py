@@ -21,7 +21,8 @@ def test_artifact_round_trip_and_content_version(tmp_path: Path) -> None:
     assert write_artifact(url, {"other.json": b'{"trees": []}'}).version != first.version
     with pytest.raises(DataError, match=r"no file `model\.json`"):
         read_artifact_file(url, "model.json")
-    assert len(list((tmp_path / "model").iterdir())) == 2  # manifest + one attempt folder
+    # Two versions kept (the same content twice is one version, its files reused): two attempts.
+    assert len(list((tmp_path / "model" / "_data").iterdir())) == 2
 
 
 def test_artifact_checksum_is_verified(tmp_path: Path) -> None:

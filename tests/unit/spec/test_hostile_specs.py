@@ -125,3 +125,31 @@ def test_env_list_must_hold_names(tmp_path: Path) -> None:
     path = write(tmp_path, SMALL.format(data_dir="/tmp/x", rows=5) + "env: [OK, 'not a name']\n")
     with pytest.raises(SpecError, match="`not a name` is not an environment variable name"):
         load_job(path, env={})
+
+
+def test_alias_bomb_in_an_override_fails_fast(tmp_path: Path) -> None:
+    path = write(tmp_path, SMALL.format(data_dir=tmp_path / "d", rows=3))
+    bomb = "[" + ",".join(["*a"] * 9) + "]"
+    value = f"{{a: &a [1,2,3,4,5,6,7,8,9], b: &b {bomb}, " + ", ".join(
+        f"{k}: &{k} [" + ",".join([f"*{p}"] * 9) + "]"
+        for p, k in zip("bcdefgh", "cdefghi", strict=True)
+    ) + "}"
+    error = load_fast(path, overrides=[f"stages.make.with.rows={value}"])
+    assert "--set" in str(error) and "alias bomb" in str(error)
+
+
+@pytest.mark.parametrize("reader", ["rules", "views"])
+def test_hostile_rules_and_feature_view_files_fail_fast(tmp_path: Path, reader: str) -> None:
+    from raypipe.features.spec import load_views
+    from raypipe.validation.rules import read_rules
+
+    path = tmp_path / f"{reader}.yaml"
+    path.write_text(ALIAS_BOMB)
+    started = time.perf_counter()
+    with pytest.raises(SpecError, match="alias bomb") as info:
+        (read_rules if reader == "rules" else load_views)(path)
+    assert time.perf_counter() - started < 1.0
+    assert f"{reader}.yaml" in str(info.value)
+    path.write_text("rules:\n" + "  " + "[" * 200 + "]" * 200 + "\n")
+    with pytest.raises(SpecError, match="nesting is deeper"):
+        (read_rules if reader == "rules" else load_views)(path)

@@ -6,6 +6,8 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
+from raypipe.synth import FRAUD_TRUTH_SCHEMA
+
 
 @pytest.fixture(scope="module")
 def purchases(base_tables: dict[str, pa.Table]) -> pl.DataFrame:
@@ -82,3 +84,31 @@ def test_refunds_follow_purchases_and_flag_fraud(base_tables: dict[str, pa.Table
     fraud_rate = refund_rate.filter(pl.col("is_fraud"))["rate"].item()
     legit_rate = refund_rate.filter(~pl.col("is_fraud"))["rate"].item()
     assert fraud_rate > 5 * legit_rate
+
+
+def test_fraud_truth_is_calibrated_and_matches_the_event_log(
+    base_tables: dict[str, pa.Table],
+) -> None:
+    truth = pl.from_arrow(base_tables["fraud_truth"])
+    assert base_tables["fraud_truth"].schema.equals(FRAUD_TRUTH_SCHEMA)
+    buys = pl.from_arrow(base_tables["events"]).filter(pl.col("event_type") == "purchase")
+    joined = buys.join(truth, on=["player_id", "ts", "session_id"], how="full", suffix="_t")
+    assert joined.height == buys.height == truth.height  # one truth row per purchase
+    assert (joined["is_fraud"] == joined["is_fraud_t"]).all()
+    # Labels are drawn from the probabilities: the fraud rate in each band matches its mean.
+    banded = (
+        truth.filter(pl.col("fraud_probability") > 0)
+        .group_by((pl.col("fraud_probability") * 5).floor().alias("band"))
+        .agg(pl.col("is_fraud").mean().alias("rate"), pl.col("fraud_probability").mean(), pl.len())
+        .filter(pl.col("len") >= 50)
+    )
+    assert banded.height >= 2
+    for row in banded.iter_rows(named=True):
+        tolerance = (
+            4 * (row["fraud_probability"] * (1 - row["fraud_probability"]) / row["len"]) ** 0.5
+        )
+        assert abs(row["rate"] - row["fraud_probability"]) < tolerance + 1e-9
+    assert truth.filter(pl.col("fraud_probability") == 0)["is_fraud"].sum() == 0
+    assert (
+        0 < truth.filter(pl.col("fraud_probability").is_between(0.5, 0.99))["is_fraud"].mean() < 1
+    )

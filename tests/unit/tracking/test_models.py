@@ -189,6 +189,28 @@ def test_legacy_pickle_in_the_registry_needs_the_explicit_opt_in(
     assert loaded.model.predict_proba(np.array([[3.0]]))[0, 1] > 0.5
     monkeypatch.setenv("RAYPIPE_ALLOW_PICKLE", "1")
     assert load_model("models:/old/1", tracking_uri=uri).format == "sklearn"
+    monkeypatch.delenv("RAYPIPE_ALLOW_PICKLE")
+    _infer_needs_allow_pickle(tmp_path, uri)
+
+
+def _infer_needs_allow_pickle(tmp_path: Path, tracking_uri: str) -> None:
+    """`raypipe infer` refuses the pickle unless `--allow-pickle` is passed.
+
+    The input is an empty folder, so a loaded model ends at the "no Parquet files" error, before
+    Ray starts.
+    """
+    from raypipe.cli.infer import infer
+    from raypipe.errors import DataError
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    args = {"model": "models:/old/1", "input_url": str(empty),
+            "output_url": str(tmp_path / "scores"), "tracking_uri": tracking_uri}  # fmt: skip
+    with pytest.raises(ModelError, match="legacy pickle") as refused:
+        infer(**args)
+    assert "--allow-pickle" in str(refused.value)
+    with pytest.raises(DataError, match="no Parquet files"):  # the model loaded
+        infer(**args, allow_pickle=True)
 
 
 def test_unknown_formats_and_uris() -> None:

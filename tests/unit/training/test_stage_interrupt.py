@@ -31,6 +31,6 @@ def test_a_search_interrupted_before_it_ends_registers_nothing(tmp_path: Path) -
     options = TrainSearchOptions(trials={"logistic": 1}, candidates=["logistic"], model_name="m")
     with pytest.raises(RunInterruptedError, match=r"stage `train` interrupted \(SIGINT\)"):
         TrainSearchStage().run(context, {"data": data}, options)
-    assert not audit_path(str(tmp_path)).exists(), "nothing registered or promoted"
+    assert not Path(audit_path(str(tmp_path))).exists(), "nothing registered or promoted"
     assert not (tmp_path / "mlflow.db").exists()
     assert not (tmp_path / "datasets" / "train").exists()

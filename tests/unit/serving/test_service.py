@@ -1,0 +1,191 @@
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pytest
+
+from raypipe.inference.model import ModelBlob
+from raypipe.inference.predictor import Predictor
+from raypipe.serving.requests import RequestError, parse_body
+from raypipe.serving.service import OnlineService, request_log_root
+from tests.unit.serving.conftest import STORED, materialize, spec, static_loader
+
+
+def _request_rows(table: pa.Table) -> list[dict]:
+    """What a caller sends: the entity and the fields it knows (the rest is in the store)."""
+    sent = [c for c in table.column_names if c not in (*STORED, "label")]
+    rows = table.select(sent).to_pylist()
+    for row in rows:  # JSON has no NaN: a missing amount is sent as null
+        if row["amount"] is not None and math.isnan(row["amount"]):
+            row["amount"] = None
+    return rows
+
+
+def test_online_score_equals_batch_score(
+    tmp_path: Path, table: pa.Table, blobs: dict[str, ModelBlob]
+) -> None:
+    store = materialize(tmp_path, table)
+    versions = {"m@champion": "m@champion"}
+    service = OnlineService(
+        spec(tmp_path, views=("purchase_stats",), store=store),
+        loader=static_loader(blobs, versions),
+        resolver=lambda uri: None,
+    )
+    body = json.dumps({"instances": _request_rows(table)}).encode()
+    answer = service.score([parse_body(body, "player_id")])[0]
+    online = np.array([p["score"] for p in answer["predictions"]], dtype=np.float32)
+    batch = Predictor(blobs["m@champion"])(table)["score"].to_numpy()
+    np.testing.assert_array_equal(online, batch)
+    assert {p["features"]["purchase_stats"] for p in answer["predictions"]} == {"PRESENT"}
+    # The same entity alone, as one JSON row, scores the same as in the batch.
+    single = service.score([parse_body(json.dumps(_request_rows(table)[7]).encode(), "player_id")])
+    assert np.float32(single[0]["score"]) == batch[7]
+    service.close()
+
+
+def test_unknown_entity_scores_with_missing_features(
+    tmp_path: Path, table: pa.Table, blobs: dict[str, ModelBlob]
+) -> None:
+    store = materialize(tmp_path, table)
+    service = OnlineService(
+        spec(tmp_path, views=("purchase_stats",), store=store, log_requests=False),
+        loader=static_loader(blobs, {"m@champion": "m@champion"}),
+        resolver=lambda uri: None,
+    )
+    row = {"player_id": 10_000_000, "amount": 3.0, "country": "DE"}
+    answer = service.score([parse_body(json.dumps(row).encode(), "player_id")])[0]
+    missing = table.slice(0, 1).select(["amount", "country"]).to_pylist()[0] | row
+    expected = Predictor(blobs["m@champion"])(
+        pa.table(
+            {
+                "amount": [3.0],
+                "purchases_1h": pa.array([None], pa.float64()),
+                "account_age_days": pa.array([None], pa.float64()),
+                "country": [missing["country"]],
+            }
+        )
+    )["score"][0].as_py()
+    assert answer["features"] == {"purchase_stats": "NOT_FOUND"}
+    assert answer["score"] == pytest.approx(expected, abs=0)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (b"{nope", "not JSON"),
+        (b"[1]", "must be a JSON object"),
+        (b'{"instances": []}', "list of 1 to"),
+        (b'{"amount": 3}', "has no `player_id`"),
+    ],
+)
+def test_bad_bodies_are_request_errors(body: bytes, message: str) -> None:
+    with pytest.raises(RequestError, match=message):
+        parse_body(body, "player_id")
+
+
+def test_non_numeric_feature_is_a_request_error(
+    tmp_path: Path, blobs: dict[str, ModelBlob]
+) -> None:
+    service = OnlineService(
+        spec(tmp_path, log_requests=False),
+        loader=static_loader(blobs, {"m@champion": "m@champion"}),
+        resolver=lambda uri: None,
+    )
+    body = b'{"player_id": 1, "amount": "lots"}'
+    with pytest.raises(RequestError, match="feature `amount` must be a number"):
+        service.score([parse_body(body, "player_id")])
+
+
+def test_promotion_swaps_model_in_place_and_is_logged(
+    tmp_path: Path, table: pa.Table, blobs: dict[str, ModelBlob]
+) -> None:
+    versions = {"m@champion": "m@champion"}
+    service = OnlineService(
+        spec(tmp_path, log_flush_rows=1000, log_flush_s=60),
+        loader=static_loader(blobs, versions),
+        resolver=lambda uri: versions[uri],
+    )
+    rows = _request_rows(table.slice(0, 5))
+    before = service.score([parse_body(json.dumps(rows[0]).encode(), "player_id")])[0]
+    held = service.slots["champion"].current  # a batch in flight keeps this model
+    versions["m@champion"] = "m@challenger"
+    service.refresh_models()
+    after = service.score([parse_body(json.dumps(rows[0]).encode(), "player_id")])[0]
+    assert (before["version"], after["version"]) == ("m@champion", "m@challenger")
+    assert before["score"] != after["score"]
+    assert held.version == "m@champion" and service.slots["champion"].swaps == 1
+    assert 'raypipe_serve_model_swaps_total{service="fraud",replica="local"} 1' in (
+        service.metrics.render()
+    )
+    service.close()
+    log = ds.dataset(request_log_root(service.spec), partitioning="hive").to_table()
+    assert sorted(log["model_version"].to_pylist()) == ["m@challenger", "m@champion"]
+    assert log.schema.names[:3] == ["ts", "entity", "variant"]
+    assert set(log["date"].to_pylist()) and log["code"].to_pylist() == [200, 200]
+
+
+def test_failing_variant_falls_back_then_is_rolled_back(
+    tmp_path: Path, table: pa.Table, blobs: dict[str, ModelBlob]
+) -> None:
+    from raypipe.serving.spec import SloSpec, TrafficSpec
+
+    service = OnlineService(
+        spec(
+            tmp_path,
+            variants={"champion": "m@champion", "candidate": "m@challenger"},
+            traffic=TrafficSpec(
+                "ab",
+                weights={"champion": 0.5, "candidate": 0.5},
+                slo=SloSpec(max_error_rate=0.05, window=50, min_requests=20),
+            ),
+            log_requests=False,
+        ),
+        loader=static_loader(blobs, {"m@champion": "m@champion", "m@challenger": "m@challenger"}),
+        resolver=lambda uri: None,
+    )
+    # The candidate's model breaks after it was loaded (e.g. a bad swap): its predict raises.
+    service.slots["candidate"].current.predictor.predict = lambda matrix: 1 / 0  # type: ignore[method-assign]
+    body = json.dumps({"instances": _request_rows(table.slice(0, 60))}).encode()
+    answer = service.score([parse_body(body, "player_id")])[0]
+    assert {p["variant"] for p in answer["predictions"]} == {"champion"}  # nobody saw an error
+    assert service.router.assign([str(i) for i in range(60)]).count("candidate") > 10
+    service.refresh_control()  # the watch tick: the candidate broke its error-rate SLO
+    assert "error rate" in service.router.state.disabled["candidate"]
+    assert set(service.router.assign([str(i) for i in range(60)])) == {"champion"}
+    assert "raypipe_serve_rollbacks_total" in service.metrics.render()
+
+
+def test_shadow_is_scored_and_logged_but_never_answers(
+    tmp_path: Path, table: pa.Table, blobs: dict[str, ModelBlob]
+) -> None:
+    from raypipe.serving.spec import TrafficSpec
+
+    service = OnlineService(
+        spec(
+            tmp_path,
+            variants={"champion": "m@champion", "candidate": "m@challenger"},
+            traffic=TrafficSpec("shadow", baseline="champion", candidate="candidate"),
+            log_flush_rows=10_000,
+            log_flush_s=3600,
+        ),
+        loader=static_loader(blobs, {"m@champion": "m@champion", "m@challenger": "m@challenger"}),
+        resolver=lambda uri: None,
+    )
+    rows = table.slice(0, 30).drop(["label"]).to_pylist()  # every feature in the request
+    for row in rows:
+        if math.isnan(row["amount"]):
+            row["amount"] = None
+    body = json.dumps({"instances": rows}).encode()
+    answer = service.score([parse_body(body, "player_id")])[0]
+    assert {p["variant"] for p in answer["predictions"]} == {"champion"}
+    service.close()
+    log = ds.dataset(request_log_root(service.spec), partitioning="hive").to_table()
+    shadow = Predictor(blobs["m@challenger"])(table.slice(0, 30))["score"].to_numpy()
+    assert set(log["shadow_variant"].to_pylist()) == {"candidate"}
+    np.testing.assert_allclose(log["shadow_score"].to_numpy(), shadow, rtol=1e-6)
+    assert not np.allclose(log["score"].to_numpy(), log["shadow_score"].to_numpy())

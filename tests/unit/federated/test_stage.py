@@ -223,3 +223,28 @@ def test_xgboost_options_are_validated(options, message) -> None:
 
     with pytest.raises(ValidationError, match=message):
         FederatedTrainOptions(**options)
+
+
+def test_stage_hosts_its_clients_on_the_context_backend(tmp_path: Path) -> None:
+    url = str(tmp_path / "in/data")
+    data = DatasetInput(url, write_dataset(url, _table()))
+    backend = InlineBackend()
+    context = StageContext(stage_name="fl", data_dir=str(tmp_path), run_id="r1", backend=backend)
+    options = FederatedTrainOptions(partition={"by": "country"}, rounds=1, min_fit_clients=3)
+    FederatedTrainStage().run(context, {"data": data}, options)
+    assert backend.calls == ["federation"]
+
+
+def test_stage_on_a_backend_without_client_workers_names_the_capability(tmp_path: Path) -> None:
+    from raypipe.errors import RuntimeUnavailableError
+
+    class _TasksOnly:
+        name = "tasks-only"
+        parallelism = 1
+
+    url = str(tmp_path / "in/data")
+    data = DatasetInput(url, write_dataset(url, _table()))
+    context = StageContext("fl", str(tmp_path), "r1", backend=_TasksOnly())  # type: ignore[arg-type]
+    options = FederatedTrainOptions(partition={"by": "country"}, rounds=1, min_fit_clients=3)
+    with pytest.raises(RuntimeUnavailableError, match=r"Stage `fl` needs FederationBackend"):
+        FederatedTrainStage().run(context, {"data": data}, options)

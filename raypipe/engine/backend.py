@@ -3,8 +3,9 @@
 :class:`RayBackend` is the :class:`~raypipe.engine.tasks.RayExecutor` of a started
 :class:`~raypipe.engine.runtime.RayRuntime` plus every capability a stage may ask for (see
 :mod:`raypipe.stages.backend`): trial actors (``raypipe.training.search.TrialBackend``), Ray Tune
-(``TuneBackend``), federated client actors (``raypipe.federated.backend.FederationBackend``) and
-the warm scoring pool (``raypipe.inference.pool.ScoringBackend``). Each factory is called on a
+(``TuneBackend``), federated client actors (``raypipe.federated.backend.FederationBackend``),
+the warm scoring pool (``raypipe.inference.pool.ScoringBackend``) and Ray Serve services
+(``raypipe.serving.backend.ServingBackend``). Each factory is called on a
 backend that holds a started runtime, so none of them looks at global Ray state to decide how to
 run. :mod:`raypipe.engine.inline` is the in-process twin (``--inline`` and unit tests).
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from raypipe.inference.ledger import UnitOutcome
     from raypipe.inference.planning import ScoringJob, ScoringUnit
     from raypipe.inference.pool import PoolShape
+    from raypipe.serving.spec import ServiceSpec
     from raypipe.training.search import TrialRunner
     from raypipe.training.trial import TrialData
 
@@ -147,6 +149,11 @@ class RayBackend(RayExecutor):
         from raypipe.engine.federation import RayFederation
 
         return RayFederation(shards, num_cpus=num_cpus, failures=failures)
+
+    def deploy_service(self, spec: ServiceSpec) -> None:
+        from raypipe.engine.serving import deploy
+
+        deploy(spec)
 
     def scoring_pool(self, actors: int | None = None) -> _SharedPool:
         from raypipe.engine.scoring import ActorPoolRunner, pool_shape

@@ -37,11 +37,11 @@ correctness parameters and the assumed fractions of corrupt and dropped clients;
 ``SecAggPlusWorkflow``, raypipe takes ``num_shares`` and ``reconstruction_threshold`` as given
 rather than deriving them. With ``k`` neighbours and threshold ``t``, the secret the server is
 owed for a client rebuilds while ``t`` of its holders (its ``k`` neighbours, and itself while it
-survives) answer, and fewer than ``t`` holders colluding with the server learn nothing of it. Per client and round: two X25519 key
-generations, ``2 k`` X25519 agreements (one per neighbour for the share channel, one for the
-pairwise mask; both are needed -- a dropped client's mask key is revealed, its channel key must
-not be), one Shamir pass for both secrets, ``k + 1`` ChaCha20 streams. The agreements dominate;
-everything else is kept to one library call per pair.
+survives) answer, and fewer than ``t`` holders colluding with the server learn nothing of it.
+Per client and round: two X25519 key generations, ``2 k`` X25519 agreements (one per neighbour for
+the share channel, one for the pairwise mask; both are needed -- a dropped client's mask key is
+revealed, its channel key must not be), one Shamir pass for both secrets, ``k + 1`` ChaCha20
+streams. The agreements dominate; everything else is kept to one library call per pair.
 """
 
 from __future__ import annotations

@@ -3,7 +3,8 @@
 One function, :func:`auth_token_for`, finds the token (Ray's own loader and precedence:
 ``RAY_AUTH_TOKEN``, then the file at ``RAY_AUTH_TOKEN_PATH``, then ``~/.ray/auth_token``) and
 refuses to send it where it would travel in clear text to another machine: over ``http://`` or
-plain gRPC (no ``RAY_USE_TLS=1``) it goes only to a loopback address (a tunnel: ``ray dashboard``,
+plain gRPC (no ``RAY_USE_TLS=1``) it goes only to this machine (loopback or one of its own
+interface addresses, where a local node listens) or through a tunnel (``ray dashboard``,
 ``kubectl port-forward``, ``ssh -L``), unless the user opts in with ``--allow-insecure-token``.
 
 Ray itself sends the token to the GCS only when ``RAY_AUTH_MODE=token`` is set, and for an
@@ -25,6 +26,7 @@ __all__ = [
     "check_token_transport",
     "enable_token_mode",
     "is_loopback",
+    "is_this_machine",
     "read_auth_token",
 ]
 
@@ -81,6 +83,24 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def is_this_machine(host: str) -> bool:
+    """Whether ``host`` is loopback or an address of one of this machine's own interfaces.
+
+    Packets to a machine's own address never leave it (the kernel delivers them locally), and
+    a local Ray node listens on the machine's address, not on 127.0.0.1.
+    """
+    if is_loopback(host):
+        return True
+    import psutil  # a dependency of Ray
+
+    host = host.strip("[]").lower()
+    return any(
+        address.address.split("%")[0].lower() == host
+        for addresses in psutil.net_if_addrs().values()
+        for address in addresses
+    )
+
+
 def _scheme_and_host(address: str) -> tuple[str, str]:
     if "://" not in address:  # a GCS address, host:port
         address = f"gcs://{address}"
@@ -100,7 +120,7 @@ def check_token_transport(address: str, *, allow_insecure: bool = False) -> None
     scheme, host = _scheme_and_host(address)
     tls = os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true")
     encrypted = scheme == "https" or (scheme != "http" and tls)
-    if encrypted or is_loopback(host) or allow_insecure:
+    if encrypted or is_this_machine(host) or allow_insecure:
         return
     raise RuntimeUnavailableError(
         f"Refusing to send the Ray auth token in clear text to `{address}`: it is not "

@@ -120,3 +120,20 @@ def test_a_local_ray_and_auto_leave_the_token_to_ray(
     RayRuntime(RuntimeOptions(num_cpus=1)).start()
     RayRuntime(RuntimeOptions(address="auto")).start()
     assert [call["auth_mode"] for call in ray_init] == [None, None]
+
+
+def test_an_address_of_this_machines_own_interface_is_this_machine() -> None:
+    """A local Ray node listens on the machine's address (e.g. 192.0.2.2), not on 127.0.0.1."""
+    import psutil
+
+    own = [
+        a.address
+        for addresses in psutil.net_if_addrs().values()
+        for a in addresses
+        if a.family.name == "AF_INET" and not a.address.startswith("127.")
+    ]
+    if not own:
+        pytest.skip("this machine has no non-loopback IPv4 address")
+    auth.check_token_transport(f"{own[0]}:6379")
+    auth.check_token_transport(f"http://{own[0]}:8265")
+    assert not auth.is_this_machine("203.0.113.9")  # TEST-NET-3: never an interface here

@@ -1,28 +1,28 @@
-"""Batch inference: raypipe against a hand-written single process and idiomatic Ray Data.
+"""Batch inference: raypipe (CLI and job) against a hand-written process and Ray Data.
 
 Data: N Parquet files of ``player_id`` int64, ``event_date`` date32 and ``f00..f31`` float32
 (8 latent factors plus noise); an XGBoost ``binary:logistic`` model, 200 trees of depth 6.
 Task: read, ``score`` = probability, write Parquet with ``player_id`` and ``score``.
 
-Variants, on the same files, in one run:
+Each variant runs in its own process, started fresh for every round, and is timed from outside
+as a user would time it (interpreter start, imports, Ray start, actor start and shutdown all
+included); its peak memory is the peak summed PSS of that process and all its descendants (Ray's
+processes included), sampled every 0.25 s:
 
 (a) single  one process: ``pq.read_table`` per file, one F-ordered float32 matrix,
             ``inplace_predict(nthread=CPUs)``, ``pq.write_table``.
-(b) raydata ``read_parquet().select_columns().map_batches(<class holding the booster>,
-            compute=ActorPoolStrategy(size=2), num_cpus=0.5, batch_format="pyarrow",
+(b) raydata ``ray.init``, then ``read_parquet().select_columns().map_batches(<class holding the
+            booster>, compute=ActorPoolStrategy(size=2), num_cpus=0.5, batch_format="pyarrow",
             batch_size=65536).write_parquet()`` (``num_cpus=0.5``: the 2-CPU hang fix).
-(c) raypipe ``run_batch_inference`` with the actor pool, on the already running Ray. One
-            :class:`~raypipe.engine.scoring.ActorPoolRunner` serves all of (c)'s runs, as in a
-            driver that scores several inputs: its actor starts in the first run; every run
-            loads the model again (its load is timed).
+(c) cli     ``raypipe infer --model M --input IN --output OUT --id-columns player_id``.
+(d) job     ``raypipe run job.yaml --force score``: the ``inference.score`` stage through the
+            driver, on the backend's warm actor pool; its input is an ``ingest`` stage committed
+            once before the rounds (cached in every timed run).
 
-(a) runs once before Ray starts (its peak memory). Then Ray starts once (not timed); (c) runs once
-on 1x to start its actor (reported apart as the cold start: process start, imports, model load),
-then timed rounds alternate (a) and (c) (the machine is shared: alternation spreads other users'
-load over both); then (c)'s actor ends, and (b) warms and runs its rounds. Outputs are checked
-equal. Peak memory is the peak of the summed PSS of this process and all its descendants (Ray's
-processes included), sampled every 0.25 s. Data runs at 1x and 4x (``--quick`` runs (b) on 1x only:
-it is slow).
+Start-up: (a) and (c) on one file of 1,000 rows, where the fixed cost is everything
+(``startup_s``). Rounds alternate the variants (the machine is shared: alternation spreads other
+users' load over all). Outputs are checked equal to (a)'s. Data runs at 1x and 4x (``--quick``:
+small sizes, and (b) on 1x only: it is slow).
 
 Usage::
 
@@ -36,18 +36,20 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
-from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 FEATURES = [f"f{i:02d}" for i in range(32)]
+RAYPIPE = [sys.executable, "-m", "raypipe.cli.main"]
+VARIANTS = ("single", "raydata", "cli", "job")
 
 
 # ----------------------------------------------------------------------------- data and model
@@ -126,30 +128,6 @@ def tree_pss_bytes(root: int) -> int:
     return total
 
 
-class PeakSampler:
-    """Samples the process tree's memory in a thread; ``peak`` in bytes."""
-
-    def __init__(self, interval: float = 0.1) -> None:
-        self.interval = interval
-        self.peak = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, tree_pss_bytes(os.getpid()))
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> PeakSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, tree_pss_bytes(os.getpid()))
-
-
 # ----------------------------------------------------------------------------- variants
 def run_single(model_path: Path, inputs: Path, output: Path) -> None:
     import xgboost as xgb
@@ -197,23 +175,8 @@ def run_raydata(model_path: Path, inputs: Path, output: Path) -> None:
     ).write_parquet(str(output))
 
 
-def run_raypipe(model_path: Path, inputs: Path, output: Path, runner: Any) -> object:
-    from raypipe.inference import InferenceSpec, read_model, run_batch_inference
-
-    shape = runner.shape
-    spec = InferenceSpec(input_url=str(inputs), output_url=str(output), id_columns=("player_id",))
-    return run_batch_inference(
-        read_model(str(model_path)),
-        spec,
-        runner,
-        workers=shape.actors,
-        threads_per_worker=shape.threads,
-        cluster_cpus=os.cpu_count() or 1,
-    )
-
-
 def read_scores(output: Path, variant: str) -> pa.Table:
-    if variant == "raypipe":
+    if variant in ("cli", "job"):
         from raypipe.io.dataset import read_dataset
 
         table = read_dataset(str(output), columns=["player_id", "score"])
@@ -223,103 +186,173 @@ def read_scores(output: Path, variant: str) -> pa.Table:
     return table.sort_by("player_id")
 
 
+# ----------------------------------------------------------------------------- one process each
+def child(variant: str, model: Path, inputs: Path, output: Path) -> None:
+    """Run ``single`` or ``raydata`` in this (fresh) process."""
+    if variant == "single":
+        run_single(model, inputs, output)
+        return
+    import ray
+
+    ray.init(num_cpus=os.cpu_count() or 2, include_dashboard=False, log_to_driver=False)
+    try:
+        run_raydata(model, inputs, output)
+    finally:
+        ray.shutdown()
+
+
+def job_spec(workdir: Path, scale: str, inputs: Path, model: Path) -> Path:
+    """A job: ``ingest`` the scale's files (committed once, then cached), ``score`` them."""
+    spec = workdir / f"job-{scale}.yaml"
+    spec.write_text(
+        json.dumps(
+            {
+                "name": f"bench_{scale}",
+                "data_dir": str(workdir / "job-data"),
+                "stages": {
+                    "raw": {
+                        "uses": "ingest",
+                        "with": {
+                            "source": f"{inputs}/*.parquet",
+                            "format": "parquet",
+                            "infer": True,
+                        },
+                    },
+                    "score": {
+                        "uses": "inference.score",
+                        "inputs": {"data": "raw.data"},
+                        "with": {"model": str(model), "id_columns": ["player_id"]},
+                    },
+                },
+            }
+        )
+    )
+    return spec
+
+
+def job_output(workdir: Path, scale: str) -> Path:
+    return workdir / "job-data" / "jobs" / f"bench_{scale}" / "datasets" / "score" / "scores"
+
+
+def command(variant: str, model: Path, inputs: Path, output: Path, spec: Path | None) -> list[str]:
+    if variant == "cli":
+        return [*RAYPIPE, "infer", "--model", str(model), "--input", str(inputs),
+                "--output", str(output), "--id-columns", "player_id"]  # fmt: skip
+    if variant == "job":
+        return [*RAYPIPE, "run", str(spec), "--force", "score"]
+    return [sys.executable, __file__, "--child", variant, str(model), str(inputs), str(output)]
+
+
+def timed_process(argv: list[str]) -> tuple[float, int]:
+    """Wall seconds and the peak PSS of the process tree of ``argv``; raises if it fails."""
+    started = time.perf_counter()
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    peak, done = 0, threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, tree_pss_bytes(process.pid))
+            done.wait(0.25)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    output, _ = process.communicate()
+    seconds = time.perf_counter() - started
+    done.set()
+    sampler.join()
+    if process.returncode != 0:
+        raise RuntimeError(f"{argv} failed ({process.returncode}):\n{output.decode()[-3000:]}")
+    return seconds, peak
+
+
 # ----------------------------------------------------------------------------- harness
-def timed(fn) -> tuple[float, int]:  # type: ignore[no-untyped-def]
-    with PeakSampler(interval=0.25) as sampler:
-        started = time.perf_counter()
-        fn()
-        seconds = time.perf_counter() - started
-    return seconds, sampler.peak
-
-
 def main() -> None:
+    if len(sys.argv) == 6 and sys.argv[1] == "--child":
+        child(sys.argv[2], Path(sys.argv[3]), Path(sys.argv[4]), Path(sys.argv[5]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small data, one round")
     parser.add_argument("--json", type=Path, help="write the results here")
     parser.add_argument("--rounds", type=int, default=None)
-    parser.add_argument("--actors", type=int, default=None, help="raypipe actors (default 1/node)")
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
     files, rows, trees = (4, 50_000, 200) if args.quick else (16, 250_000, 200)
     rounds = args.rounds or (1 if args.quick else 3)
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="raypipe-bench-infer-"))
+    workdir.mkdir(parents=True, exist_ok=True)
     model_path = workdir / "model.ubj"
     make_model(model_path, trees)
     scales = {"1x": files, "4x": 4 * files}
     sizes = {
         scale: make_data(workdir / f"in-{scale}", count, rows) for scale, count in scales.items()
     }
-    results: dict[str, dict[str, list[tuple[float, int]]]] = {s: {} for s in scales}
+    make_data(workdir / "in-tiny", 1, 1_000)
 
     def out(name: str) -> Path:
         path = workdir / "out" / name
         shutil.rmtree(path, ignore_errors=True)
         return path
 
-    single_peak: dict[str, int] = {}
-    for scale in scales:  # (a) once before Ray exists: its memory is its own process tree
-        single_peak[scale] = timed(
-            partial(run_single, model_path, workdir / f"in-{scale}", out(f"a-{scale}"))
-        )[1]
+    specs = {s: job_spec(workdir, s, workdir / f"in-{s}", model_path) for s in scales}
+    for spec in specs.values():  # commits `raw` once: later runs find it cached
+        subprocess.run([*RAYPIPE, "run", str(spec)], check=True, capture_output=True)
+    startup = {
+        variant: statistics.median(
+            timed_process(command(variant, model_path, workdir / "in-tiny", out(f"t-{variant}"),
+                                  None))[0]
+            for _ in range(rounds)
+        )
+        for variant in ("single", "cli")
+    }  # fmt: skip
+    results: dict[str, dict[str, list[tuple[float, int]]]] = {s: {} for s in scales}
+    for scale in scales:
+        variants = [v for v in VARIANTS if v != "raydata" or scale == "1x" or not args.quick]
+        for _ in range(rounds):
+            for variant in variants:
+                argv = command(
+                    variant, model_path, workdir / f"in-{scale}", out(f"{variant}-{scale}"),
+                    specs[scale],
+                )  # fmt: skip
+                results[scale].setdefault(variant, []).append(timed_process(argv))
+        reference = read_scores(workdir / "out" / f"single-{scale}", "single")
+        for variant in variants[1:]:
+            where = job_output(workdir, scale) if variant == "job" else workdir / "out"
+            other = read_scores(where if variant == "job" else where / f"{variant}-{scale}",
+                                variant)  # fmt: skip
+            assert other["player_id"].equals(reference["player_id"]), f"{variant} ids differ"
+            np.testing.assert_allclose(
+                other["score"].to_numpy(), reference["score"].to_numpy(), rtol=1e-6
+            )
+    summary = report(results, scales, rows, sizes, trees, rounds, startup)
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "rows": files * rows,
+                    "single_s": summary["1x_single"]["s"],
+                    "raydata_s": summary["1x_raydata"]["s"],
+                    "raypipe_s": summary["1x_cli"]["s"],
+                    "job_s": summary["1x_job"]["s"],
+                    "raypipe_peak_mib": max(summary[f"{s}_{v}"]["peak_mib"]
+                                            for s in scales for v in ("cli", "job")),
+                    "startup_s": startup,
+                    "quick": args.quick,
+                    "detail": summary,
+                },
+                indent=2,
+            )
+        )  # fmt: skip
+    if args.workdir is None:
+        shutil.rmtree(workdir, ignore_errors=True)
 
-    from raypipe.engine.runtime import RayRuntime, RuntimeOptions
-    from raypipe.engine.scoring import ActorPoolRunner, pool_shape
 
-    with RayRuntime(RuntimeOptions(num_cpus=os.cpu_count() or 2)):
-        idle = tree_pss_bytes(os.getpid())
-        advice: list[str] = []
-        runner = ActorPoolRunner(pool_shape(args.actors))
-        # The first run of each on 1x is reported apart as its cold start: worker processes
-        # import xgboost and pyarrow once (seconds on this machine). (c) runs all its rounds
-        # before (b) starts, so Ray Data's idle worker processes do not count in (c)'s memory.
-        cold = {
-            "raypipe": timed(
-                lambda: run_raypipe(model_path, workdir / "in-1x", out("c-cold"), runner)
-            )[0]
-        }
-        for scale in scales:
-            for _ in range(rounds):  # all (c) first: Ray Data's idle workers would inflate it
-                # (a) and (c) alternate so that load from other users of the machine hits both
-                single_s = timed(
-                    partial(run_single, model_path, workdir / f"in-{scale}", out(f"a-{scale}"))
-                )[0]
-                results[scale].setdefault("single", []).append((single_s, single_peak[scale]))
-                holder: list[object] = []
-                run = partial(
-                    run_raypipe,
-                    model_path,
-                    workdir / f"in-{scale}",
-                    out(f"c-{scale}"),
-                    runner,
-                )
-                seconds = timed(lambda run=run, holder=holder: holder.append(run()))
-                results[scale].setdefault("raypipe", []).append(seconds)
-                advice = list(holder[0].advice)  # type: ignore[attr-defined]
-        runner.close()  # its actor reserves a CPU that Ray Data's actors need
-        cold["raydata"] = timed(lambda: run_raydata(model_path, workdir / "in-1x", out("b-cold")))[
-            0
-        ]
-        raydata_scales = ["1x"] if args.quick else list(scales)  # (b) is slow: 1x only if quick
-        for scale in raydata_scales:
-            for _ in range(rounds):
-                seconds = timed(
-                    partial(run_raydata, model_path, workdir / f"in-{scale}", out(f"b-{scale}"))
-                )
-                results[scale].setdefault("raydata", []).append(seconds)
-        for scale in scales:
-            reference = read_scores(workdir / "out" / f"a-{scale}", "single")
-            for variant, letter in (("raydata", "b"), ("raypipe", "c")):
-                if variant not in results[scale]:
-                    continue
-                other = read_scores(workdir / "out" / f"{letter}-{scale}", variant)
-                assert other["player_id"].equals(reference["player_id"]), f"{variant} ids differ"
-                np.testing.assert_allclose(
-                    other["score"].to_numpy(), reference["score"].to_numpy(), rtol=1e-6
-                )
+def report(results, scales, rows, sizes, trees, rounds, startup):  # type: ignore[no-untyped-def]
+    """Print the table; return the medians by ``<scale>_<variant>``."""
     summary = {}
     print(
-        f"\nbatch inference: {files}x{rows:,} rows (1x) and 4x, {trees} trees, "
-        f"{rounds} round(s), {os.cpu_count()} CPUs; idle Ray tree PSS {idle / 2**20:.0f} MiB"
+        f"\nbatch inference: {scales['1x']}x{rows:,} rows (1x) and 4x, {trees} trees, "
+        f"{rounds} round(s), {os.cpu_count()} CPUs; every run a fresh process, start-up included"
     )
     print(
         f"{'scale':<5} {'variant':<8} {'median s':>9} {'rows/s':>12} {'MB/s':>8} "
@@ -328,7 +361,7 @@ def main() -> None:
     for scale, count in scales.items():
         total_rows = count * rows
         single_s = statistics.median(s for s, _ in results[scale]["single"])
-        for variant in ("single", "raydata", "raypipe"):
+        for variant in VARIANTS:
             if variant not in results[scale]:
                 print(f"{scale:<5} {variant:<8} {'(not run in --quick)':>30}")
                 continue
@@ -343,39 +376,23 @@ def main() -> None:
                 f"{scale:<5} {variant:<8} {seconds:>9.2f} {total_rows / seconds:>12,.0f} "
                 f"{sizes[scale] / seconds / 1e6:>8.1f} {peak:>9.0f} {single_s / seconds:>9.2f}x"
             )
-    ratio_single = summary["1x_single"]["s"] / summary["1x_raypipe"]["s"]
-    ratio_raydata = summary["1x_raydata"]["s"] / summary["1x_raypipe"]["s"]
-    memory_growth = summary["4x_raypipe"]["peak_mib"] / summary["1x_raypipe"]["peak_mib"]
-    print(
-        f"raypipe vs single {ratio_single:.2f}x (target >= 0.9), vs Ray Data "
-        f"{ratio_raydata:.2f}x (target >= 2), peak 4x/1x {memory_growth:.2f} (target <= 1.2)"
-    )
-    print(
-        f"first run on a fresh Ray (worker imports included), 1x: raypipe "
-        f"{cold['raypipe']:.2f} s, Ray Data {cold['raydata']:.2f} s"
-    )
-    for line in advice:
-        print(f"raypipe advice: {line}")
-    if args.json:
-        args.json.write_text(
-            json.dumps(
-                {
-                    "rows": files * rows,
-                    "single_s": summary["1x_single"]["s"],
-                    "raydata_s": summary["1x_raydata"]["s"],
-                    "raypipe_s": summary["1x_raypipe"]["s"],
-                    "raypipe_peak_mib": summary["1x_raypipe"]["peak_mib"],
-                    "raypipe_peak_growth_4x": memory_growth,
-                    "idle_ray_pss_mib": idle / 2**20,
-                    "cold_first_run_s": cold,
-                    "quick": args.quick,
-                    "detail": summary,
-                },
-                indent=2,
-            )
+    for scale in scales:
+        single = summary[f"{scale}_single"]["s"]
+        line = ", ".join(
+            f"{v} {single / summary[f'{scale}_{v}']['s']:.2f}x" for v in ("cli", "job")
         )
-    if args.workdir is None:
-        shutil.rmtree(workdir, ignore_errors=True)
+        raydata = summary.get(f"{scale}_raydata")
+        vs_raydata = (
+            f"; cli vs Ray Data {raydata['s'] / summary[f'{scale}_cli']['s']:.2f}x (target >= 2)"
+            if raydata
+            else ""
+        )
+        print(f"{scale}: raypipe vs single: {line} (target >= 0.9){vs_raydata}")
+    print(
+        f"start-up (1,000 rows): single {startup['single']:.2f} s, raypipe infer "
+        f"{startup['cli']:.2f} s (target <= 2 s)"
+    )
+    return summary
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 For each seed: generate the churn telemetry (:mod:`raypipe.synth`), build the training set with the
 default feature views exactly as ``features.training_set`` does (:mod:`raypipe.features.build`,
-in-process through :class:`~raypipe.engine.inline.InlineExecutor`, no Ray), train XGBoost (hist,
+in-process through :class:`~raypipe.engine.inline.InlineBackend`, no Ray), train XGBoost (hist,
 depth 4, lr 0.05, early stopping on a validation split) on a stratified 80/20 split, and compare
 its test AUC with the Bayes AUC: the AUC of the generator's exact ``churn_probability`` on the same
 test rows, the best any model can reach. Issue 4 point 7 asks for ``test_auc >= 0.97 * bayes_auc``.
@@ -29,7 +29,7 @@ import xgboost as xgb
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import train_test_split
 
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.features.generated import LABEL_COLUMNS, generated_training_set
 from raypipe.synth.config import TelemetryConfig
 from raypipe.synth.generate import run_generate
@@ -55,7 +55,7 @@ class SeedResult:
 
 def build_training_set(config: TelemetryConfig, base: str) -> tuple[pl.DataFrame, float, float]:
     """Generate the telemetry under ``base`` and build the training set as the stage does."""
-    executor = InlineExecutor()
+    executor = InlineBackend()
     started = time.perf_counter()
     run_generate(config, base, executor)
     generated = time.perf_counter()

@@ -52,7 +52,7 @@ def generate_months(root: str, months: int, players: int, drift_month: int, seed
     ``drift_month`` (1-based) on, every day of the month's history carries :data:`DRIFT`."""
     import polars as pl
 
-    from raypipe.engine.inline import InlineExecutor
+    from raypipe.engine.inline import InlineBackend
     from raypipe.features.generated import generated_training_set
     from raypipe.synth.config import DriftConfig, TelemetryConfig
     from raypipe.synth.generate import run_generate
@@ -66,8 +66,8 @@ def generate_months(root: str, months: int, players: int, drift_month: int, seed
             players=players, days=MONTH_DAYS, seed=seed + index, cutoff=cutoff, drift=drift
         )
         base = f"{root}/m{index + 1}"
-        run_generate(config, base, InlineExecutor())
-        frame = generated_training_set(base, InlineExecutor())
+        run_generate(config, base, InlineBackend())
+        frame = generated_training_set(base, InlineBackend())
         table = frame.drop(["cutoff"]).with_columns(pl.col("churned").cast(pl.Int64)).to_arrow()
         start = dt.datetime.combine(cutoff, dt.time(), tzinfo=dt.timezone.utc)
         periods.append(Period(f"m{index + 1}", start, table))

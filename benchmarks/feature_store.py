@@ -107,7 +107,7 @@ def run_raypipe(work: Path, parquet: Path, redis_port: int, sample: list[int], r
     import pyarrow.parquet as pq
 
     sys.path.insert(0, str(ROOT))
-    from raypipe.engine.inline import InlineExecutor
+    from raypipe.engine.inline import InlineBackend
     from raypipe.features.store.materialize import materialize
     from raypipe.features.store.online import StoreConfig, open_store
     from raypipe.features.store.registry import ServedView
@@ -129,7 +129,7 @@ def run_raypipe(work: Path, parquet: Path, redis_port: int, sample: list[int], r
             view,
             source,
             config,
-            InlineExecutor(),
+            InlineBackend(),
             partitions=1,
             chunk=dt.timedelta(days=365),
         )

@@ -67,7 +67,7 @@ def run_application(
     application: str, players: int | None, quick: bool, runtime: Any, data_dir: str
 ) -> dict[str, Any]:
     from raypipe.driver import run_job
-    from raypipe.engine.tasks import RayExecutor
+    from raypipe.engine.backend import RayBackend
     from raypipe.spec import load_job
 
     job_file, stage, player_keys, extras = APPLICATIONS[application]
@@ -76,9 +76,7 @@ def run_application(
         overrides += QUICK_EXTRAS.get(application, [])
     job = load_job(ROOT / "jobs" / job_file, overrides=overrides, data_dir=data_dir)
     started = time.perf_counter()
-    record = run_job(
-        job, make_executor=lambda progress, cancel: RayExecutor(runtime, progress, cancel)
-    )
+    record = run_job(job, backend=RayBackend(runtime))
     seconds = time.perf_counter() - started
     failed = record.failed_stages
     if failed:

@@ -30,8 +30,11 @@ def ray_runtime() -> Iterator[object]:
 
 
 @pytest.fixture
-def ray_executor(ray_runtime: object) -> object:
-    """A fresh Ray-backed executor (node ids and progress are per executor)."""
-    from raypipe.engine.tasks import RayExecutor
+def ray_executor(ray_runtime: object) -> Iterator[object]:
+    """A fresh Ray backend, whose ``map`` is the Ray executor (node ids and progress are its own);
+    its warm pools end with the test."""
+    from raypipe.engine.backend import RayBackend
 
-    return RayExecutor(ray_runtime)  # type: ignore[arg-type]
+    backend = RayBackend(ray_runtime)  # type: ignore[arg-type]
+    yield backend
+    backend.close()

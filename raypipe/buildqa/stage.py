@@ -100,7 +100,7 @@ def explained(findings: list[Finding]) -> list[dict[str, Any]]:
     return [{"rank": index + 1, **row} for index, row in enumerate(rows)]
 
 
-class BuildQaStage(Stage):
+class BuildQaStage(Stage[BuildQaOptions]):
     """Detect, explain and rank the regressions of every build."""
 
     kind = "buildqa.detect"
@@ -110,7 +110,7 @@ class BuildQaStage(Stage):
     outputs: ClassVar[tuple[str, ...]] = ("findings",)
 
     def run(
-        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: Any
+        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: BuildQaOptions
     ) -> StageResult:
         from raypipe.io.dataset import read_dataset, write_dataset
 

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from raypipe.cli.monitor import AddressOption, InProcessOption, executor_for
+from raypipe.cli.options import AddressOption, InlineOption, open_backend
 
 __all__ = ["register"]
 
@@ -48,7 +48,7 @@ def check(
         typer.Option("--json", help="Write the per-rule results as JSON."),
     ] = None,
     address: AddressOption = None,
-    in_process: InProcessOption = False,
+    inline: InlineOption = False,
 ) -> None:
     """Check DATA against RULES; exit 3 when a rule with policy `fail` does not pass."""
     from raypipe.errors import DataError, SpecError
@@ -56,8 +56,8 @@ def check(
     from raypipe.io.sources import open_dataset
     from raypipe.validation.check_stage import describe_failures
     from raypipe.validation.checking import run_check
-    from raypipe.validation.inference import infer_rules
     from raypipe.validation.profiling import run_profile
+    from raypipe.validation.rule_inference import infer_rules
     from raypipe.validation.rules import RuleSetSpec, read_rules, rules_to_yaml
 
     if rules is None and infer_from is None:
@@ -76,7 +76,7 @@ def check(
     chosen = list(read_rules(rules).rules) if rules is not None else []
     datasets = [output for output in (clean, quarantine) if output is not None]
     # Before any work: never mix into a user's folder; one writer per output until the commit.
-    with hold_dataset_leases(datasets), executor_for(address, in_process) as executor:
+    with hold_dataset_leases(datasets), open_backend(address, inline=inline) as executor:
         if infer_from is not None:
             profile = run_profile("reference", infer_from, open_dataset(infer_from), executor)
             chosen += infer_rules(profile)

@@ -12,6 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from raypipe.cli.options import AddressOption, InlineOption, open_backend
+
 __all__ = ["add_commands"]
 
 console = Console()
@@ -150,18 +152,14 @@ def _materialize_cmd(
         Optional[str],  # noqa: UP045
         typer.Option("--webhook-url", help="POST an alert here when the SLA is breached."),
     ] = None,
-    inline: Annotated[bool, typer.Option("--inline", help="Run in this process, no Ray.")] = False,
-    address: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option("--address", help="Ray cluster (`auto`, `ray://host:10001`)."),
-    ] = None,
+    inline: InlineOption = False,
+    address: AddressOption = None,
 ) -> None:
     """Write a view's newest rows since its watermark to the online store.
 
     On an SLA breach: alert, launch the view's recompute job (if configured; once per
     cool-down) and exit 7.
     """
-    from raypipe.cli.features import _executor
     from raypipe.features.store.freshness import FreshnessBreachError, alert, freshness_of
     from raypipe.features.store.materialize import materialize, read_state
     from raypipe.features.store.recompute import trigger_recompute
@@ -170,7 +168,7 @@ def _materialize_cmd(
     root = _data_dir(data_dir)
     view = current_view(root, name)
     store = _store(root, redis_url, sqlite_path)
-    with _executor(inline, address) as executor:
+    with open_backend(address, inline=inline) as executor:
         result = materialize(root, view, view.source, store, executor, end=end, full=full)
     console.print(
         f"[green]materialized[/] `{name}` ({view.version[:12]}): "
@@ -284,11 +282,8 @@ def _stream(
     data_dir: DataDir = None,
     redis_url: RedisUrl = None,
     sqlite_path: SqlitePath = None,
-    inline: Annotated[bool, typer.Option("--inline", help="Run in this process, no Ray.")] = False,
-    address: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option("--address", help="Ray cluster (`auto`, `ray://host:10001`)."),
-    ] = None,
+    inline: InlineOption = False,
+    address: AddressOption = None,
 ) -> None:
     """Process the event files in FOLDER not processed yet; windows go to OUT and online."""
     from raypipe.features.streaming.operator import (

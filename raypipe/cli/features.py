@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from raypipe.cli.options import AddressOption, InlineOption, open_backend
 
 __all__ = ["register"]
 
@@ -23,20 +23,6 @@ group = typer.Typer(
 
 def _split(value: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in (value or "").split(",") if part.strip())
-
-
-@contextlib.contextmanager
-def _executor(inline: bool, address: str | None) -> Iterator[Any]:
-    if inline:
-        from raypipe.engine.inline import InlineExecutor
-
-        yield InlineExecutor()
-        return
-    from raypipe.engine.runtime import RayRuntime, RuntimeOptions
-    from raypipe.engine.tasks import RayExecutor
-
-    with RayRuntime(RuntimeOptions(address=address)) as runtime:
-        yield RayExecutor(runtime)
 
 
 @group.command("check")
@@ -82,11 +68,8 @@ def discover(
         Optional[int],  # noqa: UP045
         typer.Option("--k", help="Features to select (default: half the survivors, <= 30)."),
     ] = None,
-    inline: Annotated[bool, typer.Option("--inline", help="Run in this process, no Ray.")] = False,
-    address: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option("--address", help="Ray cluster (`auto`, `ray://host:10001`)."),
-    ] = None,
+    inline: InlineOption = False,
+    address: AddressOption = None,
 ) -> None:
     """Generate candidate features as of each label's cutoff, select them, write a report."""
     from raypipe.cli.boundary import require_exists, require_writable
@@ -102,7 +85,7 @@ def discover(
     options = DiscoveryOptions(keys=_split(keys), label=label, windows=_split(windows), k=k)
     outputs = [join_url(out, "candidates"), join_url(out, "report")]
     # Refuses a user's folder before any work; one writer per output until the commits.
-    with hold_dataset_leases(outputs), _executor(inline, address) as executor:
+    with hold_dataset_leases(outputs), open_backend(address, inline=inline) as executor:
         result = run_discovery(
             events,
             labels,
@@ -160,7 +143,7 @@ def suggest(
     ] = None,
 ) -> None:
     """Propose feature views (YAML you can paste) from a dataset's schema and a context."""
-    from raypipe.features.discovery import top_values
+    from raypipe.features.candidates import top_values
     from raypipe.features.spec import views_to_yaml
     from raypipe.features.suggest import suggest_views, suggest_views_llm
     from raypipe.io.dataset import scan_dataset

@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from raypipe.cli.options import AddressOption, InlineOption, open_backend
+
 __all__ = ["generate", "register"]
 
 console = Console()
@@ -28,16 +30,12 @@ def generate(
     include_future_days: Annotated[
         int, typer.Option("--include-future-days", help="Days after the cutoff kept in events.")
     ] = 0,
-    address: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option("--address", help="Ray cluster (`auto`, `ray://host:10001`)."),
-    ] = None,
+    address: AddressOption = None,
+    inline: InlineOption = False,
 ) -> None:
     """Generate players, events, churn labels and true churn probabilities into OUT."""
     from pydantic import ValidationError
 
-    from raypipe.engine.runtime import RayRuntime, RuntimeOptions
-    from raypipe.engine.tasks import RayExecutor
     from raypipe.errors import SpecError
     from raypipe.synth.generate import run_generate
     from raypipe.synth.stage import GameTelemetryOptions
@@ -69,9 +67,9 @@ def generate(
 
     for name in TABLES:  # before Ray starts: never mix into a user's folder
         ensure_writable_dataset(join_url(out, name))
-    with RayRuntime(RuntimeOptions(address=address)) as runtime:
+    with open_backend(address, inline=inline) as backend:
         started = time.perf_counter()
-        manifests = run_generate(config, out, RayExecutor(runtime))
+        manifests = run_generate(config, out, backend)
         seconds = time.perf_counter() - started
     for name, manifest in manifests.items():
         console.print(

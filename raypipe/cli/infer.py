@@ -7,13 +7,11 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from raypipe.cli.options import AddressOption, InlineOption, split_list
+
 __all__ = ["infer", "register"]
 
 console = Console()
-
-
-def _split(value: str | None) -> tuple[str, ...]:
-    return tuple(part.strip() for part in (value or "").split(",") if part.strip())
 
 
 def infer(
@@ -45,10 +43,8 @@ def infer(
     target_file_mib: Annotated[
         int, typer.Option("--target-file-mib", help="Output file size to aim at.")
     ] = 128,
-    address: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option("--address", help="Ray cluster (`auto`, `ray://host:10001`)."),
-    ] = None,
+    address: AddressOption = None,
+    inline: InlineOption = False,
     on_bad_file: Annotated[
         str, typer.Option("--on-bad-file", help="`fail` or `quarantine`.")
     ] = "fail",
@@ -77,26 +73,33 @@ def infer(
     ] = False,
 ) -> None:
     """Score every row of INPUT with MODEL into OUTPUT, exactly once, on Ray."""
-    from raypipe.engine.runtime import RayRuntime, RuntimeOptions
-    from raypipe.engine.scoring import ActorPoolRunner, pool_shape
-    from raypipe.inference.batch import run_batch_inference
-    from raypipe.inference.model import read_model
-    from raypipe.inference.planning import InferenceSpec
-    from raypipe.inference.predictor import Predictor
+    from pydantic import ValidationError
 
-    spec = InferenceSpec(
-        input_url=input_url,
-        output_url=output_url,
-        id_columns=_split(id_columns),
-        batch_rows=batch_size,
-        partition_by=_split(partition_by),
-        target_file_bytes=target_file_mib * 1024**2,
-        on_bad_file=on_bad_file,  # type: ignore[arg-type]
-        shap=shap,
-    )
     from raypipe.cli.boundary import require_writable
+    from raypipe.cli.options import open_backend
+    from raypipe.errors import DataError, SpecError
+    from raypipe.inference.model import read_model
+    from raypipe.inference.pool import ScoringBackend, score_on_pool
+    from raypipe.inference.predictor import Predictor
+    from raypipe.inference.stage import ScoreOptions
     from raypipe.io.lease import ensure_writable_dataset
+    from raypipe.stages.backend import require
 
+    try:  # the stage's options model: the same validation, one translation into the spec
+        options = ScoreOptions(
+            id_columns=list(split_list(id_columns)),
+            batch_size=batch_size,
+            partition_by=list(split_list(partition_by)),
+            target_file_mib=target_file_mib,
+            on_bad_file=on_bad_file,  # type: ignore[arg-type]
+            shap=shap,
+        )
+    except ValidationError as exc:
+        raise SpecError(
+            [f"`--{str(e['loc'][0]).replace('_', '-')}`: {e['msg']}" for e in exc.errors()],
+            source="raypipe infer",
+        ) from exc
+    spec = options.to_spec(input_url, output_url, shap=shap)
     require_writable(output_url, "--output")
     ensure_writable_dataset(output_url)  # before Ray starts: never mix into a user's folder
     # Without the flag, RAYPIPE_ALLOW_PICKLE=1 still opts in (None: the environment decides).
@@ -105,8 +108,6 @@ def infer(
     Predictor(blob)
     if not _has_rows(input_url, skip_unreadable=on_bad_file == "quarantine"):
         if not allow_empty:
-            from raypipe.errors import DataError
-
             raise DataError(
                 f"`{input_url}` (`--input`) has no rows; expected at least one row to score",
                 hint="check that the input was written, or pass `--allow-empty` to commit an "
@@ -117,18 +118,10 @@ def infer(
             "output",
             highlight=False,
         )
-    with RayRuntime(RuntimeOptions(address=address)) as runtime:
-        shape = pool_shape(actors)
-        with ActorPoolRunner(shape) as runner:
-            report = run_batch_inference(
-                blob,
-                spec,
-                runner,
-                resume=resume,
-                workers=shape.actors,
-                threads_per_worker=shape.threads,
-                cluster_cpus=runtime.cpus,
-            )
+    with open_backend(address, inline=inline) as backend:
+        # The pool's actors start now, and load their libraries while the input is planned.
+        pool = require(backend, ScoringBackend, stage="infer").scoring_pool(actors)
+        report = score_on_pool(blob, spec, pool, resume=resume)
     if report.already_done:
         console.print(
             f"[green]nothing to do[/]: `{output_url}` already holds this run "

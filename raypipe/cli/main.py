@@ -10,12 +10,13 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from raypipe.cli.boundary import explain
+from raypipe.cli.options import SetOption
 from raypipe.errors import RaypipeError
 
 __all__ = ["app", "main"]
@@ -33,22 +34,17 @@ error_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 #: Modules that add commands with ``register(app)``; one line per area.
 COMMAND_MODULES: tuple[str, ...] = (
-    "raypipe.cli.jobrun",
+    "raypipe.cli.run",
     "raypipe.cli.generate",
     "raypipe.cli.data",
     "raypipe.cli.features",
     "raypipe.cli.monitor",
     "raypipe.cli.models",
     "raypipe.cli.infer",
-    "raypipe.cli.jobs",
+    "raypipe.cli.submit",
     "raypipe.cli.watch",
     "raypipe.cli.serve",
 )
-
-SetOption = Annotated[
-    Optional[list[str]],  # noqa: UP045 - typer needs Optional here
-    typer.Option("--set", help="Override a spec value: `stages.events.with.players=5000`."),
-]
 
 
 @app.command()

@@ -4,47 +4,23 @@ from __future__ import annotations
 
 import json
 import posixpath
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Annotated, Any, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from raypipe.cli.options import AddressOption, InlineOption, open_backend
+
 __all__ = ["register"]
 
 console = Console()
 group = typer.Typer(help="Drift, model monitoring and reports.", no_args_is_help=True)
 
-AddressOption = Annotated[
-    Optional[str],  # noqa: UP045 - typer needs Optional
-    typer.Option("--address", help="Ray cluster (`auto`, `ray://host:10001`)."),
-]
-InProcessOption = Annotated[
-    bool,
-    typer.Option("--in-process", help="Run in this process without Ray (small data only)."),
-]
-
 
 def _split(value: str | None) -> tuple[str, ...] | None:
     parts = tuple(part.strip() for part in (value or "").split(",") if part.strip())
     return parts or None
-
-
-@contextmanager
-def executor_for(address: str | None, in_process: bool) -> Iterator[Any]:
-    """A Ray executor on a local or given cluster, or the in-process one when asked."""
-    if in_process:
-        from raypipe.engine.inline import InlineExecutor
-
-        yield InlineExecutor()
-        return
-    from raypipe.engine.runtime import RayRuntime, RuntimeOptions
-    from raypipe.engine.tasks import RayExecutor
-
-    with RayRuntime(RuntimeOptions(address=address)) as runtime:
-        yield RayExecutor(runtime)
 
 
 @group.command("drift")
@@ -91,7 +67,7 @@ def drift(
         typer.Option("--profile-table", help="Table of --reference-profile to use."),
     ] = None,
     address: AddressOption = None,
-    in_process: InProcessOption = False,
+    inline: InlineOption = False,
 ) -> None:
     """Test every column of CURRENT for drift against REFERENCE; write JSON (and HTML)."""
     from raypipe.io.sources import open_dataset
@@ -142,7 +118,7 @@ def drift(
                 f"`{reference}` is at version {ref_manifest.version[:12]}",
                 hint="profile the reference again, or point --reference at the profiled version",
             )
-    with executor_for(address, in_process) as executor:
+    with open_backend(address, inline=inline) as executor:
         from raypipe.monitoring.drift import drift_columns
 
         tested = drift_columns(ref_manifest.schema, names)
@@ -216,7 +192,7 @@ def report(
         typer.Option("--llm-url", help="OpenAI-compatible endpoint to summarise the causes."),
     ] = None,
     address: AddressOption = None,
-    in_process: InProcessOption = False,
+    inline: InlineOption = False,
 ) -> None:
     """Write the monitoring report of CURRENT against REFERENCE as HTML + JSON."""
     from raypipe.io.sources import open_dataset
@@ -246,7 +222,7 @@ def report(
         groups=list(_split(groups) or ()),
         llm_url=llm_url,
     )
-    with executor_for(address, in_process) as executor:
+    with open_backend(address, inline=inline) as executor:
         built, _ = build_report(inputs, options, executor)
     _write_text(html_path, render_html(built))
     json_path = posixpath.splitext(html_path)[0] + ".json"

@@ -18,6 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from raypipe.cli.options import AddressOption
 from raypipe.errors import RaypipeError, SpecError
 
 __all__ = ["register", "serve"]
@@ -114,10 +115,7 @@ def serve(
         bool,
         typer.Option("--plain-serve", help="Do not set Serve's throughput-optimized flags."),
     ] = False,
-    address: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option("--address", help="Ray cluster (`auto`, `ray://host:10001`)."),
-    ] = None,
+    address: AddressOption = None,
     detach: Annotated[
         bool, typer.Option("--detach", help="With --address: deploy and return.")
     ] = False,

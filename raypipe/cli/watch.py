@@ -99,7 +99,7 @@ class JobRetrainer:
         if self.submit:
             self._submit(overrides)
         else:
-            from raypipe.cli.jobrun import run_spec
+            from raypipe.cli.run import run_spec
             from raypipe.spec import load_job
 
             job = load_job(self.spec, overrides=overrides, data_dir=self.data_dir)
@@ -130,9 +130,10 @@ class JobRetrainer:
 
     def score(self, model: Any, table: pa.Table) -> np.ndarray:
         from raypipe.tracking.models import load_model
+        from raypipe.training.preprocess import predict_table
 
         loaded = load_model(f"models:/{self.model_name}/{model}", tracking_uri=self.tracking_uri)
-        return loaded.predict_table(table)
+        return predict_table(loaded, table)
 
     def _latest(self) -> str | None:
         from raypipe.tracking.store import retrying

@@ -112,7 +112,7 @@ def _simulate_task(
     return writer.write(pa.concat_tables(tables), part=f"{seed}-{shard}"), sums
 
 
-class DifficultyStage(Stage):
+class DifficultyStage(Stage[DifficultyOptions]):
     """Simulate difficulty policies over seeds; retention and spend with confidence intervals."""
 
     kind = "difficulty.simulate"
@@ -121,7 +121,7 @@ class DifficultyStage(Stage):
     outputs: ClassVar[tuple[str, ...]] = ("outcomes", "levels")
 
     def run(
-        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: Any
+        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: DifficultyOptions
     ) -> StageResult:
         from raypipe.errors import SpecError
         from raypipe.io.dataset import DatasetWriter, write_dataset

@@ -1,7 +1,8 @@
 """Run a job's stage DAG: dependency order, independent stages at once, cache, resume, record.
 
 The driver itself does no data work. Each stage runs in a driver thread and sends its heavy work
-to Ray through the executor it is given; stages whose inputs are ready run concurrently.
+to the backend it is given (:mod:`raypipe.stages.backend`; built once by the CLI), bound to the
+stage's progress and the run's cancel token; stages whose inputs are ready run concurrently.
 
 Interrupts: the CLI turns Ctrl-C and SIGTERM into a cancelled :class:`CancelToken`. The driver
 then starts no further stage, running stages stop at their next safe point (executors between
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -29,29 +29,19 @@ from raypipe.errors import DataError, RaypipeError, RunInterruptedError, StageEr
 from raypipe.io.lease import DatasetLease, hold_dataset_leases
 from raypipe.io.manifest import pinned_manifests, read_manifest
 from raypipe.spec.job import Job, JobStage
-from raypipe.stages.base import CancelToken, DatasetInput, Executor, StageContext
+from raypipe.stages.backend import Backend
+from raypipe.stages.base import CancelToken, DatasetInput, StageContext
 
 __all__ = [
-    "ExecutorFactory",
     "JobFailedError",
     "JobInterruptedError",
     "RunObserver",
     "RunOptions",
-    "StageExecutor",
     "run_job",
 ]
 
 logger = logging.getLogger(__name__)
 
-
-class StageExecutor(Executor, Protocol):
-    """An executor that also tells which Ray nodes ran its tasks."""
-
-    node_ids: set[str]
-
-
-ExecutorFactory = Callable[[Callable[[str, int, int], None], CancelToken], StageExecutor]
-"""Builds a stage's executor from its progress callback and the run's cancel token."""
 
 #: How often the run loop wakes to check for an interrupt and to beat.
 TICK_S = 0.25
@@ -135,7 +125,7 @@ class JobInterruptedError(RunInterruptedError):
 def run_job(
     job: Job,
     *,
-    make_executor: ExecutorFactory,
+    backend: Backend,
     driver_node_id: str = "",
     options: RunOptions | None = None,
     observer: RunObserver | None = None,
@@ -145,6 +135,8 @@ def run_job(
 
     Parameters
     ----------
+    backend
+        What the stages run on (each gets :meth:`~raypipe.stages.backend.Backend.for_stage`).
     cancel_token
         Cancelled by the caller (the CLI's signal handler) to stop the run at the next safe
         point.
@@ -162,9 +154,7 @@ def run_job(
     state = DriverState(job.data_dir, job.name, job.storage_options)
     record, lease = _start_record(job, state, options)
     try:
-        runner = _StageRunner(
-            job, state, record, make_executor, driver_node_id, options, observer, token
-        )
+        runner = _StageRunner(job, state, record, backend, driver_node_id, options, observer, token)
         started = time.perf_counter()
         errors = runner.run_all()
         record.seconds = round(record.seconds + time.perf_counter() - started, 3)
@@ -260,7 +250,7 @@ class _StageRunner:
         job: Job,
         state: DriverState,
         record: RunRecord,
-        make_executor: ExecutorFactory,
+        backend: Backend,
         driver_node_id: str,
         options: RunOptions,
         observer: RunObserver,
@@ -269,7 +259,7 @@ class _StageRunner:
         self.job = job
         self.state = state
         self.record = record
-        self.make_executor = make_executor
+        self.backend = backend
         self.driver_node_id = driver_node_id
         self.options = options
         self.observer = observer
@@ -383,7 +373,7 @@ class _StageRunner:
             return cached
         started = time.perf_counter()
         self.token.raise_if_cancelled(f"stage `{stage.name}`")
-        executor = self.make_executor(
+        backend = self.backend.for_stage(
             lambda task, done, total: self.observer.stage_progress(stage.name, task, done, total),
             self.token,
         )
@@ -391,7 +381,7 @@ class _StageRunner:
             stage_name=stage.name,
             data_dir=self.job.data_dir,
             run_id=self.record.run_id,
-            executor=executor,
+            backend=backend,
             storage_options=self.job.storage_options,
             job_name=self.job.name,
             cancel_token=self.token,
@@ -431,7 +421,7 @@ class _StageRunner:
                 )
                 for name, manifest in result.outputs.items()
             },
-            node_ids=sorted(executor.node_ids or {self.driver_node_id} - {""}),
+            node_ids=sorted(backend.node_ids or {self.driver_node_id} - {""}),
             metrics=dict(result.metrics),
         )
         self.state.write_stage_commit(stage_record)

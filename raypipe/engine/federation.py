@@ -38,10 +38,10 @@ from raypipe.federated.clients import (
 )
 from raypipe.federated.models import LocalTrainSpec
 from raypipe.federated.secure_clients import step_payload_for
-from raypipe.federated.simulation import ClientBackend, InlineFederation, failed_reply
+from raypipe.federated.simulation import failed_reply
 from raypipe.federated.xgb_clients import XgbTrainSpec
 
-__all__ = ["RayFederation", "make_federation"]
+__all__ = ["RayFederation"]
 
 logger = logging.getLogger(__name__)
 
@@ -192,11 +192,3 @@ class RayFederation:
         for actor in self._actors:
             ray.kill(actor)
         self._actors = []
-
-
-def make_federation(shards: Sequence[ClientShard], **options: Any) -> ClientBackend:
-    """Ray actors when Ray runs in this process, else an in-process backend."""
-    if ray.is_initialized():
-        return RayFederation(shards, **options)
-    failures = options.get("failures")
-    return InlineFederation([ClientGroup(s, failures, i) for i, s in enumerate(shards)])

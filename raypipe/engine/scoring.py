@@ -28,7 +28,6 @@ import logging
 import math
 import traceback
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import ray
@@ -37,9 +36,10 @@ from ray.exceptions import RayError
 from raypipe.errors import RaypipeError, TaskError
 from raypipe.inference.ledger import UnitOutcome
 from raypipe.inference.planning import ScoringJob, ScoringUnit
+from raypipe.inference.pool import PoolShape
 from raypipe.inference.work import UnitWorker
 
-__all__ = ["ActorPoolRunner", "PoolShape", "pool_shape"]
+__all__ = ["ActorPoolRunner", "pool_shape"]
 
 logger = logging.getLogger(__name__)
 
@@ -47,16 +47,6 @@ logger = logging.getLogger(__name__)
 ACTOR_MAX_RESTARTS = 4
 #: Calls queued per actor beyond those it runs, so it never waits for the driver between units.
 CALLS_QUEUED = 1
-
-
-@dataclass(frozen=True)
-class PoolShape:
-    """How many actors; the threads of each (units scored at once, one XGBoost thread each, or
-    the threads of fewer units); the CPUs each reserves."""
-
-    actors: int
-    threads: int
-    num_cpus: float
 
 
 def pool_shape(actors: int | None = None) -> PoolShape:
@@ -116,22 +106,31 @@ def _picklable(exc: BaseException) -> BaseException | None:
 
 
 class ActorPoolRunner:
-    """A :data:`~raypipe.inference.batch.UnitRunner` backed by a pool of scoring actors.
+    """A :class:`~raypipe.inference.pool.ScoringPool` of scoring actors.
 
-    The actors start with the first run and stay for this runner's next runs (a driver that
-    scores several inputs pays their start-up once: about 5 s of process start, imports and model
-    load on the measured 2-CPU machine); :meth:`close`, the end of a ``with`` block, or dropping
-    the runner ends them. Memory is one process per actor, whatever the rows or the runs.
+    The actors start with :meth:`start` or the first run, and stay for this runner's next runs
+    (a driver that scores several inputs pays their start-up once: about 5 s of process start,
+    imports and model load on the measured 2-CPU machine); :meth:`close`, the end of a ``with``
+    block, or dropping the runner ends them. Memory is one process per actor, whatever the rows
+    or the runs.
 
     Parameters
     ----------
     shape
         Actors, threads and reserved CPUs (see :func:`pool_shape`). Requires a started Ray.
+    cluster_cpus
+        CPUs of the cluster, for the advice (default: the pool's threads).
     """
 
-    def __init__(self, shape: PoolShape) -> None:
+    def __init__(self, shape: PoolShape, *, cluster_cpus: int | None = None) -> None:
         self.shape = shape
+        self.cluster_cpus = cluster_cpus or shape.actors * shape.threads
         self._actors: list[Any] = []
+
+    def start(self) -> None:
+        """Start every actor now, without waiting: their process start and imports overlap
+        whatever the caller does next (reading the model, listing the input files)."""
+        self._pool(self.shape.actors)
 
     def __enter__(self) -> ActorPoolRunner:
         return self

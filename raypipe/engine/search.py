@@ -20,10 +20,9 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError, RayError
 
-from raypipe.training.search import InlineRunner, TrialRunner
 from raypipe.training.trial import TrialData, TrialRequest, TrialResult, TrialWorker
 
-__all__ = ["ActorPoolRunner", "make_trial_runner"]
+__all__ = ["ActorPoolRunner"]
 
 logger = logging.getLogger(__name__)
 
@@ -114,12 +113,3 @@ class ActorPoolRunner:
         self._actors = []
         self._idle = []
         self._data_ref = None
-
-
-def make_trial_runner(
-    data: TrialData, *, actors: int | None = None, threads: int = 1
-) -> TrialRunner:
-    """An actor pool when Ray is running in this process, else an in-process runner."""
-    if ray.is_initialized():
-        return ActorPoolRunner(data, actors=actors, threads=threads)
-    return InlineRunner(TrialWorker(data, nthread=threads))

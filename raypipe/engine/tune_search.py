@@ -48,7 +48,7 @@ from raypipe.training.estimators import xgboost_params
 from raypipe.training.search import SearchResult, SearchSpec
 from raypipe.training.trial import TrialData, TrialRequest, TrialResult, TrialWorker
 
-__all__ = ["TuneSearchEngine", "make_tune_engine"]
+__all__ = ["TuneSearchEngine"]
 
 logger = logging.getLogger(__name__)
 
@@ -432,34 +432,3 @@ def _quiet_console() -> Iterator[None]:
             os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
         else:
             os.environ["RAY_AIR_NEW_OUTPUT"] = previous
-
-
-def make_tune_engine(
-    data: TrialData,
-    *,
-    threads: int = 1,
-    concurrency: int | None = None,
-    grace_rounds: int = 10,
-    storage_path: str | None = None,
-) -> TuneSearchEngine:
-    """A :class:`TuneSearchEngine`; raises if Ray is not running in this process.
-
-    Raises
-    ------
-    RuntimeUnavailableError
-        No Ray runtime: Tune would start its own, which raypipe never does implicitly.
-    """
-    if not ray.is_initialized():
-        from raypipe.errors import RuntimeUnavailableError
-
-        raise RuntimeUnavailableError(
-            "`engine: tune` needs a running Ray runtime, and none is started in this process",
-            hint="run the job with `raypipe run` (it starts Ray), or use `engine: pool`",
-        )
-    return TuneSearchEngine(
-        data,
-        threads=threads,
-        concurrency=concurrency,
-        grace_rounds=grace_rounds,
-        storage_path=storage_path,
-    )

@@ -91,7 +91,7 @@ def evaluate_lists(
     }
 
 
-class RankingEvalStage(Stage):
+class RankingEvalStage(Stage[RankingEvalOptions]):
     """recall@k and NDCG@k of the model's lists, the true-affinity lists and the most popular."""
 
     kind = "evaluate.ranking"
@@ -101,7 +101,7 @@ class RankingEvalStage(Stage):
     outputs: ClassVar[tuple[str, ...]] = ()
 
     def run(
-        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: Any
+        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: RankingEvalOptions
     ) -> StageResult:
         import polars as pl
         import scipy.sparse as sp

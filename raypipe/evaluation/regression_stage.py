@@ -66,7 +66,7 @@ def evaluate_regression(
     return figures
 
 
-class RegressionEvalStage(Stage):
+class RegressionEvalStage(Stage[RegressionEvalOptions]):
     """Score a regression's holdout against the true expectation and a naive baseline."""
 
     kind = "evaluate.regression"
@@ -76,7 +76,10 @@ class RegressionEvalStage(Stage):
     outputs: ClassVar[tuple[str, ...]] = ("calibration",)
 
     def run(
-        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: Any
+        self,
+        context: StageContext,
+        inputs: Mapping[str, DatasetInput],
+        options: RegressionEvalOptions,
     ) -> StageResult:
         from raypipe.errors import DataError
         from raypipe.io.dataset import read_dataset, write_dataset

@@ -23,7 +23,7 @@ import polars as pl
 
 from raypipe.errors import SchemaError
 from raypipe.features.build import FeatureBuild, run_feature_build
-from raypipe.features.discovery import DiscoverySpec, add_entity_terms, candidate_views, top_values
+from raypipe.features.candidates import DiscoverySpec, add_entity_terms, candidate_views, top_values
 from raypipe.features.expressions import compile_expression
 from raypipe.features.report import render_selection_html
 from raypipe.features.selection import FeatureSelector

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from pydantic import Field
 
@@ -39,7 +39,7 @@ class DiscoverOptions(StageOptions):
         return DiscoveryOptions(**values)
 
 
-class DiscoverStage(Stage):
+class DiscoverStage(Stage[DiscoverOptions]):
     """Generate candidate features point in time, select them, and write the report."""
 
     kind = "features.discover"
@@ -49,7 +49,7 @@ class DiscoverStage(Stage):
     outputs: ClassVar[tuple[str, ...]] = ("candidates", "report")
 
     def run(
-        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: Any
+        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: DiscoverOptions
     ) -> StageResult:
         players = inputs.get("players")
         result = run_discovery(

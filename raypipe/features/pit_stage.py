@@ -261,7 +261,7 @@ class PitJoinOptions(StageOptions):
     partitions: int | None = Field(None, ge=1)
 
 
-class PitJoinStage(Stage):
+class PitJoinStage(Stage[PitJoinOptions]):
     """Join a feature table onto entity rows point in time, partitioned by key."""
 
     kind = "features.point_in_time_join"
@@ -270,7 +270,7 @@ class PitJoinStage(Stage):
     outputs: ClassVar[tuple[str, ...]] = ("joined",)
 
     def run(
-        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: Any
+        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: PitJoinOptions
     ) -> StageResult:
         try:
             ttl = parse_window(options.ttl) if options.ttl else None

@@ -18,7 +18,7 @@ Device changes are not simulated by the generator, so there is no device feature
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import polars as pl
 import pyarrow as pa
@@ -132,7 +132,7 @@ class PurchaseTimeOptions(StageOptions):
     """``features.purchase_time`` has no options: the windows are :data:`WINDOWS`."""
 
 
-class PurchaseTimeStage(Stage):
+class PurchaseTimeStage(Stage[PurchaseTimeOptions]):
     """Stage kind ``features.purchase_time``: the fraud training set and its truth.
 
     Outputs ``training_set`` (features, ``is_fraud``, keys) and ``truth`` (``purchase_id``,
@@ -145,7 +145,10 @@ class PurchaseTimeStage(Stage):
     outputs: ClassVar[tuple[str, ...]] = ("training_set", "truth")
 
     def run(
-        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: Any
+        self,
+        context: StageContext,
+        inputs: Mapping[str, DatasetInput],
+        options: PurchaseTimeOptions,
     ) -> StageResult:
         storage = dict(context.storage_options) or None
 

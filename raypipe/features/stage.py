@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 
@@ -79,7 +79,7 @@ def _run(
     stage: str,
     context: StageContext,
     inputs: Mapping[str, DatasetInput],
-    options: Any,
+    options: TrainingSetOptions | ScoringSetOptions,
     entities: str,
     output: str,
     *,
@@ -100,7 +100,9 @@ def _run(
         keys=tuple(options.keys),
         out=DatasetWriter(url, storage_options=storage or None),
         cutoff=cutoff,
-        cutoff_column=getattr(options, "cutoff_column", "cutoff"),
+        cutoff_column=(
+            options.cutoff_column if isinstance(options, TrainingSetOptions) else "cutoff"
+        ),
         entity_columns=entity_columns,
         players_url=players.url if players is not None else None,
         player_columns=tuple(options.player_columns),
@@ -130,7 +132,7 @@ def _run(
     )
 
 
-class TrainingSetStage(Stage):
+class TrainingSetStage(Stage[TrainingSetOptions]):
     """Features of every label row as of its cutoff, with the label: the training set."""
 
     kind = "features.training_set"
@@ -140,7 +142,7 @@ class TrainingSetStage(Stage):
     outputs: ClassVar[tuple[str, ...]] = ("training_set",)
 
     def run(
-        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: Any
+        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: TrainingSetOptions
     ) -> StageResult:
         names = inputs["labels"].manifest.schema.names
         wanted = [*options.keys, options.cutoff_column, *options.label_columns]
@@ -165,7 +167,7 @@ class TrainingSetStage(Stage):
         )
 
 
-class ScoringSetStage(Stage):
+class ScoringSetStage(Stage[ScoringSetOptions]):
     """Features of every entity in ``players`` as of one cutoff: the scoring set."""
 
     kind = "features.scoring_set"
@@ -174,7 +176,7 @@ class ScoringSetStage(Stage):
     outputs: ClassVar[tuple[str, ...]] = ("scoring_set",)
 
     def run(
-        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: Any
+        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: ScoringSetOptions
     ) -> StageResult:
         cutoff = options.cutoff
         if cutoff is None:

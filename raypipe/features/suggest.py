@@ -25,7 +25,7 @@ import polars as pl
 
 from raypipe.errors import RaypipeError, SpecError
 from raypipe.features.asof import compile_view
-from raypipe.features.discovery import slug
+from raypipe.features.candidates import slug
 from raypipe.features.spec import parse_views, views_to_yaml
 from raypipe.features.views import Aggregate, Derived, Feature, FeatureView
 from raypipe.spec.bounded_yaml import parse_bounded_yaml

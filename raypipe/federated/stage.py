@@ -2,10 +2,11 @@
 
 The input table (e.g. ``features.training_set``) is split into a central test set and the
 clients' rows: one client per value of a natural column (``partition.by: country``) or
-``partition.clients`` clients, IID or Dirichlet over the label. Clients live in a few Ray actors
-(:mod:`raypipe.engine.federation`; in-process when Ray is not running), train locally and are
-aggregated by the chosen strategy, optionally with client-level DP, and SecAgg+ between the
-clients and the server or CKKS homomorphic aggregation (either composes with DP).
+``partition.clients`` clients, IID or Dirichlet over the label. Clients live in a few workers
+of the context's backend (Ray actors, :mod:`raypipe.engine.federation`; this process with
+``--inline``), train locally and are aggregated by the chosen strategy, optionally with
+client-level DP, and SecAgg+ between the clients and the server or CKKS homomorphic
+aggregation (either composes with DP).
 ``model: xgboost`` trains federated XGBoost with ``strategy: xgb_bagging`` (every sampled client
 boosts ``num_local_round`` trees on the global booster; the server appends them) or
 ``xgb_cyclic`` (one client per round, the booster passed round-robin), as Flower does.
@@ -28,6 +29,7 @@ import pyarrow as pa
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from raypipe.errors import DataError, SpecError
+from raypipe.federated.backend import FederationBackend
 from raypipe.federated.clients import build_shards
 from raypipe.federated.export import export_model
 from raypipe.federated.models import LocalTrainSpec, init_params
@@ -38,6 +40,7 @@ from raypipe.federated.simulation import FederationSpec, run_federation
 from raypipe.federated.strategies import STRATEGIES, XGB_STRATEGIES
 from raypipe.federated.summary import history_table, summarize
 from raypipe.federated.xgb_clients import XGB_DEFAULTS, XgbTrainSpec
+from raypipe.stages.backend import require
 from raypipe.stages.base import DatasetInput, Stage, StageContext, StageOptions, StageResult
 
 __all__ = ["FederatedTrainOptions", "FederatedTrainStage", "prepare_matrix", "protections_of"]
@@ -216,7 +219,7 @@ def _strategy(options: FederatedTrainOptions) -> Any:
     return strategy
 
 
-class FederatedTrainStage(Stage):
+class FederatedTrainStage(Stage[FederatedTrainOptions]):
     """Federated training of a numpy logistic regression or MLP over simulated clients."""
 
     kind = "federated.train"
@@ -225,7 +228,10 @@ class FederatedTrainStage(Stage):
     outputs: ClassVar[tuple[str, ...]] = ("history", "model")
 
     def run(
-        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: Any
+        self,
+        context: StageContext,
+        inputs: Mapping[str, DatasetInput],
+        options: FederatedTrainOptions,
     ) -> StageResult:
         from raypipe.io.artifacts import write_artifact
         from raypipe.io.dataset import read_dataset, write_dataset
@@ -288,9 +294,8 @@ class FederatedTrainStage(Stage):
         )
         strategy = _strategy(options)
         tracker = _tracker(context, options, names, len(parts)) if options.tracking else None
-        from raypipe.engine.federation import make_federation
-
-        backend = make_federation(shards, num_cpus=options.actor_cpus)
+        federation = require(context.backend, FederationBackend, stage=context.stage_name)
+        backend = federation.federation(shards, num_cpus=options.actor_cpus)
         try:
             result = run_federation(
                 backend,

@@ -6,9 +6,10 @@ model artifact of a ``train.search`` stage, whose file and encoding state are re
 checksums verified; with ``model_alias: champion`` the registry's champion of that same
 registered model is scored instead (the input then orders the stage after training).
 
-Units run as executor tasks (one per CPU, each loading the model once); bad files and the time
-split are reported in the stage's metrics. A stage rerun after a crash resumes from the unit
-markers (their ids include the model and file versions, so nothing stale is reused).
+Units run on the backend's warm scoring pool, the one ``raypipe infer`` uses (on Ray, a few
+long-lived actors that keep the model loaded for every scoring stage of the run); bad files and
+the time split are reported in the stage's metrics. A stage rerun after a crash resumes from the
+unit markers (their ids include the model and file versions, so nothing stale is reused).
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field
 
 from raypipe.errors import ModelError, SpecError
-from raypipe.inference.batch import executor_runner, run_batch_inference
 from raypipe.inference.model import ModelBlob, read_model
 from raypipe.inference.planning import DEFAULT_BATCH_ROWS, InferenceSpec
+from raypipe.inference.pool import ScoringBackend, score_on_pool
+from raypipe.stages.backend import require
 from raypipe.stages.base import DatasetInput, Stage, StageContext, StageOptions, StageResult
 
 __all__ = ["SHAP_NOT_AVAILABLE", "ScoreOptions", "ScoreStage", "read_model_artifact"]
@@ -57,11 +59,33 @@ class ScoreOptions(StageOptions):
         "model (e.g. `champion`) instead of the artifact's own file.",
     )
 
+    def to_spec(
+        self,
+        input_url: str,
+        output_url: str,
+        *,
+        shap: bool,
+        storage_options: Mapping[str, Any] | None = None,
+    ) -> InferenceSpec:
+        """The scoring spec of these options: the one translation, used by the stage and by
+        ``raypipe infer`` (``shap`` resolved: ``auto`` depends on the model)."""
+        return InferenceSpec(
+            input_url=input_url,
+            output_url=output_url,
+            id_columns=tuple(self.id_columns),
+            batch_rows=self.batch_size,
+            partition_by=tuple(self.partition_by),
+            target_file_bytes=self.target_file_mib * 1024**2,
+            on_bad_file=self.on_bad_file,
+            shap=shap,
+            storage_options=dict(storage_options or {}),
+        )
+
 
 SHAP_NOT_AVAILABLE = "not available for this model (XGBoost and linear models have them)"
 
 
-class ScoreStage(Stage):
+class ScoreStage(Stage[ScoreOptions]):
     """Score the ``data`` input; commit ``scores`` (id columns, ``score``, optional SHAP)."""
 
     kind = "inference.score"
@@ -74,32 +98,18 @@ class ScoreStage(Stage):
         self,
         context: StageContext,
         inputs: Mapping[str, DatasetInput],
-        options: Any,
+        options: ScoreOptions,
     ) -> StageResult:
         model = _stage_model(inputs, options, context)
         shap = _wants_shap(model, options.shap, context.stage_name)
-        spec = InferenceSpec(
-            input_url=inputs["data"].url,
-            output_url=context.output_url("scores"),
-            id_columns=tuple(options.id_columns),
-            batch_rows=options.batch_size,
-            partition_by=tuple(options.partition_by),
-            target_file_bytes=options.target_file_mib * 1024**2,
-            on_bad_file=options.on_bad_file,
+        spec = options.to_spec(
+            inputs["data"].url,
+            context.output_url("scores"),
             shap=shap,
-            storage_options=dict(context.storage_options),
+            storage_options=context.storage_options,
         )
-        workers = max(1, int(context.executor.parallelism))
-        runner = executor_runner(context.executor, workers=workers, threads=1)
-        report = run_batch_inference(
-            model,
-            spec,
-            runner,
-            resume=True,
-            workers=workers,
-            threads_per_worker=1,
-            cluster_cpus=workers,
-        )
+        pool = require(context.backend, ScoringBackend, stage=context.stage_name).scoring_pool()
+        report = score_on_pool(model, spec, pool, resume=True)
         for line in report.advice:
             logger.info("%s: %s", context.stage_name, line)
         from raypipe.io.manifest import read_manifest

@@ -15,9 +15,8 @@ import base64
 import io
 import math
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -27,6 +26,9 @@ from raypipe.io.fs import is_local, resolve_fs, write_bytes
 from raypipe.io.hive import partition_dir, restore_value, value_to_text
 from raypipe.io.manifest import DATA_DIR, FileEntry, Manifest, list_versions
 from raypipe.io.sources import locate_dataset
+
+if TYPE_CHECKING:  # polars is imported by scan_dataset only: batch scoring never needs it
+    import polars as pl
 
 __all__ = [
     "DEFAULT_TARGET_FILE_BYTES",
@@ -247,6 +249,8 @@ def scan_dataset(
     version: str | None = None,
 ) -> pl.LazyFrame:
     """A lazy polars frame over a dataset or plain Parquet (partition columns restored)."""
+    import polars as pl
+
     manifest, fs, root, entries = _open(url, None, verify, storage_options, version)
     schema = _project(manifest.schema, columns)
     if not entries:

@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from raypipe.monitoring import stattests as st
 from raypipe.monitoring.stattests import Sample
-from raypipe.validation.profile import column_kind
+from raypipe.validation.stats import column_kind
 
 __all__ = [
     "DEFAULT_DRIFT_SHARE",

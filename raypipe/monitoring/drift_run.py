@@ -30,8 +30,8 @@ from raypipe.monitoring.drift import (
 )
 from raypipe.monitoring.stattests import Sample
 from raypipe.stages.base import Executor
-from raypipe.validation.profile import VALUE_CAP, ColumnProfile, column_kind
 from raypipe.validation.profiling import DatasetProfile, file_groups
+from raypipe.validation.stats import VALUE_CAP, ColumnProfile, column_kind
 
 __all__ = ["profile_counts", "run_drift"]
 

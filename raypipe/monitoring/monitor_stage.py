@@ -234,7 +234,7 @@ def build_report(
     return report, drift
 
 
-class MonitorReportStage(Stage):
+class MonitorReportStage(Stage[MonitorReportOptions]):
     """Monitor a scored period against the reference and commit the report."""
 
     kind = "monitor.report"
@@ -251,7 +251,10 @@ class MonitorReportStage(Stage):
     outputs: ClassVar[tuple[str, ...]] = ("report", "drift")
 
     def run(
-        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: Any
+        self,
+        context: StageContext,
+        inputs: Mapping[str, DatasetInput],
+        options: MonitorReportOptions,
     ) -> StageResult:
         from raypipe.io.dataset import write_dataset
         from raypipe.monitoring.drift import summarize

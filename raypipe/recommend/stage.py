@@ -110,7 +110,7 @@ def _write_online(online: tuple[Any, str, int] | None, schema: pa.Schema, table:
     return write_lists(config, namespace, table, columns, as_of_us)
 
 
-class AlsStage(Stage):
+class AlsStage(Stage[AlsOptions]):
     """Train implicit ALS and write every player's top-k items."""
 
     kind = "recommend.als"
@@ -120,7 +120,7 @@ class AlsStage(Stage):
     outputs: ClassVar[tuple[str, ...]] = ("recommendations", "model")
 
     def run(
-        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: Any
+        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: AlsOptions
     ) -> StageResult:
         from raypipe.io.artifacts import write_artifact
         from raypipe.io.dataset import DatasetWriter, read_dataset

@@ -32,9 +32,11 @@ from pydantic import Field
 from raypipe.errors import ModelError, SpecError
 from raypipe.features.store.online import StoreConfig
 from raypipe.io.dataset import read_dataset, write_dataset
+from raypipe.serving.backend import ServingBackend
 from raypipe.serving.record import ServiceRecord
 from raypipe.serving.scorer import registry_loader
 from raypipe.serving.spec import DEFAULT_PORT, ServiceSpec
+from raypipe.stages.backend import require
 from raypipe.stages.base import DatasetInput, Stage, StageContext, StageOptions, StageResult
 
 __all__ = ["DeployOptions", "DeployStage"]
@@ -62,7 +64,7 @@ class DeployOptions(StageOptions):
     smoke_rows: int = Field(200, ge=1)
 
 
-class DeployStage(Stage):
+class DeployStage(Stage[DeployOptions]):
     """Deploy the job's model on Ray Serve and check it scores like batch."""
 
     kind = "serve.deploy"
@@ -71,7 +73,7 @@ class DeployStage(Stage):
     outputs: ClassVar[tuple[str, ...]] = ("deployment",)
 
     def run(
-        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: Any
+        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: DeployOptions
     ) -> StageResult:
         spec = ServiceSpec(
             name=options.name,
@@ -91,11 +93,10 @@ class DeployStage(Stage):
             replica_cpus=options.replica_cpus,
             reload_interval_s=options.reload_interval_s,
         )
-        # Stages reach Ray only through the engine, imported where the job runs on Ray.
-        from raypipe.engine import serving
-
+        # Checked before any time is counted: an `--inline` run has nothing to host replicas.
+        serving = require(context.backend, ServingBackend, stage=context.stage_name)
         started = time.perf_counter()
-        serving.deploy(spec)
+        serving.deploy_service(spec)
         ServiceRecord(spec.name, spec.url, 0, None, dict(spec.variants)).write(spec.data_dir)
         metrics: dict[str, Any] = {
             "url": spec.url,

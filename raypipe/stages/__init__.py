@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from raypipe.stages.backend import Backend, require
 from raypipe.stages.base import (
     DatasetInput,
     Executor,
@@ -22,6 +23,7 @@ from raypipe.stages.registry import (
 __all__ = [
     "ENTRY_POINT_GROUP",
     "STAGE_KINDS",
+    "Backend",
     "DatasetInput",
     "Executor",
     "Stage",
@@ -32,4 +34,5 @@ __all__ = [
     "installed_kinds",
     "known_kinds",
     "load_stage",
+    "require",
 ]

@@ -1,10 +1,11 @@
 """What a stage is: a kind name, an options model, named inputs and outputs, and a ``run``.
 
-A stage never imports Ray. Heavy work goes through ``context.executor``, which runs plain,
-picklable functions as Ray tasks (or in-process in unit tests). A stage reads its inputs through
-``raypipe.io`` and writes each output with a ``DatasetWriter`` (or an artifact commit) at
-``context.output_url(name)``; the driver publishes the stage's record only after every output is
-committed, so a crash mid-stage leaves nothing half-visible.
+A stage never imports Ray nor the engine. Heavy work goes through ``context.backend``
+(:mod:`raypipe.stages.backend`): its ``map`` runs plain, picklable functions as Ray tasks (or
+in-process in unit tests), and its optional capabilities run trials, searches and scoring pools.
+A stage reads its inputs through ``raypipe.io`` and writes each output with a ``DatasetWriter``
+(or an artifact commit) at ``context.output_url(name)``; the driver publishes the stage's record
+only after every output is committed, so a crash mid-stage leaves nothing half-visible.
 
 Each job owns a folder of ``data_dir``, :func:`job_data_url`: its datasets, stage records and run
 records live there, so two jobs with a stage of the same name never touch each other's outputs.
@@ -17,12 +18,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from raypipe.errors import RunInterruptedError
 from raypipe.io.manifest import Manifest
+
+if TYPE_CHECKING:
+    from raypipe.stages.backend import Backend
 
 __all__ = [
     "CancelToken",
@@ -150,16 +154,22 @@ class StageContext:
     """What the driver hands a running stage.
 
     ``data_dir`` is the shared root (registry, tracking store); ``job_name`` names the job whose
-    folder of ``data_dir`` receives the stage's outputs (see :func:`job_data_url`).
+    folder of ``data_dir`` receives the stage's outputs (see :func:`job_data_url`); ``backend``
+    is what the stage may ask of the engine (:class:`~raypipe.stages.backend.Backend`).
     """
 
     stage_name: str
     data_dir: str
     run_id: str
-    executor: Executor
+    backend: Backend
     storage_options: Mapping[str, Any] = field(default_factory=dict)
     job_name: str = ""
     cancel_token: CancelToken = field(default_factory=CancelToken)
+
+    @property
+    def executor(self) -> Executor:
+        """The backend's parallel map (the backend is an :class:`Executor` plus more)."""
+        return self.backend
 
     def raise_if_cancelled(self) -> None:
         """Stop here if the run was interrupted; call before work that cannot be taken back."""
@@ -184,12 +194,28 @@ class StageResult:
     rows_out: int = 0
 
 
-class Stage:
-    """Base class of stage kinds. Subclasses set the class attributes and implement ``run``.
+OptionsT = TypeVar("OptionsT", bound=StageOptions)
+
+
+class Stage(Generic[OptionsT]):
+    """Base class of stage kinds, generic in the kind's options model. Subclasses set the class
+    attributes and implement ``run``.
 
     ``inputs`` names the inputs the kind requires, ``optional_inputs`` those it may take
     (``accepts_any_inputs`` lifts the limit, e.g. for a profiler of any tables), ``outputs`` the
-    datasets it commits. ``options`` is the pydantic model of its ``with:`` block.
+    datasets it commits. ``options`` is the pydantic model of its ``with:`` block, the same class
+    as the type argument: the spec loader validates the block with it, and ``run`` receives the
+    validated instance.
+
+    Examples
+    --------
+    >>> class EchoOptions(StageOptions):
+    ...     text: str = "hi"
+    >>> class EchoStage(Stage[EchoOptions]):
+    ...     kind = "demo.echo"
+    ...     options = EchoOptions
+    ...     def run(self, context, inputs, options: EchoOptions) -> StageResult:
+    ...         return StageResult(outputs={}, metrics={"text": options.text})
     """
 
     kind: ClassVar[str]
@@ -203,7 +229,7 @@ class Stage:
         self,
         context: StageContext,
         inputs: Mapping[str, DatasetInput],
-        options: Any,
+        options: OptionsT,
     ) -> StageResult:
         raise NotImplementedError
 

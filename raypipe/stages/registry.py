@@ -41,7 +41,7 @@ ENTRY_POINT_GROUP = "raypipe.stages"
 
 STAGE_KINDS: dict[str, str] = {
     "synth.game_telemetry": "raypipe.synth.stage:GameTelemetryStage",
-    "ingest": "raypipe.io.ingest_stage:IngestStage",
+    "ingest": "raypipe.ingest.stage:IngestStage",
     "data.profile": "raypipe.validation.profile_stage:ProfileStage",
     "data.check": "raypipe.validation.check_stage:CheckStage",
     "features.training_set": "raypipe.features.stage:TrainingSetStage",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -241,7 +241,7 @@ class BuildTelemetryOptions(StageOptions):
     shard_players: int = Field(default=20_000, ge=1)
 
 
-class BuildTelemetryStage(Stage):
+class BuildTelemetryStage(Stage[BuildTelemetryOptions]):
     """Generate build telemetry (``telemetry``), the releases (``builds``) and the truth
     (``regressions``)."""
 
@@ -251,7 +251,10 @@ class BuildTelemetryStage(Stage):
     outputs: ClassVar[tuple[str, ...]] = ("telemetry", "builds", "regressions")
 
     def run(
-        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: Any
+        self,
+        context: StageContext,
+        inputs: Mapping[str, DatasetInput],
+        options: BuildTelemetryOptions,
     ) -> StageResult:
         from raypipe.io.dataset import write_dataset
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -196,7 +196,7 @@ class RecommendationDataOptions(StageOptions):
     shard_players: int = Field(default=20_000, ge=1)
 
 
-class RecommendationDataStage(Stage):
+class RecommendationDataStage(Stage[RecommendationDataOptions]):
     """Generate the catalogue, history and future interactions, and the true top items."""
 
     kind = "synth.recommendations"
@@ -205,7 +205,10 @@ class RecommendationDataStage(Stage):
     outputs: ClassVar[tuple[str, ...]] = ("items", *SHARD_TABLES)
 
     def run(
-        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: Any
+        self,
+        context: StageContext,
+        inputs: Mapping[str, DatasetInput],
+        options: RecommendationDataOptions,
     ) -> StageResult:
         from raypipe.io.dataset import write_dataset
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import pyarrow as pa
@@ -174,7 +174,7 @@ class PlayerSpendOptions(StageOptions):
     shard_players: int = Field(default=50_000, ge=1)
 
 
-class PlayerSpendStage(Stage):
+class PlayerSpendStage(Stage[PlayerSpendOptions]):
     """Generate per-player features with next-30-day spend (``players``) and its truth."""
 
     kind = "synth.player_spend"
@@ -183,7 +183,7 @@ class PlayerSpendStage(Stage):
     outputs: ClassVar[tuple[str, ...]] = TABLES
 
     def run(
-        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: Any
+        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: PlayerSpendOptions
     ) -> StageResult:
         from raypipe.io.dataset import read_dataset
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -90,7 +89,7 @@ def bayes_auc(churned: np.ndarray, probability: np.ndarray) -> float | None:
     return float(roc_auc_score(churned, probability))
 
 
-class GameTelemetryStage(Stage):
+class GameTelemetryStage(Stage[GameTelemetryOptions]):
     """Generate players, their event log, churn labels and true churn probabilities."""
 
     kind = "synth.game_telemetry"
@@ -102,7 +101,7 @@ class GameTelemetryStage(Stage):
         self,
         context: StageContext,
         inputs: Mapping[str, DatasetInput],
-        options: Any,
+        options: GameTelemetryOptions,
     ) -> StageResult:
         from raypipe.io.dataset import read_dataset
 

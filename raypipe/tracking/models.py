@@ -32,8 +32,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from raypipe.errors import ModelError
 from raypipe.redaction import redact_text, redact_url
 
@@ -137,19 +135,6 @@ class LoadedModel:
             getattr(model, "feature_names_in_", [])
         )
         return [str(n) for n in names]
-
-    def predict_table(self, table: Any) -> np.ndarray:
-        """Scores of an Arrow table with the raw training columns (categoricals as strings)."""
-        from raypipe.training.preprocess import TablePreprocessor
-
-        if not self.preprocess:
-            raise ModelError(f"`{self.uri}` has no preprocessing state; score a feature matrix")
-        pre = TablePreprocessor.from_dict(self.preprocess)
-        matrix = pre.transform(table, self.preprocess["encoding"]).values
-        model = self.model
-        if self.format.startswith("xgboost"):
-            return np.asarray(model.inplace_predict(matrix, validate_features=False), np.float64)
-        return np.asarray(model.predict(matrix), np.float64)
 
 
 def load_sklearn_model(

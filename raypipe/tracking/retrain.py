@@ -138,7 +138,7 @@ class XGBoostRetrainer:
 
     def _matrix(self, table: pa.Table) -> np.ndarray:
         from raypipe.monitoring.drift import drift_columns
-        from raypipe.validation.profile import column_kind
+        from raypipe.validation.stats import column_kind
 
         if self.features is None:
             self.features = [

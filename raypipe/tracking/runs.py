@@ -64,12 +64,11 @@ def global_tracking_uri(uri: str) -> Iterator[None]:
 
 
 def raypipe_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
+    """raypipe's version, from its one source (``raypipe.__version__``, which the package
+    metadata also reads)."""
+    import raypipe
 
-    try:
-        return version("raypipe")
-    except PackageNotFoundError:
-        return "unknown"
+    return raypipe.__version__
 
 
 def git_commit() -> str:

@@ -8,7 +8,7 @@ runs trials on any :class:`~raypipe.training.search.TrialRunner`; the Ray actor 
 
 from __future__ import annotations
 
-from raypipe.training.job import TrainingReport, TrainingSpec, prepare, run_training
+from raypipe.training.experiment import TrainingReport, TrainingSpec, prepare, run_training
 from raypipe.training.metrics import (
     binary_metrics,
     cost_threshold,

@@ -19,15 +19,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from raypipe.errors import DataError
+from raypipe.errors import DataError, ModelError
 
-__all__ = ["ENCODINGS", "Matrix", "TablePreprocessor"]
+if TYPE_CHECKING:
+    from raypipe.tracking.models import LoadedModel
+
+__all__ = ["ENCODINGS", "Matrix", "TablePreprocessor", "predict_table"]
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +177,19 @@ class TablePreprocessor:
         self.prior_ = float(state.get("prior", 0.0))
         self.train_codes_, self.train_target_, self.n_train_ = {}, {}, -1
         return self
+
+
+def predict_table(loaded: LoadedModel, table: pa.Table) -> np.ndarray:
+    """Scores of a loaded registry model on an Arrow table of raw training columns
+    (categoricals as strings), encoded as in training (``loaded.preprocess``)."""
+    if not loaded.preprocess:
+        raise ModelError(f"`{loaded.uri}` has no preprocessing state; score a feature matrix")
+    pre = TablePreprocessor.from_dict(loaded.preprocess)
+    matrix = pre.transform(table, loaded.preprocess["encoding"]).values
+    model = loaded.model
+    if loaded.format.startswith("xgboost"):
+        return np.asarray(model.inplace_predict(matrix, validate_features=False), np.float64)
+    return np.asarray(model.predict(matrix), np.float64)
 
 
 def _column_kind(dtype: pa.DataType) -> str:

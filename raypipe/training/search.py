@@ -35,17 +35,20 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from raypipe.training.spaces import SpaceSpec
-from raypipe.training.trial import TrialRequest, TrialResult, TrialWorker
+from raypipe.training.trial import TrialData, TrialRequest, TrialResult, TrialWorker
 
 __all__ = [
     "InlineRunner",
     "SearchEngine",
     "SearchResult",
     "SearchSpec",
+    "TrialBackend",
     "TrialRunner",
+    "TuneBackend",
+    "TuneSearch",
     "run_search",
 ]
 
@@ -137,6 +140,40 @@ class SearchEngine(Protocol):
     :mod:`raypipe.engine.tune_search`), instead of :func:`run_search` on a runner."""
 
     def __call__(self, spec: SearchSpec, *, maximize: bool) -> SearchResult: ...
+
+
+class TuneSearch(SearchEngine, TrialRunner, Protocol):
+    """A whole-search engine that also runs the final refits, and ends its work on ``close``."""
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class TrialBackend(Protocol):
+    """Trial runners over data shared by every trial (``train.search``, ``engine: pool``)."""
+
+    def trial_runner(
+        self, data: TrialData, *, actors: int | None = None, threads: int = 1
+    ) -> TrialRunner:
+        """A runner of ``actors`` slots (default: one per ``threads`` CPUs of the cluster);
+        the caller closes it when its ``close`` exists."""
+        ...
+
+
+@runtime_checkable
+class TuneBackend(Protocol):
+    """Ray Tune searches (``train.search`` with ``engine: tune``)."""
+
+    def tune_search(
+        self,
+        data: TrialData,
+        *,
+        threads: int = 1,
+        concurrency: int | None = None,
+        grace_rounds: int = 10,
+    ) -> TuneSearch:
+        """A Tune engine over ``data``; the caller closes it."""
+        ...
 
 
 def _better(a: float, b: float, maximize: bool) -> bool:

@@ -4,10 +4,10 @@ Input ``data``: a table with a label column (``churned`` by default) and feature
 ``truth`` (``player_id``, ``churn_probability``) gives ``bayes_auc``, the AUC of the true
 probabilities on the same test rows. Outputs: ``model`` (an artifact with the model file,
 ``preprocess.json``, ``metrics.json`` and ``report.html``) and ``holdout`` (test rows: ids, label,
-score). With ``engine: pool`` (the default) trials run on a pool of Ray actors
-(:mod:`raypipe.engine.search`) in real runs and in process in unit tests; with ``engine: tune``
-each candidate's search is a Ray Tune experiment (OptunaSearch or random search, ASHA on XGBoost
-rounds; :mod:`raypipe.engine.tune_search`). The driver is the only MLflow writer.
+score). With ``engine: pool`` (the default) trials run on the backend's trial runner (a pool of
+Ray actors in real runs, this process with ``--inline`` and in unit tests); with ``engine: tune``
+each candidate's search is a Ray Tune experiment asked of the backend (OptunaSearch or random
+search, ASHA on XGBoost rounds). The driver is the only MLflow writer.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from raypipe.stages.base import DatasetInput, Stage, StageContext, StageOptions, StageResult
-from raypipe.training.job import (
+from raypipe.training.experiment import (
     LOWER_IS_BETTER,
     TrainingReport,
     TrainingSpec,
@@ -102,7 +102,7 @@ class TrainSearchOptions(StageOptions):
     threads: int = Field(default=1, ge=1)
 
 
-class TrainSearchStage(Stage):
+class TrainSearchStage(Stage[TrainSearchOptions]):
     """Search every candidate, evaluate on one holdout, register the best, gate the champion."""
 
     kind = "train.search"
@@ -112,7 +112,7 @@ class TrainSearchStage(Stage):
     outputs: ClassVar[tuple[str, ...]] = ("model", "holdout")
 
     def run(
-        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: Any
+        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: TrainSearchOptions
     ) -> StageResult:
         from raypipe.io.artifacts import write_artifact
         from raypipe.io.dataset import read_dataset, write_dataset
@@ -126,8 +126,8 @@ class TrainSearchStage(Stage):
         table = read_dataset(inputs["data"].url, storage_options=storage)
         spec = training_spec(table, options)
         prepared = prepare(table, spec)
-        report_progress = getattr(context.executor, "report_progress", None)
-        report = _search(prepared, spec, options, report_progress)
+        report_progress = getattr(context.backend, "report_progress", None)
+        report = _search(context, prepared, spec, options, report_progress)
         context.raise_if_cancelled()  # a search that ran past Ctrl-C must not publish
         if report.best is None or report.best.final is None:
             from raypipe.errors import StageError
@@ -293,15 +293,19 @@ def training_spec(table: pa.Table, options: TrainSearchOptions) -> TrainingSpec:
 
 
 def _search(
+    context: StageContext,
     prepared: Any,
     spec: TrainingSpec,
     options: TrainSearchOptions,
     report_progress: Any = None,
 ) -> TrainingReport:
-    if options.engine == "tune":
-        from raypipe.engine.tune_search import make_tune_engine
+    """Search on the backend's trial actors, or with Ray Tune (``engine: tune``)."""
+    from raypipe.stages.backend import require
+    from raypipe.training.search import TrialBackend, TuneBackend
 
-        engine = make_tune_engine(
+    if options.engine == "tune":
+        tune = require(context.backend, TuneBackend, stage=context.stage_name)
+        engine = tune.tune_search(
             prepared.data,
             threads=options.threads,
             concurrency=options.actors,
@@ -311,9 +315,10 @@ def _search(
             return run_training(prepared, spec, engine, search=engine)
         finally:
             engine.close()
-    from raypipe.engine.search import make_trial_runner
-
-    runner: Any = make_trial_runner(prepared.data, actors=options.actors, threads=options.threads)
+    trials = require(context.backend, TrialBackend, stage=context.stage_name)
+    runner: Any = trials.trial_runner(
+        prepared.data, actors=options.actors, threads=options.threads
+    )
     if report_progress is not None:
         from raypipe.training.progress import ReportingRunner
 
@@ -398,15 +403,18 @@ def _selection_html(report: TrainingReport) -> str:
     )
 
 
-def _champion_scorer(test_table: pa.Table, prepared: Any, options: Any, tracking_uri: str) -> Any:
+def _champion_scorer(
+    test_table: pa.Table, prepared: Any, options: TrainSearchOptions, tracking_uri: str
+) -> Any:
     def score(uri: str) -> float | None:
-        from raypipe.training.job import holdout_metrics
+        from raypipe.training.experiment import holdout_metrics
 
         try:
             from raypipe.tracking.models import load_model
+            from raypipe.training.preprocess import predict_table
 
             loaded = load_model(uri, tracking_uri=tracking_uri)
-            predictions = loaded.predict_table(test_table)
+            predictions = predict_table(loaded, test_table)
             metrics = holdout_metrics(prepared.y_test, predictions, prepared.task, _spec_stub())
             return float(
                 metrics[options.gate.metric or ("roc_auc" if prepared.task == "binary" else "rmse")]
@@ -423,7 +431,11 @@ def _spec_stub() -> Any:
 
 
 def _holdout_table(
-    test_table: pa.Table, options: Any, label: str, y: np.ndarray, scores: np.ndarray
+    test_table: pa.Table,
+    options: TrainSearchOptions,
+    label: str,
+    y: np.ndarray,
+    scores: np.ndarray,
 ) -> pa.Table:
     columns = {c: test_table.column(c) for c in options.id_columns if c in test_table.column_names}
     columns[label] = pa.array(y)

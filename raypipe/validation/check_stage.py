@@ -63,7 +63,7 @@ def _stored_profile(source: DatasetInput, table: str | None, storage: Any) -> An
     return profiles[table]
 
 
-class CheckStage(Stage):
+class CheckStage(Stage[CheckOptions]):
     """Check ``data``; commit passing rows (``data``), quarantined rows and per-rule results."""
 
     kind = "data.check"
@@ -73,12 +73,12 @@ class CheckStage(Stage):
     outputs: ClassVar[tuple[str, ...]] = ("data", "quarantine", "results")
 
     def run(
-        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: Any
+        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: CheckOptions
     ) -> StageResult:
         from raypipe.io.dataset import write_dataset
         from raypipe.validation.checking import run_check
-        from raypipe.validation.inference import infer_rules
         from raypipe.validation.profiling import run_profile
+        from raypipe.validation.rule_inference import infer_rules
 
         storage = dict(context.storage_options) or None
         rules = list(options.rules)

@@ -9,8 +9,8 @@ from typing import Any
 from pydantic import Field
 
 from raypipe.stages.base import DatasetInput, Stage, StageContext, StageOptions, StageResult
-from raypipe.validation.profile import HISTOGRAM_BINS
 from raypipe.validation.profiling import profile_rows, run_profile
+from raypipe.validation.stats import HISTOGRAM_BINS
 
 __all__ = ["ProfileOptions", "ProfileStage"]
 
@@ -27,7 +27,7 @@ class ProfileOptions(StageOptions):
     columns: dict[str, list[str]] = Field(default_factory=dict)
 
 
-class ProfileStage(Stage):
+class ProfileStage(Stage[ProfileOptions]):
     """Profile every input (any input names) into one ``profile`` dataset.
 
     Per (table, column): type, rows, nulls, null fraction, min, max, mean, std, distinct
@@ -45,7 +45,7 @@ class ProfileStage(Stage):
         self,
         context: StageContext,
         inputs: Mapping[str, DatasetInput],
-        options: Any,
+        options: ProfileOptions,
     ) -> StageResult:
         from raypipe.io.dataset import write_dataset
 

@@ -19,7 +19,7 @@ import pyarrow as pa
 from raypipe.io.clustering import balance, clustered_groups
 from raypipe.io.manifest import FileEntry, Manifest
 from raypipe.stages.base import Executor
-from raypipe.validation.profile import (
+from raypipe.validation.stats import (
     HISTOGRAM_BINS,
     ColumnProfile,
     histogram_edges,

@@ -21,7 +21,7 @@ import pytest
 
 from raypipe.driver.record import RunRecord
 from raypipe.driver.state import DriverState
-from raypipe.engine import jobs
+from raypipe.engine import submission as jobs
 from tests.support.cluster import LocalCluster, local_cluster
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(900)]
@@ -133,7 +133,7 @@ def test_churn_job_submitted_through_the_cli_runs_on_both_nodes(
     import raypipe.cli.main as cli_main
 
     present = tuple(m for m in cli_main.COMMAND_MODULES if importlib.util.find_spec(m))
-    wanted = present if "raypipe.cli.jobs" in present else (*present, "raypipe.cli.jobs")
+    wanted = present if "raypipe.cli.submit" in present else (*present, "raypipe.cli.submit")
     monkeypatch.setattr(cli_main, "COMMAND_MODULES", wanted)
     data_dir = tmp_path / "data"
     args = ["submit", str(churn), "--address", two_nodes.dashboard_url, "--data-dir", str(data_dir)]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from raypipe.driver import JobFailedError, RunOptions, StageStatus, run_job
-from raypipe.engine.tasks import RayExecutor
+from raypipe.engine.backend import RayBackend
 from raypipe.errors import TaskError
 from raypipe.spec import load_job
 from tests.support.fake_stages import fake_kinds  # noqa: F401 - fixture
@@ -30,7 +30,7 @@ def test_stages_run_on_ray_and_record_node_ids(ray_runtime, tmp_path: Path) -> N
     job = load_job(spec, env={})
     record = run_job(
         job,
-        make_executor=lambda on_progress, cancel: RayExecutor(ray_runtime, on_progress, cancel),
+        backend=RayBackend(ray_runtime),
         driver_node_id=ray_runtime.driver_node_id,
         options=RunOptions(),
     )
@@ -47,7 +47,7 @@ def test_a_task_failure_fails_the_stage_with_the_workers_error(ray_runtime, tmp_
     with pytest.raises(JobFailedError) as info:
         run_job(
             job,
-            make_executor=lambda on_progress, cancel: RayExecutor(ray_runtime, on_progress, cancel),
+            backend=RayBackend(ray_runtime),
             driver_node_id=ray_runtime.driver_node_id,
         )
     assert isinstance(info.value.first_error, TaskError)

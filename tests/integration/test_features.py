@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.features.stage import TrainingSetOptions, TrainingSetStage
 from raypipe.io.dataset import DatasetWriter, read_dataset
 from raypipe.stages.base import DatasetInput, StageContext
@@ -34,7 +34,7 @@ def _inputs(root: Path, clustered: bool) -> dict[str, DatasetInput]:
 def test_training_set_on_ray_equals_inline(ray_executor, tmp_path: Path, clustered: bool) -> None:
     inputs = _inputs(tmp_path / "in", clustered)
     outputs = []
-    for name, executor in (("ray", ray_executor), ("inline", InlineExecutor())):
+    for name, executor in (("ray", ray_executor), ("inline", InlineBackend())):
         context = StageContext("train", str(tmp_path / name), "run", executor)
         result = TrainingSetStage().run(context, inputs, TrainingSetOptions(partitions=3))
         assert result.metrics["shuffled"] is (not clustered)

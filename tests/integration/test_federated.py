@@ -21,7 +21,8 @@ def _data(n: int = 8000, d: int = 6, seed: int = 0):
 
 
 def test_actors_host_many_clients_and_match_the_in_process_run(ray_runtime) -> None:
-    from raypipe.engine.federation import RayFederation, make_federation
+    from raypipe.engine.backend import RayBackend
+    from raypipe.engine.federation import RayFederation
 
     x, y = _data()
     shards = build_shards(x, y, partition_dirichlet(y, 40, 0.5, seed=1), 2)
@@ -33,7 +34,7 @@ def test_actors_host_many_clients_and_match_the_in_process_run(ray_runtime) -> N
         np.zeros(7),
         test=(x[:1000], y[:1000]),
     )
-    backend = make_federation(shards, num_cpus=0.5)
+    backend = RayBackend(ray_runtime).federation(shards, num_cpus=0.5)
     assert isinstance(backend, RayFederation) and backend.size == 2
     try:
         on_ray = run_federation(backend, FedAvg(), spec, np.zeros(7), test=(x[:1000], y[:1000]))
@@ -68,7 +69,8 @@ def test_a_dead_or_late_actor_leaves_its_clients_out_and_comes_back(ray_runtime)
 
 
 def test_federated_xgboost_on_actors_matches_the_in_process_run(ray_runtime) -> None:
-    from raypipe.engine.federation import RayFederation, make_federation
+    from raypipe.engine.backend import RayBackend
+    from raypipe.engine.federation import RayFederation
     from raypipe.federated.strategies import FedXgbBagging
     from raypipe.federated.xgb_clients import XgbTrainSpec
 
@@ -85,7 +87,7 @@ def test_federated_xgboost_on_actors_matches_the_in_process_run(ray_runtime) -> 
         empty,
         test=(x[:1000], y[:1000]),
     )
-    backend = make_federation(shards, num_cpus=0.5)
+    backend = RayBackend(ray_runtime).federation(shards, num_cpus=0.5)
     assert isinstance(backend, RayFederation)
     try:
         on_ray = run_federation(backend, FedXgbBagging(), spec, empty, test=(x[:1000], y[:1000]))
@@ -98,6 +100,7 @@ def test_federated_xgboost_on_actors_matches_the_in_process_run(ray_runtime) -> 
 
 @pytest.mark.parametrize("protection", ["secagg", "homomorphic"])
 def test_protected_aggregation_between_actors_matches_the_plain_mean(ray_runtime, protection):
+    from raypipe.engine.backend import RayBackend
     from raypipe.engine.federation import RayFederation
     from raypipe.federated.privacy import SecAggConfig
     from raypipe.federated.privacy.homomorphic import HeConfig
@@ -128,7 +131,9 @@ def test_protected_aggregation_between_actors_matches_the_plain_mean(ray_runtime
         plain_spec,
         np.zeros(7),
     )
-    backend = RayFederation(shards)
+    # Through the backend a stage gets: its federation's actors run the SecAgg+ steps.
+    backend = RayBackend(ray_runtime).federation(shards)
+    assert isinstance(backend, RayFederation)
     try:
         secure = run_federation(backend, _Uniform(), secure_spec, np.zeros(7), test=(x, y))
     finally:

@@ -8,11 +8,11 @@ from collections.abc import Iterator
 import pyarrow as pa
 import pytest
 
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.errors import DatasetNotCommittedError
+from raypipe.ingest.stage import IngestOptions, IngestStage
 from raypipe.io.artifacts import read_artifact_file, write_artifact
 from raypipe.io.dataset import DatasetWriter, read_dataset, scan_dataset, write_dataset
-from raypipe.io.ingest_stage import IngestOptions, IngestStage
 from raypipe.io.manifest import read_manifest
 from raypipe.stages.base import StageContext
 
@@ -82,7 +82,7 @@ def test_ingest_from_and_to_s3(s3: MotoS3) -> None:
         stage_name="raw",
         data_dir=f"s3://{BUCKET}/data",
         run_id="r1",
-        executor=InlineExecutor(),
+        backend=InlineBackend(),
         storage_options=s3.storage_options,
     )
     options = IngestOptions.model_validate(

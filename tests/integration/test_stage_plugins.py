@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from raypipe.driver import RunOptions, StageStatus, run_job
-from raypipe.engine.tasks import RayExecutor
+from raypipe.engine.backend import RayBackend
 from raypipe.spec import load_job
 from tests.support.plugin_package import PACKAGE, plugin_package  # noqa: F401 - fixture
 
@@ -49,7 +49,7 @@ def test_installed_stage_kinds_run_on_ray(ray_runtime, tmp_path: Path) -> None:
     job = load_job(spec, env={})
     record = run_job(
         job,
-        make_executor=lambda on_progress, cancel: RayExecutor(ray_runtime, on_progress, cancel),
+        backend=RayBackend(ray_runtime),
         driver_node_id=ray_runtime.driver_node_id,
         options=RunOptions(),
     )

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from raypipe.driver import RunOptions, StageStatus, run_job
-from raypipe.engine.tasks import RayExecutor
+from raypipe.engine.backend import RayBackend
 from raypipe.spec import load_job
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -58,7 +58,7 @@ def test_job_records_quality(
     job = load_job(JOBS / job_file, overrides=overrides, data_dir=str(tmp_path), env={})
     record = run_job(
         job,
-        make_executor=lambda on_progress, cancel: RayExecutor(ray_runtime, on_progress, cancel),
+        backend=RayBackend(ray_runtime),
         driver_node_id=ray_runtime.driver_node_id,
         options=RunOptions(),
     )

@@ -24,10 +24,10 @@ def _data() -> TrialData:
 
 
 @pytest.mark.ray
-def test_actor_pool_runs_a_multi_fidelity_search(ray_runtime: object) -> None:
-    from raypipe.engine.search import ActorPoolRunner, make_trial_runner
+def test_actor_pool_runs_a_multi_fidelity_search(ray_executor: object) -> None:
+    from raypipe.engine.search import ActorPoolRunner
 
-    runner = make_trial_runner(_data(), actors=2)
+    runner = ray_executor.trial_runner(_data(), actors=2)  # type: ignore[attr-defined]
     assert isinstance(runner, ActorPoolRunner) and runner.slots == 2
     try:
         runner.wait_ready()
@@ -95,7 +95,7 @@ def test_train_search_stage_on_ray(ray_executor: object, tmp_path: object) -> No
     data = DatasetInput(str(root / "data"), write_dataset(str(root / "data"), table))
     truth_in = DatasetInput(str(root / "truth"), write_dataset(str(root / "truth"), truth))
     context = StageContext(
-        stage_name="train", data_dir=str(root), run_id="r1", executor=ray_executor
+        stage_name="train", data_dir=str(root), run_id="r1", backend=ray_executor
     )  # type: ignore[arg-type]
     options = TrainSearchOptions(
         model_name="churn",

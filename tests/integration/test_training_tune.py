@@ -19,7 +19,7 @@ def test_train_search_stage_with_tune(ray_executor: object, tmp_path: Path) -> N
     data = DatasetInput(str(tmp_path / "data"), write_dataset(str(tmp_path / "data"), table))
     truth_in = DatasetInput(str(tmp_path / "truth"), write_dataset(str(tmp_path / "truth"), truth))
     context = StageContext(
-        stage_name="train", data_dir=str(tmp_path), run_id="r1", executor=ray_executor
+        stage_name="train", data_dir=str(tmp_path), run_id="r1", backend=ray_executor
     )  # type: ignore[arg-type]
     options = TrainSearchOptions(
         engine="tune",

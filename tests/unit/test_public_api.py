@@ -36,11 +36,11 @@ PUBLIC_DUNDERS = {"__version__"}
 KNOWN_MISMATCHES: dict[str, str] = {
     "raypipe.cli.data": "commands `check`, `group` not exported nor private",
     "raypipe.cli.features": "commands `check`, `discover`, `group`, `suggest`",
-    "raypipe.cli.jobs": "commands `list_`, `logs`, `stop`, `submit`",
+    "raypipe.cli.submit": "commands `list_`, `logs`, `stop`, `submit`",
     "raypipe.cli.main": "`plan`, `render_error`, `validate`, `version`",
     "raypipe.cli.models": "`group`, `list_models`, `promote`, `rollback`, `show_model`",
-    "raypipe.cli.monitor": "`drift`, `executor_for`, `group`, `report`",
-    "raypipe.engine.jobs": "`format_summaries`, `read_requirements`",
+    "raypipe.cli.monitor": "`drift`, `group`, `report`",
+    "raypipe.engine.submission": "`format_summaries`, `read_requirements`",
     "raypipe.features.pit": "`tables_without_data`",
     "raypipe.federated.clients": "`binary_scores`, `roc_auc`",
     "raypipe.federated.models": "`client_order`",
@@ -48,7 +48,7 @@ KNOWN_MISMATCHES: dict[str, str] = {
     "raypipe.federated.stage": "`DPOptions`, `PartitionOptions`, `SecAggOptions`",
     "raypipe.federated.strategies.xgb_bagging": "`__all__` re-exports `boost_locally`",
     "raypipe.tracking.store": "`artifact_root`",
-    "raypipe.training.job": "`holdout_metrics`",
+    "raypipe.training.experiment": "`holdout_metrics`",
     "raypipe.training.stage": "`bayes_auc`, `report_html`, `training_spec`",
 }
 

@@ -147,7 +147,7 @@ class MaterializeOptions(StageOptions):
     consistency_sample: int = Field(100, ge=0)
 
 
-class MaterializeStage(Stage):
+class MaterializeStage(Stage[MaterializeOptions]):
     """Register a served view of ``data`` and write its newest rows to the online store."""
 
     kind = "features.materialize"
@@ -156,7 +156,7 @@ class MaterializeStage(Stage):
     outputs: ClassVar[tuple[str, ...]] = ("materialization",)
 
     def run(
-        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: Any
+        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: MaterializeOptions
     ) -> StageResult:
         data = inputs["data"]
         names = data.manifest.schema.names

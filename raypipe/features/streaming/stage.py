@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Any, ClassVar, Literal
+from typing import ClassVar, Literal
 
 import polars as pl
 from pydantic import Field
@@ -108,7 +108,7 @@ def _no_events(folder: str, spec: WindowSpec) -> pl.DataFrame:
     )
 
 
-class StreamStage(Stage):
+class StreamStage(Stage[StreamOptions]):
     """Process the event files landed since the last run; commit closed windows and late events."""
 
     kind = "features.stream"
@@ -117,7 +117,7 @@ class StreamStage(Stage):
     always_runs: ClassVar[bool] = True
 
     def run(
-        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: Any
+        self, context: StageContext, inputs: Mapping[str, DatasetInput], options: StreamOptions
     ) -> StageResult:
         spec = options.spec()
         state_url = join_url(

@@ -68,7 +68,7 @@ def _no_credentials_env(tmp_path: Path) -> dict[str, str]:
     }
 
 
-DRIFT = ["monitor", "drift", "--in-process"]
+DRIFT = ["monitor", "drift", "--inline"]
 INFER = ["infer", "--model", "model.json"]
 
 CASES = [

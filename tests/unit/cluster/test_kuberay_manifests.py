@@ -123,10 +123,10 @@ def test_workers_autoscale_to_100_nodes_of_16_cpus(name: str) -> None:
 def test_rayjob_entrypoint_is_a_valid_raypipe_run_command() -> None:
     import typer
 
-    from raypipe.cli import jobrun
+    from raypipe.cli import run as run_command
 
     app = typer.Typer()
-    jobrun.register(app)
+    run_command.register(app)
     command = typer.main.get_command(app)
     spec = load("rayjob.yaml")["spec"]
     words = shlex.split(spec["entrypoint"])

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from raypipe.driver import JobFailedError, RunOptions, run_job
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.errors import SpecError
 from raypipe.io.manifest import list_versions
 from raypipe.spec import load_job
@@ -34,7 +34,7 @@ def _run(tmp_path: Path, *, rows: int, reference: str = "make.data", keep: int =
     job = load_job(spec, env={})
     return run_job(
         job,
-        make_executor=lambda on_progress, cancel: InlineExecutor(on_progress, cancel),
+        backend=InlineBackend(),
         options=RunOptions(),
     )
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from raypipe.driver import JobFailedError, RunOptions, StageStatus, run_job
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.errors import RaypipeError
 from raypipe.io.dataset import read_dataset
 from raypipe.spec import load_job
@@ -36,7 +36,7 @@ def run(job, **options):
     progress: list[tuple[str, int, int]] = []
     record = run_job(
         job,
-        make_executor=lambda on_progress, cancel: InlineExecutor(on_progress, cancel),
+        backend=InlineBackend(),
         driver_node_id="node-0",
         options=RunOptions(**options),
     )
@@ -162,7 +162,7 @@ def test_the_readme_jobs_write_to_separate_folders_of_one_data_dir(tmp_path: Pat
             stage_name="features",
             data_dir=job.data_dir,
             run_id="r",
-            executor=None,  # type: ignore[arg-type]
+            backend=None,  # type: ignore[arg-type]
             job_name=job.name,
         )
         urls[name] = context.output_url("training_set")
@@ -180,15 +180,16 @@ def test_a_cancelled_run_stops_between_tasks_is_recorded_interrupted_and_resumes
 
     token = CancelToken()
 
-    def cancel_after_first_task(on_progress, cancel):
-        def progress(task: str, done: int, total: int) -> None:
-            if done == 1:  # one `make` task ran: Ctrl-C now
-                token.cancel("SIGTERM", exit_code=143)
+    class CancelAfterFirstTask(InlineBackend):
+        def for_stage(self, on_progress: object, cancel: CancelToken) -> InlineBackend:
+            def progress(task: str, done: int, total: int) -> None:
+                if done == 1:  # one `make` task ran: Ctrl-C now
+                    token.cancel("SIGTERM", exit_code=143)
 
-        return InlineExecutor(progress, cancel)
+            return InlineBackend(progress, cancel)
 
     with pytest.raises(JobInterruptedError) as info:
-        run_job(load(tmp_path), make_executor=cancel_after_first_task, cancel_token=token)
+        run_job(load(tmp_path), backend=CancelAfterFirstTask(), cancel_token=token)
     assert info.value.exit_code == 143 and info.value.stopped == ["make"]
     assert "interrupted (SIGTERM)" in info.value.message and "--resume" in (info.value.hint or "")
     record = info.value.record
@@ -214,7 +215,7 @@ def test_a_stage_checks_the_token_before_what_it_cannot_take_back(tmp_path: Path
         stage_name="train",
         data_dir=str(tmp_path),
         run_id="r",
-        executor=InlineExecutor(),
+        backend=InlineBackend(),
         cancel_token=token,
     )
     context.raise_if_cancelled()  # not cancelled: nothing happens

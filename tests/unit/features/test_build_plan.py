@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.features.asof import EVERY_ROW, compile_view, compute_features
 from raypipe.features.build import FeatureBuild, run_feature_build
 from raypipe.features.views import Aggregate, FeatureView
@@ -90,7 +90,7 @@ def test_lifetime_and_conditional_aggregates_match_oracle(rows, cut) -> None:
                 assert abs(got - value) <= 1e-9 * max(1.0, abs(value)), (name, row, value)
 
 
-class _TwoCpus(InlineExecutor):
+class _TwoCpus(InlineBackend):
     parallelism = 2
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import polars as pl
 import yaml
 
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.features.discover_stage import DiscoverOptions, DiscoverStage
 from raypipe.features.spec import parse_views
 from raypipe.io.artifacts import read_artifact_file
@@ -44,7 +44,7 @@ def test_discover_stage_selects_reports_and_flags_leakage(tmp_path: Path) -> Non
                 entries, metadata={"clustered_by": ["player_id"]} if name == "events" else {}
             ),
         )
-    context = StageContext("discover", str(tmp_path / "out"), "run", InlineExecutor())
+    context = StageContext("discover", str(tmp_path / "out"), "run", InlineBackend())
     options = DiscoverOptions(k=6, max_types=4, windows=["1d", "7d", "14d"])
     result = DiscoverStage().run(context, inputs, options)
     assert result.metrics["candidates"] > 40

@@ -11,7 +11,7 @@ import pyarrow as pa
 import pytest
 from polars.testing import assert_frame_equal
 
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.errors import SchemaError
 from raypipe.features.pit import FeatureTable, pit_join
 from raypipe.features.pit_stage import PitJoinOptions, PitJoinStage
@@ -48,7 +48,7 @@ def test_stage_matches_in_memory_join(tmp_path: Path) -> None:
               "features": _write(str(tmp_path / "f"), features, 4)}
     options = PitJoinOptions(keys=["k"], created_timestamp="created", ttl="2d",
                              partitions=3, name="fv", full_feature_names=True)
-    context = StageContext("pit", str(tmp_path / "out"), "run", InlineExecutor())
+    context = StageContext("pit", str(tmp_path / "out"), "run", InlineBackend())
     PitJoinStage().run(context, inputs, options)
     got = pl.from_arrow(read_dataset(context.output_url("joined")))
     want = pit_join(entity, [FeatureTable("fv", features, ("k",), "event_timestamp", "created",
@@ -62,7 +62,7 @@ def test_missing_column_fails_before_tasks(tmp_path: Path) -> None:
     frame = pl.DataFrame({"k": [1], "event_timestamp": [T0]})
     inputs = {"entities": _write(str(tmp_path / "e"), frame, 1),
               "features": _write(str(tmp_path / "f"), frame, 1)}
-    context = StageContext("pit", str(tmp_path / "out"), "run", InlineExecutor())
+    context = StageContext("pit", str(tmp_path / "out"), "run", InlineBackend())
     with pytest.raises(SchemaError, match="lacks column"):
         PitJoinStage().run(context, inputs, PitJoinOptions(keys=["k"], features=["nope"]))
     assert context.executor.calls == []
@@ -90,7 +90,7 @@ def test_stage_with_pandas_written_nanosecond_times_does_not_leak(tmp_path: Path
 
     inputs = {"entities": write(str(tmp_path / "e"), entity),
               "features": write(str(tmp_path / "f"), features)}
-    context = StageContext("pit", str(tmp_path / "out"), "run", InlineExecutor())
+    context = StageContext("pit", str(tmp_path / "out"), "run", InlineBackend())
     PitJoinStage().run(context, inputs, PitJoinOptions(keys=["k"], partitions=2))
     got = pl.from_arrow(read_dataset(context.output_url("joined")))
     assert got["x"].to_list() == [10, 20, None]

@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.errors import SpecError
 from raypipe.features.asof import compute_features
 from raypipe.features.defaults import default_views
@@ -51,7 +51,7 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, DatasetInput]:
 
 
 def context(tmp_path: Path, name: str) -> StageContext:
-    return StageContext(name, str(tmp_path), "run-1", InlineExecutor())
+    return StageContext(name, str(tmp_path), "run-1", InlineBackend())
 
 
 def expected(data, entities: pl.DataFrame, **kwargs) -> pl.DataFrame:

@@ -7,12 +7,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.errors import SpecError
 from raypipe.federated.stage import FederatedTrainOptions, FederatedTrainStage
 from raypipe.io.artifacts import read_artifact_file
 from raypipe.io.dataset import read_dataset, write_dataset
 from raypipe.stages.base import DatasetInput, StageContext
+from raypipe.training.preprocess import predict_table
 
 
 def _table(n: int = 4000, seed: int = 0) -> pa.Table:
@@ -38,7 +39,7 @@ def _run(tmp_path: Path, **options):
     url = str(tmp_path / "in/data")
     data = DatasetInput(url, write_dataset(url, _table()))
     context = StageContext(
-        stage_name="fl", data_dir=str(tmp_path), run_id="r1", executor=InlineExecutor()
+        stage_name="fl", data_dir=str(tmp_path), run_id="r1", backend=InlineBackend()
     )
     opts = FederatedTrainOptions(**options)
     return FederatedTrainStage().run(context, {"data": data}, opts)
@@ -79,7 +80,7 @@ def test_stage_trains_by_country_logs_and_registers(tmp_path: Path) -> None:
 
     loaded = load_model("models:/churn_fl@challenger", tracking_uri=client.tracking_uri)
     table = _table()
-    scores = loaded.predict_table(table.select(model["features"]))
+    scores = predict_table(loaded, table.select(model["features"]))
     assert scores.shape == (table.num_rows,)
     assert np.all((scores > 0) & (scores < 1))
     # the registered model scores exactly as the JSON artifact's weights do
@@ -179,7 +180,7 @@ def test_stage_trains_federated_xgboost_and_registers_a_scorable_booster(tmp_pat
     loaded = load_model("models:/churn_fxgb@challenger", tracking_uri=client.tracking_uri)
     assert loaded.format == "xgboost-ubj"
     table = _table()
-    scores = loaded.predict_table(table.select(meta["features"]))
+    scores = predict_table(loaded, table.select(meta["features"]))
     booster = xgb.Booster(model_file=bytearray(read_artifact_file(model_url, "model.ubj")))
     raw = np.column_stack([table[c].to_numpy().astype(np.float32) for c in meta["features"]])
     np.testing.assert_allclose(scores, booster.inplace_predict(raw), rtol=1e-6)
@@ -222,3 +223,28 @@ def test_xgboost_options_are_validated(options, message) -> None:
 
     with pytest.raises(ValidationError, match=message):
         FederatedTrainOptions(**options)
+
+
+def test_stage_hosts_its_clients_on_the_context_backend(tmp_path: Path) -> None:
+    url = str(tmp_path / "in/data")
+    data = DatasetInput(url, write_dataset(url, _table()))
+    backend = InlineBackend()
+    context = StageContext(stage_name="fl", data_dir=str(tmp_path), run_id="r1", backend=backend)
+    options = FederatedTrainOptions(partition={"by": "country"}, rounds=1, min_fit_clients=3)
+    FederatedTrainStage().run(context, {"data": data}, options)
+    assert backend.calls == ["federation"]
+
+
+def test_stage_on_a_backend_without_client_workers_names_the_capability(tmp_path: Path) -> None:
+    from raypipe.errors import RuntimeUnavailableError
+
+    class _TasksOnly:
+        name = "tasks-only"
+        parallelism = 1
+
+    url = str(tmp_path / "in/data")
+    data = DatasetInput(url, write_dataset(url, _table()))
+    context = StageContext("fl", str(tmp_path), "r1", backend=_TasksOnly())  # type: ignore[arg-type]
+    options = FederatedTrainOptions(partition={"by": "country"}, rounds=1, min_fit_clients=3)
+    with pytest.raises(RuntimeUnavailableError, match=r"Stage `fl` needs FederationBackend"):
+        FederatedTrainStage().run(context, {"data": data}, options)

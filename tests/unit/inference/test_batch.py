@@ -112,11 +112,11 @@ def test_a_unit_killed_after_staging_files_is_rescored_without_duplicates(
 
 
 def test_executor_runner_gives_the_same_output(tmp_path: Path, model_path: Path) -> None:
-    from raypipe.engine.inline import InlineExecutor
+    from raypipe.engine.inline import InlineBackend
 
     inputs = tmp_path / "in"
     write_files(inputs, files=5, rows=60)
-    executor = InlineExecutor()
+    executor = InlineBackend()
     runner = executor_runner(executor, workers=2)
     report = run_batch_inference(read_model(str(model_path)), _spec(inputs, tmp_path / "o"), runner)
     assert executor.calls == ["inference.score"] and report.rows_out == 300

@@ -5,7 +5,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.errors import SpecError
 from raypipe.inference.stage import ScoreOptions, ScoreStage
 from raypipe.io.dataset import DatasetWriter, read_dataset
@@ -27,7 +27,7 @@ def _context(tmp_path: Path) -> StageContext:
         stage_name="score",
         data_dir=str(tmp_path / "data"),
         run_id="r1",
-        executor=InlineExecutor(),
+        backend=InlineBackend(),
     )
 
 
@@ -41,6 +41,25 @@ def test_stage_scores_a_committed_dataset_with_a_model_uri(tmp_path: Path) -> No
     table = read_dataset(context.output_url("scores"))
     assert sorted(table["player_id"].to_pylist()) == list(range(120))
     assert ScoreStage.kind == "inference.score" and ScoreStage.outputs == ("scores",)
+    # Scored on the backend's pool (the one `raypipe infer` uses), not as executor tasks.
+    assert context.backend.calls == ["scoring"]  # type: ignore[attr-defined]
+
+
+def test_a_backend_without_a_scoring_pool_is_a_clear_error(tmp_path: Path) -> None:
+    from raypipe.errors import RuntimeUnavailableError
+
+    class MapOnly:
+        name, parallelism, node_ids = "map-only", 1, set()
+
+        def map(self, fn, items, *, name, num_cpus=1.0, memory_bytes=None):  # type: ignore[no-untyped-def]
+            return [fn(item) for item in items]
+
+    model = train_model(tmp_path / "model.json")
+    context = StageContext("score", str(tmp_path / "data"), "r1", backend=MapOnly())  # type: ignore[arg-type]
+    with pytest.raises(RuntimeUnavailableError, match=r"Stage `score` needs ScoringBackend"):
+        ScoreStage().run(
+            context, {"data": _input_dataset(tmp_path)}, ScoreOptions(model=str(model))
+        )
 
 
 def test_stage_without_a_model_is_a_spec_error(tmp_path: Path) -> None:

@@ -64,9 +64,7 @@ def test_data_check_reads_plain_parquet_and_refuses_a_foreign_clean_folder(
     _user_folder(tmp_path / "plain")
     rules = tmp_path / "rules.yaml"
     rules.write_text("rules:\n  - {check: row_count, min: 1}\n")
-    main(
-        ["data", "check", "--data", str(tmp_path / "plain"), "--rules", str(rules), "--in-process"]
-    )
+    main(["data", "check", "--data", str(tmp_path / "plain"), "--rules", str(rules), "--inline"])
     assert "pass" in capsys.readouterr().out
     before = _user_folder(tmp_path / "clean")
     err = _fails(
@@ -77,7 +75,7 @@ def test_data_check_reads_plain_parquet_and_refuses_a_foreign_clean_folder(
             str(tmp_path / "plain"),
             "--rules",
             str(rules),
-            "--in-process",
+            "--inline",
             "--clean",
             str(tmp_path / "clean"),
             "--quarantine",
@@ -120,7 +118,7 @@ def test_monitor_drift_compares_folders_of_plain_parquet(
             str(tmp_path / "cur"),
             "--json",
             str(out),
-            "--in-process",
+            "--inline",
         ]
     )
     assert '"amount"' in out.read_text()

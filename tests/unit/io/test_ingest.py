@@ -8,11 +8,11 @@ import pyarrow.parquet as pq
 import pytest
 from pydantic import ValidationError
 
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.errors import DataError
+from raypipe.ingest.stage import IngestOptions, IngestStage
 from raypipe.io.dataset import read_dataset
 from raypipe.io.ingest import parse_type
-from raypipe.io.ingest_stage import IngestOptions, IngestStage
 from raypipe.stages.base import StageContext, StageResult
 
 SCHEMA = {"id": "int64", "name": "string", "score": "float64", "day": "date"}
@@ -20,7 +20,7 @@ SCHEMA = {"id": "int64", "name": "string", "score": "float64", "day": "date"}
 
 def _run(tmp_path: Path, **options: object) -> tuple[StageResult, StageContext]:
     context = StageContext(
-        stage_name="raw", data_dir=str(tmp_path / "data"), run_id="r1", executor=InlineExecutor()
+        stage_name="raw", data_dir=str(tmp_path / "data"), run_id="r1", backend=InlineBackend()
     )
     stage_options = IngestOptions.model_validate({"schema": SCHEMA, **options})
     return IngestStage().run(context, {}, stage_options), context
@@ -121,7 +121,7 @@ def test_no_matching_file_names_the_glob(tmp_path: Path) -> None:
 def test_infer_reads_without_a_schema(tmp_path: Path) -> None:
     source = _csv(tmp_path / "a.csv", ["1,ann,0.5,2024-01-01"])
     context = StageContext(
-        stage_name="raw", data_dir=str(tmp_path / "data"), run_id="r1", executor=InlineExecutor()
+        stage_name="raw", data_dir=str(tmp_path / "data"), run_id="r1", backend=InlineBackend()
     )
     IngestStage().run(context, {}, IngestOptions(source=str(source), infer=True))
     table = read_dataset(context.output_url("data"))
@@ -135,7 +135,7 @@ def test_timestamps_and_bools_are_cast(tmp_path: Path) -> None:
         "2024-01-01 04:00:00,0,2024-01-02\n"
     )
     context = StageContext(
-        stage_name="raw", data_dir=str(tmp_path / "data"), run_id="r1", executor=InlineExecutor()
+        stage_name="raw", data_dir=str(tmp_path / "data"), run_id="r1", backend=InlineBackend()
     )
     options = IngestOptions.model_validate(
         {

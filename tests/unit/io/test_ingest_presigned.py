@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.errors import DataError
+from raypipe.ingest.stage import IngestOptions, IngestStage
 from raypipe.io.dataset import read_dataset
-from raypipe.io.ingest_stage import IngestOptions, IngestStage
 from raypipe.stages.base import StageContext
 
 SCHEMA = {"id": "int64", "name": "string", "score": "float64", "day": "date"}
@@ -38,7 +38,7 @@ def http_root(tmp_path: Path) -> Iterator[tuple[Path, str]]:
 
 def _run(tmp_path: Path, source: str, **options: object) -> StageContext:
     context = StageContext(
-        stage_name="raw", data_dir=str(tmp_path / "data"), run_id="r1", executor=InlineExecutor()
+        stage_name="raw", data_dir=str(tmp_path / "data"), run_id="r1", backend=InlineBackend()
     )
     stage_options = IngestOptions.model_validate({"schema": SCHEMA, "source": source, **options})
     IngestStage().run(context, {}, stage_options)

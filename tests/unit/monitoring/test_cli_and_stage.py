@@ -12,7 +12,7 @@ import typer
 from typer.testing import CliRunner
 
 from raypipe.cli.monitor import register
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.io.artifacts import read_artifact_file
 from raypipe.io.dataset import read_dataset, write_dataset
 from raypipe.monitoring.monitor_stage import MonitorReportOptions, MonitorReportStage
@@ -79,7 +79,7 @@ def test_drift_cli_writes_json_and_html(tmp_path: Path) -> None:
             str(out),
             "--html",
             str(html),
-            "--in-process",
+            "--inline",
             "--fail-on-drift",
         ],
     )
@@ -100,7 +100,7 @@ def test_drift_cli_writes_json_and_html(tmp_path: Path) -> None:
 def test_report_cli_and_stage(tmp_path: Path) -> None:
     data = _datasets(tmp_path)
     html = tmp_path / "out" / "report.html"
-    args = ["monitor", "report", "--html", str(html), "--in-process"]
+    args = ["monitor", "report", "--html", str(html), "--inline"]
     for name in (
         "reference",
         "current",
@@ -116,7 +116,7 @@ def test_report_cli_and_stage(tmp_path: Path) -> None:
     assert {f["feature"] for f in doc["fairness"]} == {"country", "platform"}
     assert doc["estimated_current"]["roc_auc"] > 0.5 and doc["current"]["roc_auc"] > 0.5
 
-    context = StageContext("monitor", str(tmp_path / "dd"), "r", InlineExecutor())
+    context = StageContext("monitor", str(tmp_path / "dd"), "r", InlineBackend())
     stage_result = MonitorReportStage().run(
         context, data, MonitorReportOptions(exclude_columns=["sessions"])
     )
@@ -133,7 +133,7 @@ def test_drift_cli_with_stored_reference_profile(tmp_path: Path) -> None:
     from raypipe.validation.profile_stage import ProfileOptions, ProfileStage
 
     data = _datasets(tmp_path)
-    context = StageContext("profile", str(tmp_path / "p"), "r", InlineExecutor())
+    context = StageContext("profile", str(tmp_path / "p"), "r", InlineBackend())
     ProfileStage().run(
         context,
         {"features": data["reference_features"], "other": data["current_labels"]},
@@ -146,7 +146,7 @@ def test_drift_cli_with_stored_reference_profile(tmp_path: Path) -> None:
         data["reference_features"].url,
         "--current",
         data["current_features"].url,
-        "--in-process",
+        "--inline",
     ]
     plain, stored = tmp_path / "plain.json", tmp_path / "stored.json"
     assert CliRunner().invoke(_app(), [*base, "--json", str(plain)]).exit_code == 0

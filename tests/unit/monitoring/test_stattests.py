@@ -157,7 +157,7 @@ def test_z_test_matches_two_proportion_formula() -> None:
 
 
 def test_distributed_drift_equals_single_process(tmp_path) -> None:
-    from raypipe.engine.inline import InlineExecutor
+    from raypipe.engine.inline import InlineBackend
     from raypipe.io.dataset import write_dataset
     from raypipe.monitoring.drift_run import run_drift
 
@@ -179,7 +179,7 @@ def test_distributed_drift_equals_single_process(tmp_path) -> None:
     ref, cur = table(3_000, 0.0), table(2_000, 1.0)
     ref_m = write_dataset(str(tmp_path / "ref"), ref, partition_by=["part"])
     cur_m = write_dataset(str(tmp_path / "cur"), cur, partition_by=["part"])
-    executor = InlineExecutor()
+    executor = InlineBackend()
     got = run_drift(str(tmp_path / "ref"), ref_m, str(tmp_path / "cur"), cur_m, executor)
     want = detect_drift(ref, cur)
     assert "drift.columns" in executor.calls  # `amount` went to a column task
@@ -198,7 +198,7 @@ def test_distributed_drift_equals_single_process(tmp_path) -> None:
 
 
 def test_drift_from_a_stored_reference_profile(tmp_path) -> None:
-    from raypipe.engine.inline import InlineExecutor
+    from raypipe.engine.inline import InlineBackend
     from raypipe.io.dataset import write_dataset
     from raypipe.monitoring.drift_run import run_drift
     from raypipe.validation.profiling import run_profile
@@ -222,8 +222,8 @@ def test_drift_from_a_stored_reference_profile(tmp_path) -> None:
     )
     ref_url, cur_url = str(tmp_path / "ref"), str(tmp_path / "cur")
     ref_m, cur_m = write_dataset(ref_url, ref), write_dataset(cur_url, cur)
-    profile = run_profile("ref", ref_url, ref_m, InlineExecutor())
-    executor = InlineExecutor()
+    profile = run_profile("ref", ref_url, ref_m, InlineBackend())
+    executor = InlineBackend()
     got = run_drift(ref_url, ref_m, cur_url, cur_m, executor, reference_profile=profile)
     assert "drift.count:reference" not in executor.calls  # counts came from the profile
     want = detect_drift(ref, cur)
@@ -244,7 +244,7 @@ def test_partitioned_drift_equals_whole_table(
 ) -> None:
     import tempfile
 
-    from raypipe.engine.inline import InlineExecutor
+    from raypipe.engine.inline import InlineBackend
     from raypipe.io.dataset import write_dataset
     from raypipe.monitoring.drift_run import run_drift
 
@@ -266,7 +266,7 @@ def test_partitioned_drift_equals_whole_table(
     with tempfile.TemporaryDirectory() as tmp:
         ref_m = write_dataset(f"{tmp}/r", ref, partition_by=["part"])
         cur_m = write_dataset(f"{tmp}/c", cur, partition_by=["part"])
-        got = run_drift(f"{tmp}/r", ref_m, f"{tmp}/c", cur_m, InlineExecutor())
+        got = run_drift(f"{tmp}/r", ref_m, f"{tmp}/c", cur_m, InlineBackend())
     want = detect_drift(ref, cur)
     for mine, oracle in zip(got.columns, want.columns, strict=True):
         assert (mine.column, mine.method, mine.drifted) == (

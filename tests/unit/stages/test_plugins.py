@@ -10,7 +10,7 @@ import pytest
 
 from raypipe.cli.main import main
 from raypipe.driver import RunOptions, StageStatus, run_job
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.errors import SpecError
 from raypipe.spec import load_job
 from raypipe.stages.registry import StageKindError, installed_kinds, known_kinds, load_stage
@@ -36,7 +36,7 @@ def write_job(tmp_path: Path, total: str = "plugin.total") -> Path:
 def run(spec: Path, *overrides: str):
     return run_job(
         load_job(spec, overrides=overrides, env={}),
-        make_executor=lambda on_progress, cancel: InlineExecutor(on_progress, cancel),
+        backend=InlineBackend(),
         driver_node_id="node-0",
         options=RunOptions(),
     )

@@ -9,7 +9,7 @@ import pytest
 
 from raypipe.buildqa import Telemetry, detect, naive_findings, score_findings
 from raypipe.buildqa.stage import BuildQaOptions, BuildQaStage
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.errors import DataError
 from raypipe.io.dataset import read_dataset
 from raypipe.stages.base import DatasetInput, StageContext
@@ -95,13 +95,13 @@ def test_generator_is_deterministic_and_injects_where_it_says() -> None:
 
 
 def test_stage_finds_the_injected_regressions(tmp_path: Path) -> None:
-    data = StageContext("telemetry", str(tmp_path), "r", InlineExecutor())
+    data = StageContext("telemetry", str(tmp_path), "r", InlineBackend())
     generated = BuildTelemetryStage().run(
         data, {}, BuildTelemetryOptions(players=20_000, seed=3, shard_players=10_000)
     )
     assert data.executor.calls == ["synth.build_shard"]
     inputs = {k: DatasetInput(data.output_url(k), m) for k, m in generated.outputs.items()}
-    context = StageContext("detect", str(tmp_path), "r", InlineExecutor())
+    context = StageContext("detect", str(tmp_path), "r", InlineBackend())
     result = BuildQaStage().run(context, inputs, BuildQaOptions())
     assert result.metrics["detector"]["recall"] == 1.0
     assert result.metrics["detector"]["precision"] == 1.0

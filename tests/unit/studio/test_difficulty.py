@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from raypipe.difficulty import FailRateController, FixedSetting, Oracle
 from raypipe.difficulty.stage import DifficultyOptions, DifficultyStage, mean_interval
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.errors import SpecError
 from raypipe.io.dataset import read_dataset
 from raypipe.stages.base import StageContext
@@ -71,7 +71,7 @@ def test_mean_interval() -> None:
 
 
 def test_stage_compares_policies_over_seeds(tmp_path: Path) -> None:
-    context = StageContext("simulate", str(tmp_path), "r", InlineExecutor())
+    context = StageContext("simulate", str(tmp_path), "r", InlineBackend())
     options = DifficultyOptions(players=3_000, seeds=3, shard_players=1_500)
     result = DifficultyStage().run(context, {}, options)
     fixed = {
@@ -104,7 +104,7 @@ def test_options_are_checked(tmp_path: Path) -> None:
         DifficultyOptions(policies=["controller", "oracle", "fixed_impossible"])
     with pytest.raises(ValidationError, match="must include"):
         DifficultyOptions(policies=["fixed_easy", "oracle"])
-    context = StageContext("simulate", str(tmp_path), "r", InlineExecutor())
+    context = StageContext("simulate", str(tmp_path), "r", InlineBackend())
     with pytest.raises(SpecError, match="baseline"):
         DifficultyStage().run(context, {}, DifficultyOptions(players=10, baseline="fixed_hard"))
     with pytest.raises(SpecError, match="baseline"):

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from raypipe.buildqa.stage import BuildQaOptions, BuildQaStage
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
+from raypipe.ingest.stage import IngestOptions, IngestStage
 from raypipe.io.dataset import read_dataset
-from raypipe.io.ingest_stage import IngestOptions, IngestStage
 from raypipe.recommend.stage import AlsOptions, AlsStage
 from raypipe.stages.base import DatasetInput, StageContext
 
@@ -17,7 +17,7 @@ from raypipe.stages.base import DatasetInput, StageContext
 def _ingest(tmp_path: Path, name: str, csv: str, schema: dict[str, str]) -> DatasetInput:
     source = tmp_path / f"{name}.csv"
     source.write_text(csv)
-    context = StageContext(name, str(tmp_path / "data"), "r", InlineExecutor())
+    context = StageContext(name, str(tmp_path / "data"), "r", InlineBackend())
     result = IngestStage().run(
         context, {}, IngestOptions.model_validate({"source": str(source), "schema": schema})
     )
@@ -38,7 +38,7 @@ def test_recommendations_from_an_ingested_log_with_weights(tmp_path: Path) -> No
         "\n".join(lines) + "\n",
         {"user": "string", "sku": "int64", "minutes": "double"},
     )
-    context = StageContext("recommend", str(tmp_path / "data"), "r", InlineExecutor())
+    context = StageContext("recommend", str(tmp_path / "data"), "r", InlineBackend())
     result = AlsStage().run(
         context,
         {"interactions": interactions},
@@ -76,7 +76,7 @@ def test_build_qa_on_ingested_counts_with_other_column_names(tmp_path: Path) -> 
         "\n".join(lines) + "\n",
         {"date": "int32", "version": "string", "gpu": "string", "runs": "int64", "hangs": "int64"},
     )
-    context = StageContext("detect", str(tmp_path / "data"), "r", InlineExecutor())
+    context = StageContext("detect", str(tmp_path / "data"), "r", InlineBackend())
     result = BuildQaStage().run(
         context,
         {"telemetry": telemetry},

@@ -8,7 +8,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.errors import DataError
 from raypipe.evaluation.ranking_stage import RankingEvalOptions, RankingEvalStage
 from raypipe.io.dataset import read_dataset, write_dataset
@@ -26,7 +26,7 @@ from raypipe.synth.catalog import (
 
 def _context(tmp_path: Path, name: str) -> StageContext:
     return StageContext(
-        stage_name=name, data_dir=str(tmp_path), run_id="r", executor=InlineExecutor()
+        stage_name=name, data_dir=str(tmp_path), run_id="r", backend=InlineBackend()
     )
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.io.dataset import read_dataset, write_dataset
 from raypipe.recommend.online import OnlineTarget, store_config
 from raypipe.recommend.stage import AlsOptions, AlsStage
@@ -35,7 +35,7 @@ def test_lists_reach_the_online_store(tmp_path: Path) -> None:
     players = DatasetInput(
         players_url, write_dataset(players_url, pa.table({"player_id": list(range(45))}))
     )
-    context = StageContext("recommend", str(tmp_path / "data"), "r", InlineExecutor())
+    context = StageContext("recommend", str(tmp_path / "data"), "r", InlineBackend())
     options = AlsOptions(factors=4, iterations=5, top_k=3, block_players=16, online=OnlineTarget())
     result = AlsStage().run(context, {"interactions": interactions, "players": players}, options)
     assert result.metrics["online_store"]["written"] == 45  # 40 from ALS, 5 cold from popularity

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.errors import DataError
 from raypipe.evaluation import normalized_gini, rmse
 from raypipe.evaluation.regression_stage import RegressionEvalOptions, RegressionEvalStage
@@ -26,7 +26,7 @@ from raypipe.training.estimators import xgboost_params
 
 def _context(tmp_path: Path, name: str) -> StageContext:
     return StageContext(
-        stage_name=name, data_dir=str(tmp_path), run_id="r", executor=InlineExecutor()
+        stage_name=name, data_dir=str(tmp_path), run_id="r", backend=InlineBackend()
     )
 
 

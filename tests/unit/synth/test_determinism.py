@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.io.dataset import read_dataset
 from raypipe.synth import TABLES, DriftConfig, TelemetryConfig, generate_shard, run_generate
 
@@ -66,7 +66,7 @@ def test_last_shard_is_partial() -> None:
 
 
 def test_committed_data_does_not_depend_on_the_executor(tmp_path: Any) -> None:
-    inline = run_generate(SMALL, str(tmp_path / "a"), InlineExecutor())
+    inline = run_generate(SMALL, str(tmp_path / "a"), InlineBackend())
     threaded = run_generate(SMALL, str(tmp_path / "b"), ReversedThreadExecutor())
     for name in TABLES:
         assert inline[name].version == threaded[name].version, name

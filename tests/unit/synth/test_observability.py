@@ -16,7 +16,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from xgboost import XGBClassifier
 
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.features.defaults import default_views
 from raypipe.features.generated import LABEL_COLUMNS, generated_training_set
 from raypipe.synth import TelemetryConfig
@@ -29,7 +29,7 @@ CONFIG = TelemetryConfig(players=4_000, days=45, seed=3, shard_players=2_000)
 def training_set(tmp_path_factory: pytest.TempPathFactory) -> pl.DataFrame:
     """The default-feature training set, built as ``features.training_set`` builds it."""
     base = str(tmp_path_factory.mktemp("observability"))
-    executor = InlineExecutor()
+    executor = InlineBackend()
     run_generate(CONFIG, base, executor)
     return generated_training_set(base, executor)
 

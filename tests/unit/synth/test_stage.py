@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.io.dataset import read_dataset
 from raypipe.stages.base import StageContext
 from raypipe.synth import TABLES
@@ -15,9 +15,9 @@ from raypipe.synth.stage import GameTelemetryOptions, GameTelemetryStage
 
 
 def test_stage_commits_every_table_and_reports_metrics(tmp_path: Path) -> None:
-    executor = InlineExecutor()
+    executor = InlineBackend()
     context = StageContext(
-        stage_name="events", data_dir=str(tmp_path), run_id="r", executor=executor
+        stage_name="events", data_dir=str(tmp_path), run_id="r", backend=executor
     )
     options = GameTelemetryOptions(
         players=2_500, days=20, seed=1, shard_players=1_000, partition_events_by=("event_date",)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.io.dataset import write_dataset
 from raypipe.stages.base import DatasetInput, StageContext
 from raypipe.training.progress import ReportingRunner
@@ -61,7 +61,7 @@ def test_the_training_stage_reports_trials_refits_and_registration(tmp_path: Pat
         stage_name="train",
         data_dir=str(tmp_path),
         run_id="r",
-        executor=InlineExecutor(lambda *event: seen.append(event)),
+        backend=InlineBackend(lambda *event: seen.append(event)),
     )
     options = TrainSearchOptions(
         candidates=["logistic", "random_forest"],  # the chosen model is a scikit-learn one

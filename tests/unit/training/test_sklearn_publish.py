@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.io.artifacts import read_artifact_file
 from raypipe.io.dataset import write_dataset
 from raypipe.stages.base import DatasetInput, StageContext
 from raypipe.tracking.models import load_model
+from raypipe.training.preprocess import predict_table
 from raypipe.training.stage import TrainSearchOptions, TrainSearchStage
 from tests.unit.training.data import churn_table
 
@@ -23,7 +24,7 @@ def test_sklearn_winner_is_a_skops_model_everywhere(tmp_path: Path) -> None:
     table, _ = churn_table(1500)
     data = DatasetInput(str(tmp_path / "in"), write_dataset(str(tmp_path / "in"), table))
     context = StageContext(
-        stage_name="train", data_dir=str(tmp_path), run_id="r1", executor=InlineExecutor()
+        stage_name="train", data_dir=str(tmp_path), run_id="r1", backend=InlineBackend()
     )
     options = TrainSearchOptions(trials={"logistic": 2}, model_name="lin", max_rounds=20)
     metrics = TrainSearchStage().run(context, {"data": data}, options).metrics
@@ -38,5 +39,5 @@ def test_sklearn_winner_is_a_skops_model_everywhere(tmp_path: Path) -> None:
     assert registered.tags["raypipe.model_file"] == "model.skops"
     rows = table.slice(0, 50)
     np.testing.assert_allclose(
-        registered.predict_table(rows), from_artifact.predict_table(rows), rtol=1e-9
+        predict_table(registered, rows), predict_table(from_artifact, rows), rtol=1e-9
     )

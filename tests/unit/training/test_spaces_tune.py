@@ -88,25 +88,17 @@ def test_trial_folder_names_number_trials_from_zero() -> None:
     assert _index_from_dir("/tmp/x/_trainable_ab12_00003") == -1
 
 
-def test_tune_engine_needs_a_running_ray(monkeypatch: pytest.MonkeyPatch) -> None:
-    import ray
-
-    from raypipe.engine.tune_search import make_tune_engine
+def test_the_in_process_backend_refuses_tune_naming_the_stage_and_the_way_out() -> None:
+    from raypipe.engine.inline import InlineBackend
     from raypipe.errors import RuntimeUnavailableError
-    from raypipe.training.trial import TrialData
+    from raypipe.stages.backend import require
+    from raypipe.training.search import TrialBackend, TuneBackend
 
-    x = np.zeros((4, 1), dtype=np.float32)
-    data = TrialData(
-        task="binary",
-        x={"native": {"fit": x, "valid": x}},
-        y={"fit": np.array([0, 1, 0, 1], np.float32), "valid": np.array([0, 1, 0, 1], np.float32)},
-        feature_names=("a",),
-        feature_types={"native": ("q",)},
-    )
-    # The whole suite may already run a session Ray: this process's view of it is what counts.
-    monkeypatch.setattr(ray, "is_initialized", lambda: False)
-    with pytest.raises(RuntimeUnavailableError, match="engine: tune"):
-        make_tune_engine(data)
+    backend = InlineBackend()
+    assert require(backend, TrialBackend, stage="train") is backend
+    with pytest.raises(RuntimeUnavailableError, match="Stage `train` needs TuneBackend") as info:
+        require(backend, TuneBackend, stage="train")
+    assert "`inline` backend" in info.value.message and "--inline" in (info.value.hint or "")
 
 
 def test_stage_options_select_the_engine() -> None:

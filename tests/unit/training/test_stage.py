@@ -7,13 +7,14 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.io.artifacts import read_artifact_file
 from raypipe.io.dataset import read_dataset, write_dataset
 from raypipe.stages.base import DatasetInput, StageContext
 from raypipe.tracking.audit import AuditLog
 from raypipe.tracking.models import load_model
 from raypipe.tracking.store import audit_path
+from raypipe.training.preprocess import predict_table
 from raypipe.training.stage import TrainSearchOptions, TrainSearchStage
 from tests.unit.training.data import churn_table
 
@@ -28,7 +29,7 @@ def test_train_search_trains_registers_promotes_and_gates(tmp_path: Path) -> Non
         str(tmp_path / "in/truth"), write_dataset(str(tmp_path / "in/truth"), truth)
     )
     context = StageContext(
-        stage_name="train", data_dir=str(tmp_path), run_id="r1", executor=InlineExecutor()
+        stage_name="train", data_dir=str(tmp_path), run_id="r1", backend=InlineBackend()
     )
     options = TrainSearchOptions(trials=TRIALS, model_name="churn", max_rounds=80, cost_fn=5.0)
     result = TrainSearchStage().run(context, {"data": data, "truth": truth_in}, options)
@@ -61,7 +62,7 @@ def test_train_search_trains_registers_promotes_and_gates(tmp_path: Path) -> Non
     )
     champion = load_model("models:/churn@champion", tracking_uri=metrics["tracking_uri"])
     np.testing.assert_allclose(
-        champion.predict_table(test_rows), holdout["score"].to_numpy(), rtol=1e-5, atol=1e-6
+        predict_table(champion, test_rows), holdout["score"].to_numpy(), rtol=1e-5, atol=1e-6
     )
 
     # A second run must beat the threshold and not trail the champion by more than the margin.
@@ -82,7 +83,7 @@ def test_missing_label_is_a_clear_error(tmp_path: Path) -> None:
     url = str(tmp_path / "in")
     data = DatasetInput(url, write_dataset(url, table.drop(["churned"])))
     context = StageContext(
-        stage_name="train", data_dir=str(tmp_path), run_id="r", executor=InlineExecutor()
+        stage_name="train", data_dir=str(tmp_path), run_id="r", backend=InlineBackend()
     )
     with pytest.raises(DataError, match="`churned`"):
         TrainSearchStage().run(context, {"data": data}, TrainSearchOptions())
@@ -97,7 +98,7 @@ def test_regression_label_trains_and_gates_on_rmse(tmp_path: Path) -> None:
     url = str(tmp_path / "in")
     data = DatasetInput(url, write_dataset(url, table))
     context = StageContext(
-        stage_name="value", data_dir=str(tmp_path), run_id="r", executor=InlineExecutor()
+        stage_name="value", data_dir=str(tmp_path), run_id="r", backend=InlineBackend()
     )
     options = TrainSearchOptions(
         label="revenue",

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.errors import RunInterruptedError
 from raypipe.io.dataset import write_dataset
 from raypipe.stages.base import CancelToken, DatasetInput, StageContext
@@ -25,7 +25,7 @@ def test_a_search_interrupted_before_it_ends_registers_nothing(tmp_path: Path) -
         stage_name="train",
         data_dir=str(tmp_path),
         run_id="r",
-        executor=InlineExecutor(),
+        backend=InlineBackend(),
         cancel_token=token,
     )
     options = TrainSearchOptions(trials={"logistic": 1}, candidates=["logistic"], model_name="m")

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.io.clustering import clustered_groups
 from raypipe.io.dataset import DatasetWriter, read_dataset
 from raypipe.io.manifest import read_manifest
@@ -26,7 +26,7 @@ def test_checked_rows_keep_the_sources_metadata_and_clustering(tmp_path: Path) -
         {"rules": [{"check": "range", "column": "amount", "min": 0, "policy": "quarantine"}]}
     )
     run_check(
-        source, manifest, rules, InlineExecutor(),
+        source, manifest, rules, InlineBackend(),
         data_url=str(tmp_path / "data"), quarantine_url=str(tmp_path / "quarantine"),
     )
     checked = read_manifest(str(tmp_path / "data"))

@@ -44,7 +44,7 @@ def test_check_quarantines_and_fails(tmp_path: Path) -> None:
         url,
         "--rules",
         str(rules),
-        "--in-process",
+        "--inline",
         "--quarantine",
         str(tmp_path / "q"),
         "--clean",
@@ -60,7 +60,7 @@ def test_check_quarantines_and_fails(tmp_path: Path) -> None:
     assert read_dataset(str(tmp_path / "c")).num_rows == 100 - bad
     rules.write_text("rules:\n  - {check: range, column: amount, min: 0}\n")
     result = CliRunner().invoke(
-        _app(), ["data", "check", "--data", url, "--rules", str(rules), "--in-process"]
+        _app(), ["data", "check", "--data", url, "--rules", str(rules), "--inline"]
     )
     assert isinstance(result.exception, DataError)  # the CLI main turns it into exit code 3
     assert "amount_in_range" in str(result.exception)
@@ -82,7 +82,7 @@ def test_check_infers_rules(tmp_path: Path) -> None:
             ref,
             "--write-rules",
             str(written),
-            "--in-process",
+            "--inline",
         ],
     )
     assert result.exit_code == 0, result.output  # inferred rules warn
@@ -100,7 +100,7 @@ def test_check_infers_rules(tmp_path: Path) -> None:
             str(written),
             "--json",
             str(out),
-            "--in-process",
+            "--inline",
         ],
     )
     rules = {r["rule"]: r for r in json.loads(out.read_text())["rules"]}

@@ -12,10 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.io.dataset import read_dataset, write_dataset
 from raypipe.stages.base import DatasetInput, StageContext
-from raypipe.validation.profile import (
+from raypipe.validation.profile_stage import ProfileOptions, ProfileStage
+from raypipe.validation.profiling import read_profile_table
+from raypipe.validation.stats import (
     SKETCH_K,
     ColumnProfile,
     merge_profiles,
@@ -23,8 +25,6 @@ from raypipe.validation.profile import (
     profile_table,
     with_histogram,
 )
-from raypipe.validation.profile_stage import ProfileOptions, ProfileStage
-from raypipe.validation.profiling import read_profile_table
 
 floats = st.one_of(
     st.floats(min_value=-1e6, max_value=1e6), st.sampled_from([math.nan, math.inf, -math.inf])
@@ -124,9 +124,9 @@ def _write_inputs(tmp_path: Path) -> dict[str, DatasetInput]:
 
 def test_profile_stage_profiles_every_input(tmp_path: Path) -> None:
     inputs = _write_inputs(tmp_path)
-    executor = InlineExecutor()
+    executor = InlineBackend()
     context = StageContext(
-        stage_name="profile", data_dir=str(tmp_path), run_id="r", executor=executor
+        stage_name="profile", data_dir=str(tmp_path), run_id="r", backend=executor
     )
     result = ProfileStage().run(context, inputs, ProfileOptions())
     assert result.metrics["events.rows"] == 1_000

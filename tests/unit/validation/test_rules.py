@@ -12,14 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.errors import DataError, SpecError
 from raypipe.io.dataset import read_dataset, write_dataset
 from raypipe.stages.base import DatasetInput, StageContext
 from raypipe.validation.check_stage import CheckOptions, CheckStage
 from raypipe.validation.checking import check_table, run_check
-from raypipe.validation.inference import infer_rules
 from raypipe.validation.profiling import run_profile
+from raypipe.validation.rule_inference import infer_rules
 from raypipe.validation.rules import RuleSetSpec, read_rules, rules_to_yaml
 
 RULES = {
@@ -101,7 +101,7 @@ def test_distributed_check_quarantines_and_matches_single_process(tmp_path: Path
         str(tmp_path / "in"),
         manifest,
         rules,
-        InlineExecutor(),
+        InlineBackend(),
         data_url=str(tmp_path / "ok"),
         quarantine_url=str(tmp_path / "bad"),
     )
@@ -134,7 +134,7 @@ def test_stage_fails_on_fail_policy_and_infers_rules(tmp_path: Path) -> None:
     )
     ref = DatasetInput(str(tmp_path / "ref"), write_dataset(str(tmp_path / "ref"), good))
     cur = DatasetInput(str(tmp_path / "cur"), write_dataset(str(tmp_path / "cur"), bad))
-    context = StageContext("check", str(tmp_path), "r", InlineExecutor())
+    context = StageContext("check", str(tmp_path), "r", InlineBackend())
     result = CheckStage().run(context, {"data": cur, "reference": ref}, CheckOptions())
     assert result.metrics["warnings"] >= 2  # platform values and amount range
     results = {r["rule"]: r for r in read_dataset(context.output_url("results")).to_pylist()}
@@ -169,7 +169,7 @@ def test_freshness_and_rule_errors(tmp_path: Path) -> None:
 def test_inferred_rules_round_trip_yaml(tmp_path: Path) -> None:
     table = pa.table({"id": np.arange(50), "c": ["a", "b"] * 25, "x": np.linspace(1, 2, 50)})
     url = str(tmp_path / "t")
-    profile = run_profile("t", url, write_dataset(url, table), InlineExecutor())
+    profile = run_profile("t", url, write_dataset(url, table), InlineBackend())
     rules = infer_rules(profile)
     checks = {(r.check, getattr(r, "column", None)) for r in rules}
     assert ("allowed_values", "c") in checks and ("range", "x") in checks
@@ -190,10 +190,10 @@ def test_rules_inferred_from_a_stored_profile(tmp_path: Path) -> None:
     bad = pa.table({"platform": ["ios", "web"] * 50})
     ref = DatasetInput(str(tmp_path / "ref"), write_dataset(str(tmp_path / "ref"), good))
     cur = DatasetInput(str(tmp_path / "cur"), write_dataset(str(tmp_path / "cur"), bad))
-    context = StageContext("profile", str(tmp_path), "r", InlineExecutor())
+    context = StageContext("profile", str(tmp_path), "r", InlineBackend())
     profiled = ProfileStage().run(context, {"players": ref}, ProfileOptions())
     stored = DatasetInput(context.output_url("profile"), profiled.outputs["profile"])
-    executor = InlineExecutor()
+    executor = InlineBackend()
     context = StageContext("check", str(tmp_path), "r", executor)
     options = CheckOptions(profile_table="players", infer_policy="quarantine")
     result = CheckStage().run(context, {"data": cur, "reference_profile": stored}, options)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.features.store.consistency import check_consistency
 from raypipe.features.store.materialize import materialize
 from raypipe.features.store.online import (
@@ -43,7 +43,7 @@ def test_materialized_values_equal_the_point_in_time_values(tmp_path: Path) -> N
     )
     view = ServedView("v", ("player_id",), "ts", source, ("x", "tag"))
     config = StoreConfig("sqlite", path=str(tmp_path / "online.sqlite"))
-    result = materialize(str(tmp_path / "d"), view, source, config, InlineExecutor(), partitions=2)
+    result = materialize(str(tmp_path / "d"), view, source, config, InlineBackend(), partitions=2)
     store = open_store(config)
     assert result.newest_event is not None
     report = check_consistency(view, source, store, result.newest_event, sample=10)

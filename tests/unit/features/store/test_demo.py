@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 
 from raypipe.cli.main import main
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.features.stage import ScoringSetOptions, ScoringSetStage
 from raypipe.features.store.stage import MaterializeOptions, MaterializeStage
 from raypipe.io.dataset import DatasetWriter, read_dataset
@@ -39,10 +39,10 @@ def test_scoring_set_served_online(tmp_path: Path, capsys: pytest.CaptureFixture
         )
         inputs[name] = DatasetInput(str(tmp_path / name), manifest)
     data_dir = str(tmp_path / "data")
-    scoring = StageContext("scoring_features", data_dir, "r", InlineExecutor())
+    scoring = StageContext("scoring_features", data_dir, "r", InlineBackend())
     ScoringSetStage().run(scoring, inputs, ScoringSetOptions(player_columns=["country"]))
     url = scoring.output_url("scoring_set")
-    context = StageContext("materialize", data_dir, "r", InlineExecutor())
+    context = StageContext("materialize", data_dir, "r", InlineBackend())
     options = MaterializeOptions(view="churn_player", timestamp="cutoff", max_age="3650d")
     result = MaterializeStage().run(
         context, {"data": DatasetInput(url, read_manifest(url))}, options

@@ -13,7 +13,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.errors import DataError
 from raypipe.features.store import materialize as materialize_module
 from raypipe.features.store.freshness import alert, freshness_of
@@ -75,20 +75,20 @@ def test_latest_per_key_incremental_and_idempotent(tmp_path: Path, store: StoreC
     url = _events(tmp_path, "v1", rows)
     data_dir = str(tmp_path / "data")
     first = materialize(
-        data_dir, VIEW, url, store, InlineExecutor(), partitions=3, end=T0 + dt.timedelta(hours=30)
+        data_dir, VIEW, url, store, InlineBackend(), partitions=3, end=T0 + dt.timedelta(hours=30)
     )
     assert first.chunks == 2 * 3  # 30 hours in 1-day slices x 3 partitions
     # `end` is inclusive: the event at hour 30 is in.
     assert _read(store, ["1", "5", "9"]) == {"1": 130.0, "5": 530.0, "9": None}
-    second = materialize(data_dir, VIEW, url, store, InlineExecutor(), partitions=3)
+    second = materialize(data_dir, VIEW, url, store, InlineBackend(), partitions=3)
     # Two day-slices each hold a latest row per player; the newer slice wins in the store
     # whatever order the chunks ran in.
     assert second.latest_rows == 10 and 5 <= second.written <= 10
     assert _read(store, ["1"]) == {"1": 170.0}
-    again = materialize(data_dir, VIEW, url, store, InlineExecutor(), partitions=3)
+    again = materialize(data_dir, VIEW, url, store, InlineBackend(), partitions=3)
     assert (again.chunks, again.written) == (0, 0)
     # A forced full rescan finds every row already there: it writes nothing.
-    full = materialize(data_dir, VIEW, url, store, InlineExecutor(), partitions=2, full=True)
+    full = materialize(data_dir, VIEW, url, store, InlineBackend(), partitions=2, full=True)
     assert full.latest_rows == 3 * 5 and full.written == 0
     state = read_state(data_dir, VIEW)
     assert state.newest_event_us is not None and state.done_chunks == []
@@ -110,7 +110,7 @@ def test_interrupted_run_resumes_without_redoing_done_chunks(
         return real(chunk)
 
     monkeypatch.setattr(materialize_module, "materialize_chunk", failing)
-    executor = InlineExecutor()
+    executor = InlineBackend()
     monkeypatch.setattr(type(executor), "parallelism", property(lambda self: 1))
     with pytest.raises(Exception, match="killed"):
         materialize(data_dir, VIEW, url, store, executor, partitions=1)
@@ -173,7 +173,7 @@ def test_stage_registers_materializes_and_records_freshness(tmp_path: Path, webh
     rows = [(p, T0, float(p)) for p in range(1, 4)]
     source = _events(tmp_path, "scoring", rows)
     data = DatasetInput(source, read_manifest(source))
-    ctx = StageContext("materialize", str(tmp_path / "data"), "run-1", InlineExecutor())
+    ctx = StageContext("materialize", str(tmp_path / "data"), "run-1", InlineBackend())
     options = MaterializeOptions(
         view="churn_player", timestamp="ts", max_age="3650d", freshness_sla="1d", webhook_url=url
     )
@@ -196,7 +196,7 @@ def test_stage_registers_materializes_and_records_freshness(tmp_path: Path, webh
 def test_quality_checks_gate_what_is_served(tmp_path: Path) -> None:
     source = _events(tmp_path, "scoring", [(1, T0, 1.0), (2, T0, 600.0)])
     data = DatasetInput(source, read_manifest(source))
-    ctx = StageContext("materialize", str(tmp_path / "data"), "run-1", InlineExecutor())
+    ctx = StageContext("materialize", str(tmp_path / "data"), "run-1", InlineBackend())
     checks = [{"check": "range", "column": "x", "min": 0, "max": 500}]
     warn = MaterializeOptions(view="v", timestamp="ts", checks=[{**checks[0], "policy": "warn"}])
     assert MaterializeStage().run(ctx, {"data": data}, warn).metrics["checks_warned"] == 1

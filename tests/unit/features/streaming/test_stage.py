@@ -7,7 +7,7 @@ from pathlib import Path
 
 import polars as pl
 
-from raypipe.engine.inline import InlineExecutor
+from raypipe.engine.inline import InlineBackend
 from raypipe.features.store.online import Status, StoreConfig, open_store
 from raypipe.features.streaming.stage import StreamOptions, StreamStage
 from raypipe.io.dataset import read_dataset
@@ -39,7 +39,7 @@ def test_each_run_continues_from_the_stream_position(tmp_path: Path) -> None:
     stage = StreamStage()
 
     def run(run_id: str):
-        context = StageContext("purchases", data_dir, run_id, InlineExecutor(), job_name="shop")
+        context = StageContext("purchases", data_dir, run_id, InlineBackend(), job_name="shop")
         result = stage.run(context, {}, options)
         windows = read_dataset(context.output_url("windows"))
         late = read_dataset(context.output_url("late"))
@@ -90,7 +90,7 @@ def test_the_driver_reruns_it_every_time_new_files_are_seen(tmp_path: Path) -> N
     def run():
         record = run_job(
             load_job(spec, env={}),
-            make_executor=lambda on_progress, cancel: InlineExecutor(on_progress, cancel),
+            backend=InlineBackend(),
             driver_node_id="node-0",
             options=RunOptions(),
         )

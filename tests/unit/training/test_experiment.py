@@ -9,8 +9,8 @@ import pickle
 import numpy as np
 import pytest
 
-from raypipe.training import job
-from raypipe.training.job import TrainingSpec, prepare, run_training
+from raypipe.training import experiment
+from raypipe.training.experiment import TrainingSpec, prepare, run_training
 from raypipe.training.search import InlineRunner
 from raypipe.training.spaces import resolve_spaces
 from raypipe.training.trial import TrialWorker
@@ -64,7 +64,7 @@ def test_same_seed_same_data_gives_the_same_model_and_metrics_bit_for_bit(
     cross_validation: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if not cross_validation:
-        monkeypatch.setattr(job, "CV_MAX_ROWS", 0)
+        monkeypatch.setattr(experiment, "CV_MAX_ROWS", 0)
     prepared, first = _train(1200)
     _, second = _train(1200)
     assert bool(prepared.cv_folds) is cross_validation
@@ -74,7 +74,7 @@ def test_same_seed_same_data_gives_the_same_model_and_metrics_bit_for_bit(
 def test_winner_is_chosen_on_validation_rows_and_only_it_scores_the_test_rows(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(job, "CV_MAX_ROWS", 0)
+    monkeypatch.setattr(experiment, "CV_MAX_ROWS", 0)
     prepared, report = _train(1200)
     for matrices in prepared.data.x.values():
         assert set(matrices) == {"fit", "valid"}  # trial workers never hold test rows
@@ -97,11 +97,11 @@ def test_winner_is_chosen_on_validation_rows_and_only_it_scores_the_test_rows(
 def test_small_data_is_compared_by_cross_validation_with_fold_scores() -> None:
     prepared, report = _train(1200)
     selection = report.selection
-    assert len(prepared.cv_folds) == job.CV_FOLDS == selection.cv_folds
+    assert len(prepared.cv_folds) == experiment.CV_FOLDS == selection.cv_folds
     assert selection.rows == "cross-validation"
     assert selection.n_rows == len(prepared.fit_rows) + len(prepared.valid_rows)
     for candidate in report.candidates:
-        assert len(candidate.cv_scores) == job.CV_FOLDS
+        assert len(candidate.cv_scores) == experiment.CV_FOLDS
         assert math.isclose(np.mean(candidate.cv_scores), selection.scores[candidate.candidate])
     chosen = max(selection.scores, key=selection.scores.__getitem__)
     assert report.best.candidate == chosen and report.best.final.model is not None

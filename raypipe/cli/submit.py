@@ -8,6 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from raypipe.cli.options import InsecureTokenOption, SetOption
+
 __all__ = ["register"]
 
 AddressOption = Annotated[
@@ -15,16 +17,6 @@ AddressOption = Annotated[
     typer.Option(
         help="The cluster's dashboard URL, e.g. `http://HOST:8265` (default: "
         "RAY_API_SERVER_ADDRESS, RAY_ADDRESS, then http://127.0.0.1:8265).",
-    ),
-]
-
-
-InsecureTokenOption = Annotated[
-    bool,
-    typer.Option(
-        "--allow-insecure-token",
-        help="Send the Ray auth token over plain http to a host other than this machine "
-        "(only on a network you trust; prefer a tunnel to 127.0.0.1 or https).",
     ),
 ]
 
@@ -37,10 +29,7 @@ def _write(text: str) -> None:
 def submit(
     spec: Annotated[Path, typer.Argument(help="The job's YAML file; its folder is uploaded.")],
     address: AddressOption = None,
-    set_: Annotated[
-        Optional[list[str]],  # noqa: UP045
-        typer.Option("--set", help="Override a spec value: `stages.events.with.players=5000`."),
-    ] = None,
+    set_: SetOption = None,
     resume: Annotated[
         bool, typer.Option(help="Continue the newest unfinished run of this job.")
     ] = False,
@@ -66,20 +55,20 @@ def submit(
 ) -> None:
     """Submit a job to a Ray cluster, follow its log, exit with its status."""
     from raypipe.cli.main import console, error_console
-    from raypipe.engine import jobs
+    from raypipe.engine import submission
     from raypipe.spec import load_job
 
     # Check the spec here first: a typo should not cost a cluster round trip. Its data_dir is
     # fixed here too, so the cluster's environment or working dir cannot move it.
     job = load_job(spec, overrides=set_ or (), data_dir=data_dir)
-    client = jobs.connect(address, allow_insecure_token=allow_insecure_token)
-    submitted = jobs.submit_job(
+    client = submission.connect(address, allow_insecure_token=allow_insecure_token)
+    submitted = submission.submit_job(
         client,
-        jobs.JobSubmissionSpec(
+        submission.JobSubmissionSpec(
             spec=spec,
             overrides=tuple(set_ or ()),
             resume=resume,
-            data_dir=jobs.pin_data_dir(job.data_dir),
+            data_dir=submission.pin_data_dir(job.data_dir),
             requirements=requirements,
             submission_id=submission_id,
         ),
@@ -88,7 +77,7 @@ def submit(
     if not follow:
         return
     try:
-        outcome = jobs.follow_job(client, submitted, _write)
+        outcome = submission.follow_job(client, submitted, _write)
     except KeyboardInterrupt:
         error_console.print(
             f"[yellow]stopped following; the job keeps running.[/] "
@@ -97,7 +86,7 @@ def submit(
         )
         raise typer.Exit(130) from None
     if outcome.exit_code != 0:
-        raise jobs.JobFinishedError(outcome)
+        raise submission.JobFinishedError(outcome)
     console.print(f"job [bold]{submitted}[/] [green]{outcome.status}[/]", highlight=False)
 
 
@@ -110,11 +99,11 @@ def list_(address: AddressOption = None, allow_insecure_token: InsecureTokenOpti
     from rich.table import Table
 
     from raypipe.cli.main import console
-    from raypipe.engine import jobs
+    from raypipe.engine import submission
 
     table = Table("submission id", "status", "started (UTC)", "entrypoint")
-    client = jobs.connect(address, allow_insecure_token=allow_insecure_token)
-    for row in jobs.format_summaries(jobs.list_jobs(client)):
+    client = submission.connect(address, allow_insecure_token=allow_insecure_token)
+    for row in submission.format_summaries(submission.list_jobs(client)):
         table.add_row(*row)
     console.print(table)
 
@@ -129,15 +118,15 @@ def logs(
     allow_insecure_token: InsecureTokenOption = False,
 ) -> None:
     """Print a job's log; with --follow, to its end, exiting with its status."""
-    from raypipe.engine import jobs
+    from raypipe.engine import submission
 
-    client = jobs.connect(address, allow_insecure_token=allow_insecure_token)
+    client = submission.connect(address, allow_insecure_token=allow_insecure_token)
     if not follow:
-        _write(jobs.read_job_logs(client, submission_id))
+        _write(submission.read_job_logs(client, submission_id))
         return
-    outcome = jobs.follow_job(client, submission_id, _write)
+    outcome = submission.follow_job(client, submission_id, _write)
     if outcome.exit_code != 0:
-        raise jobs.JobFinishedError(outcome)
+        raise submission.JobFinishedError(outcome)
 
 
 @jobs_app.command()
@@ -149,10 +138,10 @@ def stop(
 ) -> None:
     """Stop a running job."""
     from raypipe.cli.main import console
-    from raypipe.engine import jobs
+    from raypipe.engine import submission
 
-    client = jobs.connect(address, allow_insecure_token=allow_insecure_token)
-    status = jobs.stop_job(client, submission_id, wait_s=wait)
+    client = submission.connect(address, allow_insecure_token=allow_insecure_token)
+    status = submission.stop_job(client, submission_id, wait_s=wait)
     console.print(f"job [bold]{submission_id}[/]: {status}", highlight=False)
 
 

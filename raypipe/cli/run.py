@@ -5,13 +5,16 @@ from __future__ import annotations
 import sys
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from raypipe.driver import JobFailedError, JobInterruptedError, RunOptions, RunRecord, run_job
+from raypipe.cli.options import AddressOption, InlineOption, InsecureTokenOption, SetOption
 from raypipe.errors import RuntimeUnavailableError, SpecError
-from raypipe.spec import Job, load_job
+
+if TYPE_CHECKING:  # the driver imports the data stack; commands other than `run` never need it
+    from raypipe.driver import RunRecord
+    from raypipe.spec import Job
 
 __all__ = ["register", "run_spec"]
 
@@ -27,15 +30,17 @@ def run_spec(
     dashboard: bool = False,
     num_cpus: int | None = None,
     allow_insecure_token: bool = False,
+    inline: bool = False,
 ) -> RunRecord:
-    """Run ``job`` on a Ray runtime started (or joined) for it, showing progress."""
+    """Run ``job`` on a Ray runtime started (or joined) for it, or in this process with
+    ``inline``, showing progress."""
     from raypipe.cli.main import console
     from raypipe.cli.observers import RichObserver, make_observer
+    from raypipe.cli.options import open_backend
     from raypipe.cli.render import run_table
     from raypipe.cli.signals import cancel_on_signals
+    from raypipe.driver import JobFailedError, JobInterruptedError, RunOptions, run_job
     from raypipe.driver.state import DriverState
-    from raypipe.engine.runtime import RayRuntime, RuntimeOptions
-    from raypipe.engine.tasks import RayExecutor
     from raypipe.stages.base import CancelToken
 
     unknown = sorted(set(force) - {stage.name for stage in job.stages})
@@ -44,30 +49,35 @@ def run_spec(
     # A data_dir that cannot be written fails here, in one line, before Ray starts.
     DriverState(job.data_dir, job.name, job.storage_options).check_writable()
     observer = make_observer(console)
-    runtime_options = RuntimeOptions(
-        address=address,
-        num_cpus=num_cpus,
-        include_dashboard=dashboard,
-        allow_insecure_token=allow_insecure_token,
-    )
     showing = observer if isinstance(observer, RichObserver) else nullcontext()
+    runtime = None
+    if not inline:
+        from raypipe.engine.runtime import RayRuntime, RuntimeOptions
+
+        runtime = RayRuntime(
+            RuntimeOptions(
+                address=address,
+                num_cpus=num_cpus,
+                include_dashboard=dashboard,
+                allow_insecure_token=allow_insecure_token,
+            )
+        )
     # Signals are taken over only once Ray runs (ray.init installs its own SIGTERM handler);
     # leaving the block through the runtime shuts down the Ray this command started.
     with (
-        RayRuntime(runtime_options) as runtime,
+        open_backend(inline=inline, runtime=runtime) as backend,
         cancel_on_signals(CancelToken()) as token,
         showing,
     ):
-        runtime.watch_local_node(
-            lambda reason: token.cancel(reason, exit_code=RuntimeUnavailableError.exit_code)
-        )
+        if runtime is not None:
+            runtime.watch_local_node(
+                lambda reason: token.cancel(reason, exit_code=RuntimeUnavailableError.exit_code)
+            )
         try:
             record = run_job(
                 job,
-                make_executor=lambda on_progress, cancel: RayExecutor(
-                    runtime, on_progress, cancel
-                ),
-                driver_node_id=runtime.driver_node_id,
+                backend=backend,
+                driver_node_id=runtime.driver_node_id if runtime is not None else "",
                 options=RunOptions(resume=resume, force=frozenset(force)),
                 observer=observer,
                 cancel_token=token,
@@ -76,8 +86,9 @@ def run_spec(
             console.print(run_table(exc.record))
             # The node's death is the cause only if it came first: on SIGTERM to the whole
             # process group the local raylet ends too, after the signal that stopped the run.
-            if runtime.node_death is not None and token.reason == runtime.node_death:
-                raise _node_died(runtime.node_death, exc.record) from exc
+            node_death = runtime.node_death if runtime is not None else None
+            if node_death is not None and token.reason == node_death:
+                raise _node_died(node_death, exc.record) from exc
             raise
     console.print(run_table(record))
     return record
@@ -97,10 +108,7 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def run(
         spec: Annotated[Path, typer.Argument(help="The job's YAML file.")],
-        set_: Annotated[
-            Optional[list[str]],  # noqa: UP045
-            typer.Option("--set", help="Override a spec value: `stages.events.with.players=5000`."),
-        ] = None,
+        set_: SetOption = None,
         resume: Annotated[
             bool, typer.Option(help="Continue the newest unfinished run of this job.")
         ] = False,
@@ -108,28 +116,18 @@ def register(app: typer.Typer) -> None:
             Optional[list[str]],  # noqa: UP045
             typer.Option(help="Rerun this stage even if cached (repeatable)."),
         ] = None,
-        address: Annotated[
-            Optional[str],  # noqa: UP045
-            typer.Option(
-                help="Join a Ray cluster (`auto`, `ray://HOST:10001`) instead of "
-                "starting a local one."
-            ),
-        ] = None,
+        address: AddressOption = None,
+        inline: InlineOption = False,
         data_dir: Annotated[
             Optional[str],  # noqa: UP045
             typer.Option(help="Replace the spec's data_dir (any fsspec URL)."),
         ] = None,
         dashboard: Annotated[bool, typer.Option(help="Start Ray's dashboard.")] = False,
-        allow_insecure_token: Annotated[
-            bool,
-            typer.Option(
-                "--allow-insecure-token",
-                help="With --address: send the Ray auth token without TLS to a host other "
-                "than this machine (only on a network you trust).",
-            ),
-        ] = False,
+        allow_insecure_token: InsecureTokenOption = False,
     ) -> None:
         """Run a job: its stages in dependency order on Ray, cached stages skipped."""
+        from raypipe.spec import load_job
+
         job = load_job(spec, overrides=set_ or (), data_dir=data_dir)
         record = run_spec(
             job,
@@ -138,6 +136,7 @@ def register(app: typer.Typer) -> None:
             force=force or [],
             dashboard=dashboard,
             allow_insecure_token=allow_insecure_token,
+            inline=inline,
         )
         _print_where(record)
 
@@ -147,14 +146,14 @@ def register(app: typer.Typer) -> None:
             str, typer.Option(help="Where the demo writes its data.")
         ] = "./raypipe-data",
         spec: Annotated[Path, typer.Option(help="The demo job.")] = DEMO_SPEC,
-        set_: Annotated[
-            Optional[list[str]],  # noqa: UP045
-            typer.Option("--set", help="Override a spec value."),
-        ] = None,
+        set_: SetOption = None,
+        inline: InlineOption = False,
     ) -> None:
         """Run the churn demo on small generated data, then say what it produced and where."""
+        from raypipe.spec import load_job
+
         job = load_job(_demo_spec(spec), overrides=set_ or (), data_dir=data_dir)
-        record = run_spec(job, address=None, resume=False, force=[])
+        record = run_spec(job, address=None, resume=False, force=[], inline=inline)
         _print_where(record)
 
 

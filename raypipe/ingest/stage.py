@@ -59,7 +59,7 @@ class IngestOptions(StageOptions):
         return self
 
 
-class IngestStage(Stage):
+class IngestStage(Stage[IngestOptions]):
     """Reads CSV / JSON lines / Parquet files, casts them to the declared schema, commits them."""
 
     kind = "ingest"

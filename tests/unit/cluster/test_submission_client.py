@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 
 from raypipe.cli.main import main
-from raypipe.engine import auth, jobs
+from raypipe.engine import auth
+from raypipe.engine import submission as jobs
 from raypipe.errors import RaypipeError, RuntimeUnavailableError, SpecError
 from tests.support.fake_stages import fake_kinds  # noqa: F401 - fixture
 
@@ -99,7 +100,7 @@ def cli(monkeypatch: pytest.MonkeyPatch, fake_kinds: None) -> None:  # noqa: F81
 
     # Other areas' command modules may not exist yet in a partial checkout.
     present = tuple(m for m in cli_main.COMMAND_MODULES if importlib.util.find_spec(m))
-    wanted = present if "raypipe.cli.jobs" in present else (*present, "raypipe.cli.jobs")
+    wanted = present if "raypipe.cli.submit" in present else (*present, "raypipe.cli.submit")
     monkeypatch.setattr(cli_main, "COMMAND_MODULES", wanted)
     # main() points the root logger at pytest's captured stderr: undo that after the test.
     root = logging.getLogger()

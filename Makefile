@@ -24,6 +24,7 @@ system-deps:
 
 lint: $(STAMP)
 	$(BIN)/ruff check raypipe tests benchmarks
+	$(BIN)/ruff format --check raypipe tests benchmarks
 	$(BIN)/lint-imports
 
 # Unit tests run in a process of their own: the integration tests' session-scoped Ray runtime

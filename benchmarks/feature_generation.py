@@ -45,8 +45,16 @@ from raypipe.io.dataset import DatasetWriter, read_dataset, write_dataset
 
 CUTOFF = dt.datetime(2026, 2, 1)
 DAYS = 30
-TYPES = ("session_start", "level_start", "level_complete", "level_fail", "purchase", "ad_view",
-         "social", "crash")
+TYPES = (
+    "session_start",
+    "level_start",
+    "level_complete",
+    "level_fail",
+    "purchase",
+    "ad_view",
+    "social",
+    "crash",
+)
 WINDOWS = (1, 7, 30)
 US_PER_DAY = 86_400 * 1_000_000
 
@@ -74,18 +82,22 @@ def generate(root: Path, rows: int, files: int, layout: str, seed: int = 7) -> t
     kind = rng.choice(len(TYPES), size=rows, p=[0.2, 0.2, 0.15, 0.1, 0.05, 0.15, 0.1, 0.05])
     amount = np.round(rng.gamma(2.0, 3.0, rows), 2)
     order = np.lexsort((ts, player)) if layout == "player" else np.argsort(ts, kind="stable")
-    table = pa.table({
-        "player_id": player[order],
-        "ts": pa.array(ts[order], pa.int64()).cast(pa.timestamp("us")),
-        "event_type": pa.array(np.array(TYPES, dtype=object)[kind[order]], pa.string()),
-        "amount": amount[order],
-    })
+    table = pa.table(
+        {
+            "player_id": player[order],
+            "ts": pa.array(ts[order], pa.int64()).cast(pa.timestamp("us")),
+            "event_type": pa.array(np.array(TYPES, dtype=object)[kind[order]], pa.string()),
+            "amount": amount[order],
+        }
+    )
     events_url = str(root / "events")
     writer = DatasetWriter(events_url)
     entries = []
     if layout == "player":  # shard by player id range: disjoint players per file
-        bounds = np.searchsorted(table.column("player_id").to_numpy(),
-                                 np.linspace(0, players, files + 1).astype(np.int64))
+        bounds = np.searchsorted(
+            table.column("player_id").to_numpy(),
+            np.linspace(0, players, files + 1).astype(np.int64),
+        )
         for index in range(files):
             chunk = table.slice(int(bounds[index]), int(bounds[index + 1] - bounds[index]))
             entries += writer.write(chunk, part=index)
@@ -111,19 +123,34 @@ def run_polars(events_url: str, out: Path) -> pl.DataFrame:
     for d in WINDOWS:
         recent = pl.col("ts") >= cutoff - dt.timedelta(days=d)
         aggs.append(pl.col("amount").filter(recent).mean().alias(f"amt_mean_{d}d"))
-    aggs.append(((cutoff - pl.col("ts").max()).dt.total_microseconds() / US_PER_DAY)
-                .alias("days_since_last"))
-    result = (pl.scan_parquet(files).filter(pl.col("ts") < cutoff)
-              .group_by("player_id").agg(aggs).collect())
+    aggs.append(
+        ((cutoff - pl.col("ts").max()).dt.total_microseconds() / US_PER_DAY).alias(
+            "days_since_last"
+        )
+    )
+    result = (
+        pl.scan_parquet(files)
+        .filter(pl.col("ts") < cutoff)
+        .group_by("player_id")
+        .agg(aggs)
+        .collect()
+    )
     result.write_parquet(out / "polars.parquet")
     return result
 
 
-def run_raypipe(events_url: str, players_url: str, out_url: str, executor,
-                partitions: int | None = None) -> None:
-    build = FeatureBuild(events_url=events_url, views=(VIEW,), entities_url=players_url,
-                         keys=("player_id",), out=DatasetWriter(out_url), cutoff=CUTOFF,
-                         entity_columns=("player_id",))
+def run_raypipe(
+    events_url: str, players_url: str, out_url: str, executor, partitions: int | None = None
+) -> None:
+    build = FeatureBuild(
+        events_url=events_url,
+        views=(VIEW,),
+        entities_url=players_url,
+        keys=("player_id",),
+        out=DatasetWriter(out_url),
+        cutoff=CUTOFF,
+        entity_columns=("player_id",),
+    )
     run_feature_build(build, executor, partitions=partitions, name="bench")
 
 
@@ -134,12 +161,18 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--files", type=int, default=16)
     parser.add_argument("--layout", choices=("player", "time"), default="player")
-    parser.add_argument("--partitions", type=int, default=None,
-                        help="raypipe tasks (default: one per CPU)")
+    parser.add_argument(
+        "--partitions", type=int, default=None, help="raypipe tasks (default: one per CPU)"
+    )
     parser.add_argument("--json", type=str, default=None)
     args = parser.parse_args()
-    sizes = ([int(float(s)) for s in args.sizes.split(",")] if args.sizes
-             else [300_000, 3_000_000] if args.quick else [3_000_000, 10_000_000, 30_000_000])
+    sizes = (
+        [int(float(s)) for s in args.sizes.split(",")]
+        if args.sizes
+        else [300_000, 3_000_000]
+        if args.quick
+        else [3_000_000, 10_000_000, 30_000_000]
+    )
     repeats = args.repeats or (3 if args.quick else 5)
 
     from raypipe.engine.runtime import RayRuntime, RuntimeOptions
@@ -156,8 +189,9 @@ def main() -> None:
             data.mkdir()
             events_url, players_url = generate(data, rows, args.files, args.layout)
             out_url = str(data / "raypipe_out")
-            run_raypipe(events_url, players_url, out_url, executor,
-                        args.partitions)  # warm-up, untimed
+            run_raypipe(
+                events_url, players_url, out_url, executor, args.partitions
+            )  # warm-up, untimed
             times: dict[str, list[float]] = {"polars": [], "raypipe": []}
             for _ in range(repeats):
                 started = time.perf_counter()
@@ -168,28 +202,42 @@ def main() -> None:
                 times["raypipe"].append(time.perf_counter() - started)
             got = pl.from_arrow(read_dataset(out_url)).drop("cutoff").sort("player_id")
             try:
-                assert_frame_equal(got, expected.sort("player_id"), rel_tol=1e-9,
-                                   check_dtypes=False)
+                assert_frame_equal(
+                    got, expected.sort("player_id"), rel_tol=1e-9, check_dtypes=False
+                )
                 equal = True
             except AssertionError as exc:
                 print(f"outputs differ at {rows} rows: {exc}")
                 equal = False
-            results.append({"rows": rows, "polars_s": statistics.median(times["polars"]),
-                            "raypipe_s": statistics.median(times["raypipe"]), "equal": equal,
-                            "layout": args.layout, "repeats": repeats,
-                            "polars_all_s": times["polars"], "raypipe_all_s": times["raypipe"]})
+            results.append(
+                {
+                    "rows": rows,
+                    "polars_s": statistics.median(times["polars"]),
+                    "raypipe_s": statistics.median(times["raypipe"]),
+                    "equal": equal,
+                    "layout": args.layout,
+                    "repeats": repeats,
+                    "polars_all_s": times["polars"],
+                    "raypipe_all_s": times["raypipe"],
+                }
+            )
             shutil.rmtree(data, ignore_errors=True)
     finally:
         runtime.stop()
         shutil.rmtree(root, ignore_errors=True)
-    print(f"\nfeature generation, layout={args.layout}, medians of {repeats} "
-          "(2 vCPU shared machine)")
-    print(f"{'events':>12} {'polars s':>9} {'raypipe s':>10} {'ray/polars':>10} "
-          f"{'polars ev/s':>12} {'raypipe ev/s':>13} {'equal':>6}")
+    print(
+        f"\nfeature generation, layout={args.layout}, medians of {repeats} (2 vCPU shared machine)"
+    )
+    print(
+        f"{'events':>12} {'polars s':>9} {'raypipe s':>10} {'ray/polars':>10} "
+        f"{'polars ev/s':>12} {'raypipe ev/s':>13} {'equal':>6}"
+    )
     for r in results:
-        print(f"{r['rows']:>12,} {r['polars_s']:>9.2f} {r['raypipe_s']:>10.2f} "
-              f"{r['raypipe_s'] / r['polars_s']:>10.2f} {r['rows'] / r['polars_s']:>12,.0f} "
-              f"{r['rows'] / r['raypipe_s']:>13,.0f} {r['equal']!s:>6}")
+        print(
+            f"{r['rows']:>12,} {r['polars_s']:>9.2f} {r['raypipe_s']:>10.2f} "
+            f"{r['raypipe_s'] / r['polars_s']:>10.2f} {r['rows'] / r['polars_s']:>12,.0f} "
+            f"{r['rows'] / r['raypipe_s']:>13,.0f} {r['equal']!s:>6}"
+        )
     if len(results) > 1:
         first, last = results[0], results[-1]
         growth = last["raypipe_s"] / first["raypipe_s"]

@@ -19,9 +19,7 @@ def ray_runtime() -> Iterator[object]:
     """A local Ray (2 CPUs, small object store, no dashboard) shared by every Ray test."""
     from raypipe.engine.runtime import RayRuntime, RuntimeOptions
 
-    runtime = RayRuntime(
-        RuntimeOptions(num_cpus=2, object_store_bytes=TEST_OBJECT_STORE_BYTES)
-    )
+    runtime = RayRuntime(RuntimeOptions(num_cpus=2, object_store_bytes=TEST_OBJECT_STORE_BYTES))
     runtime.start()
     try:
         yield runtime

@@ -322,7 +322,8 @@ class _StageRunner:
 
     def _ready(self, waiting: list[JobStage]) -> list[JobStage]:
         finished = {
-            name for name, stage in self.record.stages.items()
+            name
+            for name, stage in self.record.stages.items()
             if stage.status in StageStatus.FINISHED
         }
         return [stage for stage in waiting if stage.depends_on <= finished]
@@ -331,9 +332,7 @@ class _StageRunner:
         stage_record = self.record.stages[stage.name]
         stage_record.status, stage_record.error = status, error
 
-    def _fail(
-        self, stage: JobStage, error: BaseException, waiting: list[JobStage]
-    ) -> RaypipeError:
+    def _fail(self, stage: JobStage, error: BaseException, waiting: list[JobStage]) -> RaypipeError:
         if not isinstance(error, RaypipeError):
             logger.debug("stage %s raised", stage.name, exc_info=error)
             wrapped = StageError(
@@ -427,8 +426,11 @@ class _StageRunner:
         self.state.write_stage_commit(stage_record)
         logger.debug(
             "stage %s: %d rows in, %d rows out, %d output(s), %.1f s",
-            stage.name, stage_record.rows_in, stage_record.rows_out,
-            len(stage_record.outputs), stage_record.seconds,
+            stage.name,
+            stage_record.rows_in,
+            stage_record.rows_out,
+            len(stage_record.outputs),
+            stage_record.seconds,
         )
         return stage_record
 
@@ -466,5 +468,3 @@ class _StageRunner:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-

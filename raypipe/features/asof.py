@@ -90,16 +90,21 @@ def compile_view(view: FeatureView, schema: Mapping[str, pl.DataType]) -> Compil
     }
     for column in (*view.entities, view.timestamp):
         if column not in schema:
-            problems.append(f"view `{view.name}`: column `{column}` is not in the source "
-                            f"(columns: {', '.join(f'`{c}`' for c in schema)})")
+            problems.append(
+                f"view `{view.name}`: column `{column}` is not in the source "
+                f"(columns: {', '.join(f'`{c}`' for c in schema)})"
+            )
     if view.timestamp in schema and kinds.get(view.timestamp) != "time":
-        problems.append(f"view `{view.name}`: timestamp column `{view.timestamp}` must be a "
-                        f"datetime, received {schema[view.timestamp]}")
+        problems.append(
+            f"view `{view.name}`: timestamp column `{view.timestamp}` must be a "
+            f"datetime, received {schema[view.timestamp]}"
+        )
 
     used: set[str] = {*view.entities, view.timestamp}
 
-    def check(text: str, feature: str | None, expected: str | None, scope: Mapping[str, Kind],
-              what: str) -> CompiledExpression | None:
+    def check(
+        text: str, feature: str | None, expected: str | None, scope: Mapping[str, Kind], what: str
+    ) -> CompiledExpression | None:
         where = f"view `{view.name}`" + (f" feature `{feature}`" if feature else "")
         try:
             compiled = compile_expression(text, scope)
@@ -107,8 +112,9 @@ def compile_view(view: FeatureView, schema: Mapping[str, pl.DataType]) -> Compil
             problems.append(f"{where}: {what} {exc}")
             return None
         if expected is not None and compiled.kind not in (expected, "null"):
-            problems.append(f"{where}: {what} `{text}` must be {expected}, "
-                            f"received {compiled.kind}")
+            problems.append(
+                f"{where}: {what} `{text}` must be {expected}, received {compiled.kind}"
+            )
             return None
         if scope is kinds:
             used.update(compiled.names)
@@ -135,8 +141,11 @@ def compile_view(view: FeatureView, schema: Mapping[str, pl.DataType]) -> Compil
             if compiled is None:
                 continue
             if aggregate.column not in value_exprs:
-                value_exprs[aggregate.column] = (f"__v{len(value_exprs)}", compiled.expr,
-                                                 compiled.kind)
+                value_exprs[aggregate.column] = (
+                    f"__v{len(value_exprs)}",
+                    compiled.expr,
+                    compiled.kind,
+                )
             value = value_exprs[aggregate.column]
         if mask_name is None:
             continue
@@ -151,12 +160,21 @@ def compile_view(view: FeatureView, schema: Mapping[str, pl.DataType]) -> Compil
             derived.append((feature.name, compiled.expr))
             feature_kinds[feature.name] = compiled.kind
     if problems:
-        raise SpecError(problems, hint="fix the feature view; expressions may use the source "
-                        "columns (aggregates) or the view's earlier features (derived)")
-    return CompiledView(view, where_expr, tuple(mask_exprs),
-                        tuple((name, expr) for name, expr, _ in value_exprs.values()),
-                        tuple(aggregations), tuple(derived), feature_kinds,
-                        frozenset(used))
+        raise SpecError(
+            problems,
+            hint="fix the feature view; expressions may use the source "
+            "columns (aggregates) or the view's earlier features (derived)",
+        )
+    return CompiledView(
+        view,
+        where_expr,
+        tuple(mask_exprs),
+        tuple((name, expr) for name, expr, _ in value_exprs.values()),
+        tuple(aggregations),
+        tuple(derived),
+        feature_kinds,
+        frozenset(used),
+    )
 
 
 def check_views(views: Sequence[FeatureView], schema: Mapping[str, pl.DataType]) -> None:
@@ -170,8 +188,10 @@ def check_views(views: Sequence[FeatureView], schema: Mapping[str, pl.DataType])
             problems.extend(exc.problems)
         for feature in view.feature_names:
             if feature in names:
-                problems.append(f"view `{view.name}` feature `{feature}`: name also used by "
-                                f"view `{names[feature]}`")
+                problems.append(
+                    f"view `{view.name}` feature `{feature}`: name also used by "
+                    f"view `{names[feature]}`"
+                )
             names[feature] = view.name
     if problems:
         raise SpecError(problems, hint="fix the feature views")
@@ -214,8 +234,10 @@ def _aggregation(aggregate: Aggregate, mask: str, value: tuple | None) -> pl.Exp
     if function == "count" and value is None:
         return pl.len().cast(pl.Int64) if every_row else pl.col(mask).sum().cast(pl.Int64)
     if function == "time_since_last":
-        return (selected(pl.col(AGE)).min().dt.total_seconds(fractional=True)
-                / TIME_UNITS[aggregate.unit])
+        return (
+            selected(pl.col(AGE)).min().dt.total_seconds(fractional=True)
+            / TIME_UNITS[aggregate.unit]
+        )
     assert value is not None
     column = selected(pl.col(value[0]))
     if function == "count":
@@ -264,11 +286,17 @@ def compute_features(
         ``entities`` with one column per feature.
     """
     if cutoff is None and cutoff_column not in entities.columns:
-        raise SpecError([f"entity rows have no `{cutoff_column}` column and no cutoff was "
-                         "given"], hint="pass `cutoff=` for scoring or add a cutoff column")
-    aggregated = aggregate_views(events, views, cutoff=cutoff,
-                                 cutoffs=entities if cutoff is None else None,
-                                 cutoff_column=cutoff_column)
+        raise SpecError(
+            [f"entity rows have no `{cutoff_column}` column and no cutoff was given"],
+            hint="pass `cutoff=` for scoring or add a cutoff column",
+        )
+    aggregated = aggregate_views(
+        events,
+        views,
+        cutoff=cutoff,
+        cutoffs=entities if cutoff is None else None,
+        cutoff_column=cutoff_column,
+    )
     return attach_features(entities, aggregated, cutoff=cutoff, cutoff_column=cutoff_column)
 
 
@@ -289,8 +317,9 @@ def aggregate_views(
     out = []
     for view in views:
         compiled = compile_view(view, schema)
-        out.append((compiled, _view_features(lazy, compiled, schema, cutoffs, cutoff,
-                                             cutoff_column)))
+        out.append(
+            (compiled, _view_features(lazy, compiled, schema, cutoffs, cutoff, cutoff_column))
+        )
     return out
 
 
@@ -308,13 +337,19 @@ def attach_features(
         keys = list(view.entities) + ([] if cutoff is not None else [cutoff_column])
         joined_keys = entities.select(keys)
         if cutoff is None:  # in the unit and zone the aggregates were computed in
-            joined_keys = joined_keys.with_columns(utc_time(
-                pl.col(cutoff_column), entities.schema[cutoff_column],
-                unit_of(features.schema[cutoff_column])))
-        block = joined_keys.join(features, on=keys, how="left", nulls_equal=False,
-                                 maintain_order="left")
-        fills = [pl.col(a.name).fill_null(0) for a in view.aggregates
-                 if a.function in ZERO_WHEN_EMPTY]
+            joined_keys = joined_keys.with_columns(
+                utc_time(
+                    pl.col(cutoff_column),
+                    entities.schema[cutoff_column],
+                    unit_of(features.schema[cutoff_column]),
+                )
+            )
+        block = joined_keys.join(
+            features, on=keys, how="left", nulls_equal=False, maintain_order="left"
+        )
+        fills = [
+            pl.col(a.name).fill_null(0) for a in view.aggregates if a.function in ZERO_WHEN_EMPTY
+        ]
         block = block.with_columns(fills) if fills else block
         for name, expr in compiled.derived:
             block = block.with_columns(expr.alias(name))
@@ -343,12 +378,20 @@ def _view_features(
     else:
         assert entities is not None
         cutoff_type = entities.schema[cutoff_column]
-        check_time_zones({f"view `{view.name}` timestamp `{view.timestamp}`": ts_type,
-                          f"entity rows `{cutoff_column}`": cutoff_type}, "as-of features")
+        check_time_zones(
+            {
+                f"view `{view.name}` timestamp `{view.timestamp}`": ts_type,
+                f"entity rows `{cutoff_column}`": cutoff_type,
+            },
+            "as-of features",
+        )
         unit = finest_unit(ts_type, cutoff_type)
-        cutoffs = (entities.lazy().select(*keys, utc_time(
-            pl.col(cutoff_column), cutoff_type, unit).alias(cutoff_column))
-            .drop_nulls().unique())
+        cutoffs = (
+            entities.lazy()
+            .select(*keys, utc_time(pl.col(cutoff_column), cutoff_type, unit).alias(cutoff_column))
+            .drop_nulls()
+            .unique()
+        )
         rows = rows.join(cutoffs, on=keys, how="inner")
         at = pl.col(cutoff_column)
         group = [*keys, cutoff_column]
@@ -357,8 +400,12 @@ def _view_features(
     window = view.max_window
     if window is not None:
         rows = rows.filter(ts >= at - duration_literal(window, unit))
-    rows = rows.filter(ts.is_not_null()).with_columns(
-        (at - ts).alias(AGE),
-        *(expr.alias(name) for name, expr in compiled.values),
-    ).with_columns(*(expr.alias(name) for name, expr in compiled.masks))
+    rows = (
+        rows.filter(ts.is_not_null())
+        .with_columns(
+            (at - ts).alias(AGE),
+            *(expr.alias(name) for name, expr in compiled.values),
+        )
+        .with_columns(*(expr.alias(name) for name, expr in compiled.masks))
+    )
     return rows.group_by(group).agg(*compiled.aggregations).collect()

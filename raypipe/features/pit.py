@@ -64,17 +64,28 @@ class FeatureTable:
 
 
 def _check(table: FeatureTable, entity: pl.DataFrame, entity_ts: str) -> None:
-    missing = [c for c in (*table.keys, table.timestamp, *(table.feature_columns),
-                           *([table.created] if table.created else [])) if c not in table.data]
+    missing = [
+        c
+        for c in (
+            *table.keys,
+            table.timestamp,
+            *(table.feature_columns),
+            *([table.created] if table.created else []),
+        )
+        if c not in table.data
+    ]
     if missing:
-        raise SchemaError(f"feature table `{table.name}` lacks column(s) "
-                          f"{', '.join(f'`{c}`' for c in missing)}",
-                          hint="check `keys`, `timestamp`, `created` and `features`")
+        raise SchemaError(
+            f"feature table `{table.name}` lacks column(s) {', '.join(f'`{c}`' for c in missing)}",
+            hint="check `keys`, `timestamp`, `created` and `features`",
+        )
     missing = [c for c in (*table.keys, entity_ts) if c not in entity.columns]
     if missing:
-        raise SchemaError(f"entity rows lack column(s) {', '.join(f'`{c}`' for c in missing)} "
-                          f"needed to join feature table `{table.name}`",
-                          hint="entity rows need every join key and the entity timestamp")
+        raise SchemaError(
+            f"entity rows lack column(s) {', '.join(f'`{c}`' for c in missing)} "
+            f"needed to join feature table `{table.name}`",
+            hint="entity rows need every join key and the entity timestamp",
+        )
 
 
 def _latest_per_time(table: FeatureTable, unit: str) -> pl.DataFrame:
@@ -85,18 +96,19 @@ def _latest_per_time(table: FeatureTable, unit: str) -> pl.DataFrame:
     keys = list(table.keys)
     columns = [*keys, table.timestamp, *table.feature_columns]
     data = table.data.with_row_index(ROW)
-    data = data.with_columns(utc_time(pl.col(table.timestamp),
-                                      table.data.schema[table.timestamp], unit))
-    data = data.filter(pl.all_horizontal(pl.col(c).is_not_null()
-                                         for c in (*keys, table.timestamp)))
+    data = data.with_columns(
+        utc_time(pl.col(table.timestamp), table.data.schema[table.timestamp], unit)
+    )
+    data = data.filter(pl.all_horizontal(pl.col(c).is_not_null() for c in (*keys, table.timestamp)))
     order = [table.timestamp, ROW]
     if table.created:
         created = table.data.schema[table.created]
         data = data.with_columns(utc_time(pl.col(table.created), created, unit_of(created)))
         order = [table.timestamp, table.created, ROW]
     data = data.sort(order, nulls_last=False)
-    return data.unique(subset=[*keys, table.timestamp], keep="last", maintain_order=True
-                       ).select(columns)
+    return data.unique(subset=[*keys, table.timestamp], keep="last", maintain_order=True).select(
+        columns
+    )
 
 
 def pit_join(
@@ -117,43 +129,68 @@ def pit_join(
     names: dict[str, str] = {}
     for table in tables:
         _check(table, entity, entity_ts)
-        renames = {c: f"{table.name}__{c}" if full_feature_names else c
-                   for c in table.feature_columns}
+        renames = {
+            c: f"{table.name}__{c}" if full_feature_names else c for c in table.feature_columns
+        }
         for new in renames.values():
             if new in names or new in entity.columns:
-                raise SchemaError(f"feature `{new}` of `{table.name}` clashes with "
-                                  f"`{names.get(new, 'the entity rows')}`",
-                                  hint="set `full_feature_names=True` or rename the feature")
+                raise SchemaError(
+                    f"feature `{new}` of `{table.name}` clashes with "
+                    f"`{names.get(new, 'the entity rows')}`",
+                    hint="set `full_feature_names=True` or rename the feature",
+                )
             names[new] = table.name
         keys = list(table.keys)
         entity_type, feature_type = entity.schema[entity_ts], table.data.schema[table.timestamp]
-        check_time_zones({f"entity rows `{entity_ts}`": entity_type,
-                          f"feature table `{table.name}` `{table.timestamp}`": feature_type},
-                         "point-in-time join")
+        check_time_zones(
+            {
+                f"entity rows `{entity_ts}`": entity_type,
+                f"feature table `{table.name}` `{table.timestamp}`": feature_type,
+            },
+            "point-in-time join",
+        )
         unit = finest_unit(entity_type, feature_type)
         time = utc_time(pl.col(entity_ts), entity_type, unit).alias(MATCHED_TS + "_l")
         right = _latest_per_time(table, unit).rename({table.timestamp: MATCHED_TS, **renames})
         left = out.select(ROW, *keys, time)
         valid = pl.all_horizontal(pl.col(c).is_not_null() for c in (*keys, MATCHED_TS + "_l"))
-        matched = left.filter(valid).sort(MATCHED_TS + "_l").join_asof(
-            right.sort(MATCHED_TS), left_on=MATCHED_TS + "_l", right_on=MATCHED_TS, by=keys,
-            strategy="backward", allow_exact_matches=True, check_sortedness=False)
+        matched = (
+            left.filter(valid)
+            .sort(MATCHED_TS + "_l")
+            .join_asof(
+                right.sort(MATCHED_TS),
+                left_on=MATCHED_TS + "_l",
+                right_on=MATCHED_TS,
+                by=keys,
+                strategy="backward",
+                allow_exact_matches=True,
+                check_sortedness=False,
+            )
+        )
         if table.ttl:
-            stale = pl.col(MATCHED_TS) < (pl.col(MATCHED_TS + "_l")
-                                          - duration_literal(table.ttl, unit))
+            stale = pl.col(MATCHED_TS) < (
+                pl.col(MATCHED_TS + "_l") - duration_literal(table.ttl, unit)
+            )
             matched = matched.with_columns(
-                pl.when(stale).then(None).otherwise(pl.col(c)).alias(c)
-                for c in renames.values())
-        out = out.join(matched.select(ROW, *renames.values()), on=ROW, how="left",
-                       maintain_order="left")
+                pl.when(stale).then(None).otherwise(pl.col(c)).alias(c) for c in renames.values()
+            )
+        out = out.join(
+            matched.select(ROW, *renames.values()), on=ROW, how="left", maintain_order="left"
+        )
     return out.sort(ROW).drop(ROW)
 
 
-def _join_partition(tables: Sequence[FeatureTable], entity_ts: str, full_feature_names: bool,
-                    item: tuple[pl.DataFrame, list[pl.DataFrame]]) -> pl.DataFrame:
+def _join_partition(
+    tables: Sequence[FeatureTable],
+    entity_ts: str,
+    full_feature_names: bool,
+    item: tuple[pl.DataFrame, list[pl.DataFrame]],
+) -> pl.DataFrame:
     entity, parts = item
-    local = [FeatureTable(t.name, part, t.keys, t.timestamp, t.created, t.ttl, t.features)
-             for t, part in zip(tables, parts, strict=True)]
+    local = [
+        FeatureTable(t.name, part, t.keys, t.timestamp, t.created, t.ttl, t.features)
+        for t, part in zip(tables, parts, strict=True)
+    ]
     return pit_join(entity, local, entity_ts=entity_ts, full_feature_names=full_feature_names)
 
 
@@ -173,8 +210,10 @@ def pit_join_partitioned(
     """
     keys = tables[0].keys if tables else ()
     if any(t.keys != keys for t in tables):
-        raise SchemaError("partitioned point-in-time join needs the same keys in every table",
-                          hint="join tables with other keys in a second call")
+        raise SchemaError(
+            "partitioned point-in-time join needs the same keys in every table",
+            hint="join tables with other keys in a second call",
+        )
     numbered = entity.with_row_index(PART_ROW)
     entity_parts = hash_partition(numbered, keys, partitions)
     table_parts = [hash_partition(t.data, keys, partitions) for t in tables]
@@ -186,5 +225,9 @@ def pit_join_partitioned(
 
 def tables_without_data(tables: Sequence[FeatureTable]) -> list[FeatureTable]:
     """The tables' descriptions with empty data (cheap to ship to tasks)."""
-    return [FeatureTable(t.name, t.data.clear(), t.keys, t.timestamp, t.created, t.ttl,
-                         t.feature_columns) for t in tables]
+    return [
+        FeatureTable(
+            t.name, t.data.clear(), t.keys, t.timestamp, t.created, t.ttl, t.feature_columns
+        )
+        for t in tables
+    ]

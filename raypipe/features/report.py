@@ -35,10 +35,16 @@ def score_charts(scores: Sequence[FeatureScore], limit: int = CHART_FEATURES) ->
     """Horizontal bar charts of the best ``limit`` features by each selection score."""
     charts = []
     for title, value, axis in (
-        ("mutual information with the label", lambda s: s.mutual_information,
-         "mutual information (nats)"),
-        ("score of the feature alone", lambda s: s.single_feature_score,
-         "ROC AUC (or |Spearman r|) of the feature alone"),
+        (
+            "mutual information with the label",
+            lambda s: s.mutual_information,
+            "mutual information (nats)",
+        ),
+        (
+            "score of the feature alone",
+            lambda s: s.single_feature_score,
+            "ROC AUC (or |Spearman r|) of the feature alone",
+        ),
         ("|L1 coefficient|", lambda s: s.l1_coefficient, "|coefficient| (standardised)"),
     ):
         ranked = sorted((s for s in scores if value(s) is not None), key=lambda s: -abs(value(s)))
@@ -46,10 +52,16 @@ def score_charts(scores: Sequence[FeatureScore], limit: int = CHART_FEATURES) ->
         if not top:
             continue
         shown = f"top {len(top)} of {len(ranked)}" if len(ranked) > len(top) else "all"
-        charts.append(svg.hbar_chart(
-            f"{title} ({shown} features)", [s.name + (" *" if s.selected else "") for s in top],
-            [float(abs(value(s))) for s in top], kind="feature-score", x_label=axis,
-            y_label="feature (* selected)"))
+        charts.append(
+            svg.hbar_chart(
+                f"{title} ({shown} features)",
+                [s.name + (" *" if s.selected else "") for s in top],
+                [float(abs(value(s))) for s in top],
+                kind="feature-score",
+                x_label=axis,
+                y_label="feature (* selected)",
+            )
+        )
     return f"<div class='charts'>{''.join(charts)}</div>" if charts else ""
 
 

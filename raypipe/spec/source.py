@@ -83,8 +83,10 @@ def read_yaml_source(path: str | Path) -> YamlSource:
         data = {}
     if not isinstance(data, dict):
         raise SpecError(
-            [f"{name}:1: a job spec is a mapping with `name`, `data_dir` and `stages`, "
-             f"received a {type(data).__name__}"],
+            [
+                f"{name}:1: a job spec is a mapping with `name`, `data_dir` and `stages`, "
+                f"received a {type(data).__name__}"
+            ],
             source=name,
         )
     source = YamlSource(name=name, data=data, root=root)
@@ -129,9 +131,7 @@ def expand_env(
     problems = [] if problems is None else problems
     if isinstance(data, dict):
         return {
-            key: expand_env(
-                value, env, declared=declared, path=(*path, key), problems=problems
-            )
+            key: expand_env(value, env, declared=declared, path=(*path, key), problems=problems)
             for key, value in data.items()
         }
     if isinstance(data, list):
@@ -148,9 +148,12 @@ def expand_env(
         variable, default = match.group(1), match.group(2)
         if variable not in declared and not variable.startswith(ALWAYS_EXPANDED_PREFIX):
             problems.append(
-                (path, f"environment variable `{variable}` is not declared; only variables "
-                       f"listed in the spec's top-level `env:` and `{ALWAYS_EXPANDED_PREFIX}*` "
-                       f"ones expand (add `{variable}` to `env:`)")
+                (
+                    path,
+                    f"environment variable `{variable}` is not declared; only variables "
+                    f"listed in the spec's top-level `env:` and `{ALWAYS_EXPANDED_PREFIX}*` "
+                    f"ones expand (add `{variable}` to `env:`)",
+                )
             )
             return match.group(0)
         if variable in env:
@@ -158,8 +161,11 @@ def expand_env(
         if default is not None:
             return default
         problems.append(
-            (path, f"environment variable `{variable}` is not set "
-                   f"(write `${{{variable}:-default}}` to give a default)")
+            (
+                path,
+                f"environment variable `{variable}` is not set "
+                f"(write `${{{variable}:-default}}` to give a default)",
+            )
         )
         return match.group(0)
 

@@ -263,4 +263,3 @@ def _sha256_of_logged(tracking_uri: str, artifact_location: str, model_file: str
             dst_path=tmp,
         )
         return hashlib.sha256(Path(local).read_bytes()).hexdigest()
-

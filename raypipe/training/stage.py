@@ -316,9 +316,7 @@ def _search(
         finally:
             engine.close()
     trials = require(context.backend, TrialBackend, stage=context.stage_name)
-    runner: Any = trials.trial_runner(
-        prepared.data, actors=options.actors, threads=options.threads
-    )
+    runner: Any = trials.trial_runner(prepared.data, actors=options.actors, threads=options.threads)
     if report_progress is not None:
         from raypipe.training.progress import ReportingRunner
 
@@ -395,8 +393,11 @@ def _selection_html(report: TrainingReport) -> str:
         if chosen.rows == "cross-validation"
         else f"{chosen.n_rows} validation rows"
     )
-    test = ", ".join(f"{k} {_num(v)}" for k, v in report.best.test_metrics.items()
-                     if isinstance(v, float) and not k.startswith("threshold_"))
+    test = ", ".join(
+        f"{k} {_num(v)}"
+        for k, v in report.best.test_metrics.items()
+        if isinstance(v, float) and not k.startswith("threshold_")
+    )
     return (
         f"<p>chosen: <b>{chosen.chosen}</b> by {chosen.metric} on {where} (the table); the test "
         f"rows were scored once, by the chosen model: {test}</p>"

@@ -29,8 +29,10 @@ def fail_loudly(value: int) -> int:
 
 
 def raise_data_error(value: int) -> int:
-    raise DataError(f"`file-{value}.csv` line 7, column `amount`: expected float64, received 'x'",
-                    hint="fix the file")
+    raise DataError(
+        f"`file-{value}.csv` line 7, column `amount`: expected float64, received 'x'",
+        hint="fix the file",
+    )
 
 
 def die_once(marker_dir: str, value: int) -> int:

@@ -38,8 +38,9 @@ def test_training_set_on_ray_equals_inline(ray_executor, tmp_path: Path, cluster
         context = StageContext("train", str(tmp_path / name), "run", executor)
         result = TrainingSetStage().run(context, inputs, TrainingSetOptions(partitions=3))
         assert result.metrics["shuffled"] is (not clustered)
-        outputs.append(pl.from_arrow(read_dataset(context.output_url("training_set")))
-                       .sort("player_id"))
+        outputs.append(
+            pl.from_arrow(read_dataset(context.output_url("training_set"))).sort("player_id")
+        )
     assert outputs[0].height == 400
     assert_frame_equal(outputs[0], outputs[1], rel_tol=1e-9)
 
@@ -51,16 +52,22 @@ def test_point_in_time_join_stage_on_ray(ray_executor, tmp_path: Path) -> None:
 
     t0 = dt.datetime(2026, 1, 1)
     hours = (5, 1, 9, 1, 2)
-    entity = pl.DataFrame({"k": [3, 1, 2, 1, None],
-                           "event_timestamp": [t0 + dt.timedelta(hours=h) for h in hours]})
-    features = pl.DataFrame({"k": [1, 1, 2, 3],
-                             "event_timestamp": [t0, t0 + dt.timedelta(hours=2), t0, t0],
-                             "x": [10, 20, 30, 40]})
+    entity = pl.DataFrame(
+        {"k": [3, 1, 2, 1, None], "event_timestamp": [t0 + dt.timedelta(hours=h) for h in hours]}
+    )
+    features = pl.DataFrame(
+        {
+            "k": [1, 1, 2, 3],
+            "event_timestamp": [t0, t0 + dt.timedelta(hours=2), t0, t0],
+            "x": [10, 20, 30, 40],
+        }
+    )
     inputs = {}
     for name, frame in (("entities", entity), ("features", features)):
         writer = DatasetWriter(str(tmp_path / name))
         entries = writer.write(frame.head(2).to_arrow(), 0) + writer.write(
-            frame.slice(2).to_arrow(), 1)
+            frame.slice(2).to_arrow(), 1
+        )
         inputs[name] = DatasetInput(str(tmp_path / name), writer.commit(entries))
     context = StageContext("pit", str(tmp_path / "out"), "run", ray_executor)
     PitJoinStage().run(context, inputs, PitJoinOptions(keys=["k"], ttl="8h", partitions=3))

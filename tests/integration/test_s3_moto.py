@@ -120,7 +120,10 @@ def test_lease_is_a_conditional_create_on_s3(s3: MotoS3) -> None:
     with pytest.raises(Exception, match=r"pre-conditions|PreconditionFailed|412"):
         # What a racing creator meets: the key exists, so the conditional create fails.
         fs.call_s3(
-            "put_object", Bucket=BUCKET, Key=f"leased/ds/{LEASE_NAME}", Body=b"{}",
+            "put_object",
+            Bucket=BUCKET,
+            Key=f"leased/ds/{LEASE_NAME}",
+            Body=b"{}",
             IfNoneMatch="*",
         )
     theirs["expires_at"] = time.time() - 1

@@ -307,9 +307,7 @@ def _drivers(n: int, job, run_id: str, sync: Path) -> list:
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     args = [sys.executable, "-c", _TAKE_OVER, job.data_dir, job.name, run_id, str(sync)]
-    procs = [
-        subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env) for _ in range(n)
-    ]
+    procs = [subprocess.Popen(args, stdout=subprocess.PIPE, text=True, env=env) for _ in range(n)]
     for proc in procs:
         assert proc.stdout is not None and proc.stdout.readline().strip() == "READY"
     (sync / "go").touch()

@@ -17,8 +17,12 @@ from raypipe.features.views import Aggregate, FeatureView
 from raypipe.io.dataset import DatasetWriter, read_dataset, write_dataset
 
 T0 = dt.datetime(2026, 1, 10)
-SCHEMA = {"player_id": pl.Int64, "ts": pl.Datetime("us"), "event_type": pl.String,
-          "amount": pl.Float64}
+SCHEMA = {
+    "player_id": pl.Int64,
+    "ts": pl.Datetime("us"),
+    "event_type": pl.String,
+    "amount": pl.Float64,
+}
 
 LIFETIME = FeatureView(
     name="life",
@@ -57,8 +61,9 @@ def _oracle(rows: list, key: int, cutoff: dt.datetime) -> dict:
         "n": len(life),
         "spend": sum(amounts),
         "n_amounts": len(amounts),
-        "hours_since": ((cutoff - max(r[1] for r in life)).total_seconds() / 3600
-                        if life else None),
+        "hours_since": (
+            (cutoff - max(r[1] for r in life)).total_seconds() / 3600 if life else None
+        ),
         "n_ad": sum(1 for r in life if r[2] == "ad"),
         "spend_buy": sum(buy),
         "mean_not_ad": sum(not_ad) / len(not_ad) if not_ad else None,
@@ -95,53 +100,72 @@ class _TwoCpus(InlineBackend):
 
 
 def test_default_is_one_task_per_cpu_over_whole_files(tmp_path: Path) -> None:
-    events = pl.DataFrame({
-        "player_id": [p for p in range(8) for _ in range(3)],
-        "ts": [T0 - dt.timedelta(hours=h) for _ in range(8) for h in (1, 5, 30)],
-        "event_type": ["ad", "buy", "login"] * 8,
-        "amount": [float(i) for i in range(24)],
-    }).to_arrow()
+    events = pl.DataFrame(
+        {
+            "player_id": [p for p in range(8) for _ in range(3)],
+            "ts": [T0 - dt.timedelta(hours=h) for _ in range(8) for h in (1, 5, 30)],
+            "event_type": ["ad", "buy", "login"] * 8,
+            "amount": [float(i) for i in range(24)],
+        }
+    ).to_arrow()
     writer = DatasetWriter(str(tmp_path / "events"))
-    entries = [e for part in range(4)  # four clusters of two players each
-               for e in writer.write(events.slice(part * 6, 6), part=part)]
+    entries = [
+        e
+        for part in range(4)  # four clusters of two players each
+        for e in writer.write(events.slice(part * 6, 6), part=part)
+    ]
     writer.commit(entries, metadata={"clustered_by": ["player_id"]}, schema=events.schema)
     write_dataset(str(tmp_path / "players"), pl.DataFrame({"player_id": range(8)}).to_arrow())
-    build = FeatureBuild(events_url=str(tmp_path / "events"), views=(LIFETIME,),
-                         entities_url=str(tmp_path / "players"), keys=("player_id",),
-                         out=DatasetWriter(str(tmp_path / "out")), cutoff=T0,
-                         entity_columns=("player_id",))
+    build = FeatureBuild(
+        events_url=str(tmp_path / "events"),
+        views=(LIFETIME,),
+        entities_url=str(tmp_path / "players"),
+        keys=("player_id",),
+        out=DatasetWriter(str(tmp_path / "out")),
+        cutoff=T0,
+        entity_columns=("player_id",),
+    )
     result = run_feature_build(build, _TwoCpus())
     assert result.tasks == 2 and not result.shuffled
     assert len(result.manifest.files) == 2  # one output file per task
     got = pl.from_arrow(read_dataset(str(tmp_path / "out"))).sort("player_id").drop("cutoff")
-    direct = compute_features(pl.from_arrow(events), [LIFETIME],
-                              pl.DataFrame({"player_id": range(8)}), cutoff=T0)
+    direct = compute_features(
+        pl.from_arrow(events), [LIFETIME], pl.DataFrame({"player_id": range(8)}), cutoff=T0
+    )
     assert_frame_equal(got, direct, check_dtypes=False)
 
 
 def test_shuffle_scratch_is_raypipe_owned_and_a_users_look_alike_folder_is_kept(
     tmp_path: Path,
 ) -> None:
-    events = pl.DataFrame({
-        "player_id": [p for p in range(6) for _ in range(2)],
-        "ts": [T0 - dt.timedelta(hours=h) for _ in range(6) for h in (1, 30)],
-        "event_type": ["ad", "buy"] * 6,
-        "amount": [float(i) for i in range(12)],
-    }).to_arrow()
+    events = pl.DataFrame(
+        {
+            "player_id": [p for p in range(6) for _ in range(2)],
+            "ts": [T0 - dt.timedelta(hours=h) for _ in range(6) for h in (1, 30)],
+            "event_type": ["ad", "buy"] * 6,
+            "amount": [float(i) for i in range(12)],
+        }
+    ).to_arrow()
     write_dataset(str(tmp_path / "events"), events)
     write_dataset(str(tmp_path / "players"), pl.DataFrame({"player_id": range(6)}).to_arrow())
     mine = tmp_path / "out_shuffle"  # a user's folder that happens to have the old scratch name
     mine.mkdir()
     (mine / "notes.txt").write_text("keep me")
-    build = FeatureBuild(events_url=str(tmp_path / "events"), views=(LIFETIME,),
-                         entities_url=str(tmp_path / "players"), keys=("player_id",),
-                         out=DatasetWriter(str(tmp_path / "out")), cutoff=T0,
-                         entity_columns=("player_id",))
+    build = FeatureBuild(
+        events_url=str(tmp_path / "events"),
+        views=(LIFETIME,),
+        entities_url=str(tmp_path / "players"),
+        keys=("player_id",),
+        out=DatasetWriter(str(tmp_path / "out")),
+        cutoff=T0,
+        entity_columns=("player_id",),
+    )
     result = run_feature_build(build, _TwoCpus(), clustered=False)
     assert result.shuffled
     assert (mine / "notes.txt").read_text() == "keep me"
     assert not [p for p in (tmp_path / "out").rglob("*") if "shuffle" in p.name]
     got = pl.from_arrow(read_dataset(str(tmp_path / "out"))).sort("player_id").drop("cutoff")
-    direct = compute_features(pl.from_arrow(events), [LIFETIME],
-                              pl.DataFrame({"player_id": range(6)}), cutoff=T0)
+    direct = compute_features(
+        pl.from_arrow(events), [LIFETIME], pl.DataFrame({"player_id": range(6)}), cutoff=T0
+    )
     assert_frame_equal(got, direct, check_dtypes=False)

@@ -84,12 +84,24 @@ def test_two_views_full_feature_names_and_clash() -> None:
 def test_tz_aware_times_in_different_zones_are_compared_in_utc() -> None:
     utc = dt.UTC
     features = table([(1, at(0), None, 1), (1, at(2), None, 2)])
-    features = FeatureTable("fv", features.data.with_columns(
-        pl.col("ts").dt.replace_time_zone("UTC").dt.convert_time_zone("Asia/Tokyo")),
-        ("k",), "ts", "created", None, ("x",))
+    features = FeatureTable(
+        "fv",
+        features.data.with_columns(
+            pl.col("ts").dt.replace_time_zone("UTC").dt.convert_time_zone("Asia/Tokyo")
+        ),
+        ("k",),
+        "ts",
+        "created",
+        None,
+        ("x",),
+    )
     tz = dt.timezone(dt.timedelta(hours=2))
-    rows = pl.DataFrame({"k": [1, 1], "event_timestamp": [dt.datetime(2026, 1, 1, 3, tzinfo=tz),
-                                                          at(2).replace(tzinfo=utc)]})
+    rows = pl.DataFrame(
+        {
+            "k": [1, 1],
+            "event_timestamp": [dt.datetime(2026, 1, 1, 3, tzinfo=tz), at(2).replace(tzinfo=utc)],
+        }
+    )
     assert pit_join(rows, [features])["x"].to_list() == [1, 2]  # 03:00+02 is 01:00 UTC
 
 

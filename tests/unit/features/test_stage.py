@@ -145,39 +145,70 @@ def test_null_keys_duplicates_and_many_cutoffs(tmp_path: Path, clustered: str) -
     writer = DatasetWriter(str(tmp_path / "events"))
     entries = []
     for part, players in enumerate(([1, 2, None], [3, 4, None])):  # null keys in both files
-        rows = [(p, day + h, "purchase" if i % 3 else "session_start", float(i), i % 5,
-                 (day + h).date()) for p in players for i, h in enumerate(hours)]
-        frame = pl.DataFrame(rows, orient="row", schema={
-            "player_id": pl.Int64, "ts": pl.Datetime("us"), "event_type": pl.String,
-            "amount": pl.Float64, "level": pl.Int32, "event_date": pl.Date})
+        rows = [
+            (
+                p,
+                day + h,
+                "purchase" if i % 3 else "session_start",
+                float(i),
+                i % 5,
+                (day + h).date(),
+            )
+            for p in players
+            for i, h in enumerate(hours)
+        ]
+        frame = pl.DataFrame(
+            rows,
+            orient="row",
+            schema={
+                "player_id": pl.Int64,
+                "ts": pl.Datetime("us"),
+                "event_type": pl.String,
+                "amount": pl.Float64,
+                "level": pl.Int32,
+                "event_date": pl.Date,
+            },
+        )
         entries += writer.write(frame.to_arrow(), part=part)
-    events = DatasetInput(str(tmp_path / "events"), writer.commit(
-        entries, metadata={"clustered_by": ["player_id"]}))
-    labels = pl.DataFrame({
-        "player_id": [1, 1, 1, None, 3, 9, 4, 2],
-        "cutoff": [day + dt.timedelta(days=d) for d in (3, 3, 8, 3, 1, 3, 30, 0)],
-        "churned": [True, True, False, False, True, False, True, False]})
+    events = DatasetInput(
+        str(tmp_path / "events"), writer.commit(entries, metadata={"clustered_by": ["player_id"]})
+    )
+    labels = pl.DataFrame(
+        {
+            "player_id": [1, 1, 1, None, 3, 9, 4, 2],
+            "cutoff": [day + dt.timedelta(days=d) for d in (3, 3, 8, 3, 1, 3, 30, 0)],
+            "churned": [True, True, False, False, True, False, True, False],
+        }
+    )
     url = str(tmp_path / "labels")
     label_input = DatasetInput(url, write_dataset(url, labels.to_arrow()))
     ctx = context(tmp_path / clustered, "train")
-    TrainingSetStage().run(ctx, {"events": events, "labels": label_input},
-                           TrainingSetOptions(clustered=clustered, partitions=2))
+    TrainingSetStage().run(
+        ctx,
+        {"events": events, "labels": label_input},
+        TrainingSetOptions(clustered=clustered, partitions=2),
+    )
     got = pl.from_arrow(read_dataset(ctx.output_url("training_set")))
     want = compute_features(pl.from_arrow(read_dataset(events.url)), default_views(), labels)
     key = ["player_id", "cutoff", "churned"]
     assert got.height == labels.height
-    assert_frame_equal(got.sort(key, nulls_last=True).select(want.columns),
-                       want.sort(key, nulls_last=True), rel_tol=1e-9)
+    assert_frame_equal(
+        got.sort(key, nulls_last=True).select(want.columns),
+        want.sort(key, nulls_last=True),
+        rel_tol=1e-9,
+    )
 
 
 def test_scoring_cutoff_with_time_zone_is_converted_to_utc(data, tmp_path: Path) -> None:
     outputs = []
     for name, cutoff in (("naive", "2025-12-25T00:00:00"), ("aware", "2025-12-25T02:00:00+02:00")):
         ctx = context(tmp_path / name, "score")
-        ScoringSetStage().run(ctx, {"events": data["events"], "players": data["players"]},
-                              ScoringSetOptions(cutoff=cutoff))
-        outputs.append(pl.from_arrow(read_dataset(ctx.output_url("scoring_set")))
-                       .sort("player_id"))
+        ScoringSetStage().run(
+            ctx,
+            {"events": data["events"], "players": data["players"]},
+            ScoringSetOptions(cutoff=cutoff),
+        )
+        outputs.append(pl.from_arrow(read_dataset(ctx.output_url("scoring_set"))).sort("player_id"))
     assert_frame_equal(outputs[0], outputs[1])
     assert outputs[0]["cutoff"][0] == dt.datetime(2025, 12, 25)
 
@@ -185,22 +216,38 @@ def test_scoring_cutoff_with_time_zone_is_converted_to_utc(data, tmp_path: Path)
 @pytest.mark.parametrize("clustered", ["yes", "no"])
 def test_pruned_time_range_gives_same_features(tmp_path: Path, clustered: str) -> None:
     day = dt.datetime(2026, 1, 1)
-    view = {"name": "short", "entities": ["player_id"], "features": [
-        {"name": "n_1d", "agg": "count", "window": "1d"},
-        {"name": "amount_7d", "agg": "sum", "column": "amount", "window": "7d"},
-        {"name": "first_seen", "agg": "min", "column": "ts", "window": "7d"}]}
-    rows = [(p, day + dt.timedelta(hours=h), float(h)) for p in range(6)
-            for h in range(-20 * 24, 20 * 24, 5 + p)]
-    events_frame = pl.DataFrame(rows, orient="row", schema={
-        "player_id": pl.Int64, "ts": pl.Datetime("us"), "amount": pl.Float64})
+    view = {
+        "name": "short",
+        "entities": ["player_id"],
+        "features": [
+            {"name": "n_1d", "agg": "count", "window": "1d"},
+            {"name": "amount_7d", "agg": "sum", "column": "amount", "window": "7d"},
+            {"name": "first_seen", "agg": "min", "column": "ts", "window": "7d"},
+        ],
+    }
+    rows = [
+        (p, day + dt.timedelta(hours=h), float(h))
+        for p in range(6)
+        for h in range(-20 * 24, 20 * 24, 5 + p)
+    ]
+    events_frame = pl.DataFrame(
+        rows,
+        orient="row",
+        schema={"player_id": pl.Int64, "ts": pl.Datetime("us"), "amount": pl.Float64},
+    )
     writer = DatasetWriter(str(tmp_path / "events"))
     entries = writer.write(events_frame.filter(pl.col("player_id") < 3).to_arrow(), part=0)
     entries += writer.write(events_frame.filter(pl.col("player_id") >= 3).to_arrow(), part=1)
-    events = DatasetInput(str(tmp_path / "events"), writer.commit(
-        entries, metadata={"clustered_by": ["player_id"]}))
-    labels = pl.DataFrame({"player_id": [0, 1, 2, 3, 4, 5, 0],
-                           "cutoff": [day + dt.timedelta(days=d) for d in (0, 1, 2, 3, 4, 5, 5)],
-                           "churned": [True] * 7})
+    events = DatasetInput(
+        str(tmp_path / "events"), writer.commit(entries, metadata={"clustered_by": ["player_id"]})
+    )
+    labels = pl.DataFrame(
+        {
+            "player_id": [0, 1, 2, 3, 4, 5, 0],
+            "cutoff": [day + dt.timedelta(days=d) for d in (0, 1, 2, 3, 4, 5, 5)],
+            "churned": [True] * 7,
+        }
+    )
     url = str(tmp_path / "labels")
     label_input = DatasetInput(url, write_dataset(url, labels.to_arrow()))
     ctx = context(tmp_path / clustered, "train")
@@ -221,21 +268,33 @@ def test_nanosecond_events_and_cutoffs_are_exact_through_the_stage(
     base = 1_767_225_600 * 10**9  # 2026-01-01 in ns
     day = 86_400 * 10**9
     offsets = [-day - 1, -day, -500, -1, 0, 1, 999]  # around a cutoff at base
-    events_frame = pl.DataFrame({
-        "player_id": [1] * len(offsets),
-        "ts": pl.Series([base + o for o in offsets]).cast(pl.Datetime("ns")),
-        "amount": [float(i) for i in range(len(offsets))],
-    })
+    events_frame = pl.DataFrame(
+        {
+            "player_id": [1] * len(offsets),
+            "ts": pl.Series([base + o for o in offsets]).cast(pl.Datetime("ns")),
+            "amount": [float(i) for i in range(len(offsets))],
+        }
+    )
     writer = DatasetWriter(str(tmp_path / "events"))
-    events = DatasetInput(str(tmp_path / "events"), writer.commit(
-        writer.write(events_frame.to_arrow(), part=0), metadata={"clustered_by": ["player_id"]}))
+    events = DatasetInput(
+        str(tmp_path / "events"),
+        writer.commit(
+            writer.write(events_frame.to_arrow(), part=0), metadata={"clustered_by": ["player_id"]}
+        ),
+    )
     labels = pl.DataFrame({"player_id": [1, 1], "churned": [True, False]}).with_columns(
-        pl.Series("cutoff", [base, base + 1]).cast(pl.Datetime("ns")))
+        pl.Series("cutoff", [base, base + 1]).cast(pl.Datetime("ns"))
+    )
     url = str(tmp_path / "labels")
     label_input = DatasetInput(url, write_dataset(url, labels.to_arrow()))
-    view = {"name": "v", "entities": ["player_id"], "features": [
-        {"name": "n_1d", "agg": "count", "window": "1d"},
-        {"name": "n_all", "agg": "count"}]}
+    view = {
+        "name": "v",
+        "entities": ["player_id"],
+        "features": [
+            {"name": "n_1d", "agg": "count", "window": "1d"},
+            {"name": "n_all", "agg": "count"},
+        ],
+    }
     options = TrainingSetOptions.model_validate({"views": [view], "clustered": clustered})
     ctx = context(tmp_path / clustered, "train")
     TrainingSetStage().run(ctx, {"events": events, "labels": label_input}, options)

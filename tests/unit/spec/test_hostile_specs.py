@@ -130,10 +130,14 @@ def test_env_list_must_hold_names(tmp_path: Path) -> None:
 def test_alias_bomb_in_an_override_fails_fast(tmp_path: Path) -> None:
     path = write(tmp_path, SMALL.format(data_dir=tmp_path / "d", rows=3))
     bomb = "[" + ",".join(["*a"] * 9) + "]"
-    value = f"{{a: &a [1,2,3,4,5,6,7,8,9], b: &b {bomb}, " + ", ".join(
-        f"{k}: &{k} [" + ",".join([f"*{p}"] * 9) + "]"
-        for p, k in zip("bcdefgh", "cdefghi", strict=True)
-    ) + "}"
+    value = (
+        f"{{a: &a [1,2,3,4,5,6,7,8,9], b: &b {bomb}, "
+        + ", ".join(
+            f"{k}: &{k} [" + ",".join([f"*{p}"] * 9) + "]"
+            for p, k in zip("bcdefgh", "cdefghi", strict=True)
+        )
+        + "}"
+    )
     error = load_fast(path, overrides=[f"stages.make.with.rows={value}"])
     assert "--set" in str(error) and "alias bomb" in str(error)
 

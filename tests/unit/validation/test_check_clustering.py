@@ -26,8 +26,12 @@ def test_checked_rows_keep_the_sources_metadata_and_clustering(tmp_path: Path) -
         {"rules": [{"check": "range", "column": "amount", "min": 0, "policy": "quarantine"}]}
     )
     run_check(
-        source, manifest, rules, InlineBackend(),
-        data_url=str(tmp_path / "data"), quarantine_url=str(tmp_path / "quarantine"),
+        source,
+        manifest,
+        rules,
+        InlineBackend(),
+        data_url=str(tmp_path / "data"),
+        quarantine_url=str(tmp_path / "quarantine"),
     )
     checked = read_manifest(str(tmp_path / "data"))
     assert checked.metadata["cutoff"] == "2026-01-01T00:00:00"
@@ -38,7 +42,7 @@ def test_checked_rows_keep_the_sources_metadata_and_clustering(tmp_path: Path) -
         for group in groups
     ]
     for i, left in enumerate(players_per_group):
-        for right in players_per_group[i + 1:]:
+        for right in players_per_group[i + 1 :]:
             assert not left & right
     negatives = sum(1 for i in range(600) if i % 7 == 0)
     assert read_manifest(str(tmp_path / "quarantine")).rows == 3 * negatives

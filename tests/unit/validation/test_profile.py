@@ -152,10 +152,12 @@ def test_profile_stage_profiles_every_input(tmp_path: Path) -> None:
 
 def test_the_same_data_in_any_row_order_gives_the_same_profile() -> None:
     rng = np.random.default_rng(3)
-    table = pa.table({
-        "country": pa.array(rng.choice(["US", "DE", "BR", "JP"], 500)),
-        "level": pa.array(rng.integers(0, 40, 500)),
-    })
+    table = pa.table(
+        {
+            "country": pa.array(rng.choice(["US", "DE", "BR", "JP"], 500)),
+            "level": pa.array(rng.integers(0, 40, 500)),
+        }
+    )
     shuffled = table.take(pa.array(rng.permutation(500)))
     assert {name: p.to_dict() for name, p in profile_table(table).items()} == {
         name: p.to_dict() for name, p in profile_table(shuffled).items()

@@ -52,8 +52,11 @@ CALLS_QUEUED = 1
 def pool_shape(actors: int | None = None) -> PoolShape:
     """Size the pool from the cluster: by default one actor per node, threads = CPUs per node.
 
-    Each actor reserves half its threads' CPUs (at least 0.5) so that the driver's own tasks
-    and other stages still get scheduled on small nodes (the 2-CPU Ray Data hang).
+    The actors reserve no CPU. A pool stays warm for the job's later scoring stages, so any
+    reservation would be held while other stages run: on nodes of one CPU, two actors holding
+    0.5 each left no node with room for a 1-CPU task, and the job's next stage waited forever
+    (the 2-CPU Ray Data hang, in another form). The CPUs a pool uses are its threads, which
+    this function sizes to the cluster.
     """
     nodes = [node for node in ray.nodes() if node.get("Alive")]
     node_cpus = [int(node.get("Resources", {}).get("CPU", 0)) for node in nodes]
@@ -61,7 +64,7 @@ def pool_shape(actors: int | None = None) -> PoolShape:
     total = sum(node_cpus)
     count = actors or len(node_cpus)
     threads = max(1, total // count)
-    return PoolShape(actors=count, threads=threads, num_cpus=max(0.5, threads / 2))
+    return PoolShape(actors=count, threads=threads, num_cpus=0.0)
 
 
 class _ScoringActor:

@@ -91,7 +91,7 @@ def test_the_actor_pool_survives_a_sigkilled_actor(
     from raypipe.engine.scoring import ActorPoolRunner, pool_shape
 
     shape = pool_shape(actors=2)
-    assert (shape.actors, shape.threads, shape.num_cpus) == (2, 1, 0.5)
+    assert (shape.actors, shape.threads, shape.num_cpus) == (2, 1, 0.0)
     report, victim = _run_and_kill_one_worker(lambda: ActorPoolRunner(shape), tmp_path, model_path)
     started = {int(path.name) for path in (tmp_path / "pids").iterdir()}
     assert victim in started and len(started) >= 2, "work went on in another worker process"
@@ -130,6 +130,11 @@ def test_one_runner_keeps_its_actor_warm_across_runs_and_models(
             _assert_exactly_once(output, model, inputs)  # each run scored with its own model
         loaded_in = [int(path.name) for path in pids.iterdir()]
         assert len(loaded_in) == 1, "every run used the same actor process"
+        # Warm between runs, the pool holds no CPU: a job's next stage gets the whole node
+        # (a held reservation starved 1-CPU nodes and hung the two-node job test).
+        import ray
+
+        assert ray.available_resources().get("CPU") == ray.cluster_resources()["CPU"]
     _wait_for(lambda: _ended(loaded_in[0]), timeout=30)  # closing the runner ended it
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import time
 from typing import Annotated, Any, Optional
 
@@ -12,45 +11,19 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from raypipe.cli.options import AddressOption, InlineOption, open_backend
+from raypipe.cli.options import (
+    AddressOption,
+    DataDirOption,
+    InlineOption,
+    RedisUrlOption,
+    SqlitePathOption,
+    online_store,
+    open_backend,
+)
 
 __all__ = ["add_commands"]
 
 console = Console()
-
-DataDir = Annotated[
-    Optional[str],  # noqa: UP045 - typer needs Optional
-    typer.Option(
-        "--data-dir",
-        help="Data directory holding the registry (default: $RAYPIPE_DATA_DIR or ./raypipe-data).",
-    ),
-]
-RedisUrl = Annotated[
-    Optional[str],  # noqa: UP045
-    typer.Option(
-        "--redis-url",
-        help="Use the Redis online store at this URL "
-        "(default: the SQLite store <data-dir>/online/online.sqlite).",
-    ),
-]
-SqlitePath = Annotated[
-    Optional[str],  # noqa: UP045
-    typer.Option("--sqlite-path", help="SQLite online store file (default: under data-dir)."),
-]
-
-
-def _data_dir(data_dir: str | None) -> str:
-    from raypipe.tracking.store import DEFAULT_DATA_DIR
-
-    return data_dir or os.environ.get("RAYPIPE_DATA_DIR", DEFAULT_DATA_DIR)
-
-
-def _store(data_dir: str, redis_url: str | None, sqlite_path: str | None) -> Any:
-    from raypipe.features.store.stage import OnlineOptions, default_store
-
-    if redis_url:
-        return default_store(data_dir, OnlineOptions(kind="redis", url=redis_url))
-    return default_store(data_dir, OnlineOptions(kind="sqlite", path=sqlite_path))
 
 
 def _lag(seconds: float | None) -> str:
@@ -62,13 +35,14 @@ def _lag(seconds: float | None) -> str:
     return f"{seconds:.1f}s"
 
 
-def _list_served(data_dir: DataDir = None) -> None:
+def _list_served(data_dir: DataDirOption = None) -> None:
     """List the served feature views: current version, keys, columns, owner, freshness."""
     from raypipe.features.store.freshness import freshness_of
     from raypipe.features.store.materialize import read_state
     from raypipe.features.store.registry import list_views
+    from raypipe.tracking.store import resolve_data_dir
 
-    root = _data_dir(data_dir)
+    root = resolve_data_dir(data_dir)
     table = Table(title=f"feature views in `{root}`")
     for column in ("name", "version", "entities", "columns", "owner", "event lag", "SLA"):
         table.add_column(column)
@@ -94,14 +68,15 @@ def _show(
         Optional[str],  # noqa: UP045
         typer.Option("--version", help="A version (prefix); default: the current one."),
     ] = None,
-    data_dir: DataDir = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Print a feature view's record, its version history and its freshness."""
     from raypipe.features.store.freshness import freshness_of
     from raypipe.features.store.materialize import read_state
     from raypipe.features.store.registry import load_view, view_history
+    from raypipe.tracking.store import resolve_data_dir
 
-    root = _data_dir(data_dir)
+    root = resolve_data_dir(data_dir)
     view = load_view(root, name, version)
     document = json.loads(view.to_json())
     document["history"] = view_history(root, name)
@@ -119,13 +94,14 @@ def _diff(
         Optional[str],  # noqa: UP045
         typer.Argument(help="New version (prefix); default: the current one."),
     ] = None,
-    data_dir: DataDir = None,
+    data_dir: DataDirOption = None,
 ) -> None:
     """Show what changed between two versions of a feature view."""
     from raypipe.errors import DataError
     from raypipe.features.store.registry import diff_views, load_view, view_history
+    from raypipe.tracking.store import resolve_data_dir
 
-    root = _data_dir(data_dir)
+    root = resolve_data_dir(data_dir)
     history = [h["version"] for h in view_history(root, name)]
     if old is None:
         if len(history) < 2:
@@ -140,9 +116,9 @@ def _diff(
 
 def _materialize_cmd(
     name: Annotated[str, typer.Argument(help="Feature view name (registered by a job).")],
-    data_dir: DataDir = None,
-    redis_url: RedisUrl = None,
-    sqlite_path: SqlitePath = None,
+    data_dir: DataDirOption = None,
+    redis_url: RedisUrlOption = None,
+    sqlite_path: SqlitePathOption = None,
     end: Annotated[
         Optional[dt.datetime],  # noqa: UP045
         typer.Option("--end", help="Materialize up to this event time (default: newest)."),
@@ -164,10 +140,11 @@ def _materialize_cmd(
     from raypipe.features.store.materialize import materialize, read_state
     from raypipe.features.store.recompute import trigger_recompute
     from raypipe.features.store.registry import current_view
+    from raypipe.tracking.store import resolve_data_dir
 
-    root = _data_dir(data_dir)
+    root = resolve_data_dir(data_dir)
     view = current_view(root, name)
-    store = _store(root, redis_url, sqlite_path)
+    store = online_store(root, redis_url, sqlite_path)
     with open_backend(address, inline=inline) as executor:
         result = materialize(root, view, view.source, store, executor, end=end, full=full)
     console.print(
@@ -194,19 +171,20 @@ def _materialize_cmd(
 def _get(
     name: Annotated[str, typer.Argument(help="Feature view name.")],
     entity: Annotated[list[str], typer.Option("--entity", help="Entity key (repeatable).")],
-    data_dir: DataDir = None,
-    redis_url: RedisUrl = None,
-    sqlite_path: SqlitePath = None,
+    data_dir: DataDirOption = None,
+    redis_url: RedisUrlOption = None,
+    sqlite_path: SqlitePathOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Print the online feature vector of each entity, with its status and age."""
     from raypipe.features.store.online import open_store
     from raypipe.features.store.registry import current_view
+    from raypipe.tracking.store import resolve_data_dir
 
-    root = _data_dir(data_dir)
+    root = resolve_data_dir(data_dir)
     view = current_view(root, name)
     max_age = None if view.max_age_s is None else dt.timedelta(seconds=view.max_age_s)
-    store = open_store(_store(root, redis_url, sqlite_path))
+    store = open_store(online_store(root, redis_url, sqlite_path))
     try:
         values = store.read(view.namespace, entity, max_age=max_age)
     finally:
@@ -279,9 +257,9 @@ def _stream(
     interval: Annotated[
         float, typer.Option("--interval", help="Seconds between polls with --follow.", min=0.01)
     ] = 1.0,
-    data_dir: DataDir = None,
-    redis_url: RedisUrl = None,
-    sqlite_path: SqlitePath = None,
+    data_dir: DataDirOption = None,
+    redis_url: RedisUrlOption = None,
+    sqlite_path: SqlitePathOption = None,
     inline: InlineOption = False,
     address: AddressOption = None,
 ) -> None:
@@ -292,6 +270,7 @@ def _stream(
         StreamRunner,
     )
     from raypipe.features.streaming.windows import WindowSpec
+    from raypipe.tracking.store import resolve_data_dir
 
     if kind not in ("tumbling", "sliding", "session"):
         from raypipe.errors import SpecError
@@ -309,7 +288,7 @@ def _stream(
         gap=gap,
         allowed_lateness=lateness,
     )
-    store = _store(_data_dir(data_dir), redis_url, sqlite_path)
+    store = online_store(resolve_data_dir(data_dir), redis_url, sqlite_path)
     config = StreamConfig(spec, out, partitions=partitions, store=store, namespace=namespace)
 
     if follow and finish:

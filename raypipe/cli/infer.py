@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from raypipe.cli.options import AddressOption, InlineOption, split_list
+from raypipe.cli.options import AddressOption, InlineOption, TrackingUriOption, split_list
 
 __all__ = ["infer", "register"]
 
@@ -52,13 +52,7 @@ def infer(
         bool, typer.Option("--resume", help="Keep the units an interrupted run committed.")
     ] = False,
     shap: Annotated[bool, typer.Option("--shap", help="Add SHAP contributions.")] = False,
-    tracking_uri: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option(
-            "--tracking-uri",
-            help="Model registry of `models:/` URIs (default: ./raypipe-data/mlflow.db).",
-        ),
-    ] = None,
+    tracking_uri: TrackingUriOption = None,
     allow_empty: Annotated[
         bool,
         typer.Option("--allow-empty", help="Commit an empty output when INPUT has no rows."),

@@ -13,6 +13,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from raypipe.cli.options import DataDirOption, TrackingUriOption
+
 __all__ = ["register"]
 
 console = Console()
@@ -20,18 +22,6 @@ group = typer.Typer(
     help="Registered models: list, show, promote and roll back (audited).", no_args_is_help=True
 )
 
-DataDir = Annotated[
-    Optional[str],  # noqa: UP045 - typer needs Optional
-    typer.Option(
-        "--data-dir",
-        help="Data directory of the embedded store and the audit log "
-        "(default: $RAYPIPE_DATA_DIR or ./raypipe-data).",
-    ),
-]
-TrackingUri = Annotated[
-    Optional[str],  # noqa: UP045
-    typer.Option("--tracking-uri", help="MLflow store (default: sqlite:///<data-dir>/mlflow.db)."),
-]
 Reason = Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")]
 
 
@@ -44,7 +34,7 @@ def _registry(data_dir: str | None, tracking_uri: str | None):  # type: ignore[n
 
 
 @group.command("list")
-def list_models(data_dir: DataDir = None, tracking_uri: TrackingUri = None) -> None:
+def list_models(data_dir: DataDirOption = None, tracking_uri: TrackingUriOption = None) -> None:
     """Every registered model with its latest version and aliases."""
     table = Table("model", "latest", "aliases")
     for model in _registry(data_dir, tracking_uri).list_models():
@@ -56,8 +46,8 @@ def list_models(data_dir: DataDir = None, tracking_uri: TrackingUri = None) -> N
 @group.command("show")
 def show_model(
     name: Annotated[str, typer.Argument(help="Registered model name.")],
-    data_dir: DataDir = None,
-    tracking_uri: TrackingUri = None,
+    data_dir: DataDirOption = None,
+    tracking_uri: TrackingUriOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Versions, aliases and the audit history of NAME."""
@@ -118,8 +108,8 @@ def promote(
             help="Only if ALIAS is at this version now (`-` for unset); else nothing changes.",
         ),
     ] = None,
-    data_dir: DataDir = None,
-    tracking_uri: TrackingUri = None,
+    data_dir: DataDirOption = None,
+    tracking_uri: TrackingUriOption = None,
 ) -> None:
     """Point ALIAS (`champion`) of NAME at VERSION, with a reason (audited, compare-and-set).
 
@@ -147,8 +137,8 @@ def rollback(
         typer.Option("--to", help="Version to roll back to (default: the one before)."),
     ] = None,
     alias: Annotated[str, typer.Option("--alias", help="Alias to move.")] = "champion",
-    data_dir: DataDir = None,
-    tracking_uri: TrackingUri = None,
+    data_dir: DataDirOption = None,
+    tracking_uri: TrackingUriOption = None,
 ) -> None:
     """Point ALIAS (`champion`) of NAME back at the version it held before (audited).
 
@@ -173,8 +163,8 @@ def approve(
     to: Annotated[str, typer.Option("--to", help="Stage it moves to (e.g. `production`).")],
     policy: PolicyPath,
     reason: Reason = ...,  # type: ignore[assignment]
-    data_dir: DataDir = None,
-    tracking_uri: TrackingUri = None,
+    data_dir: DataDirOption = None,
+    tracking_uri: TrackingUriOption = None,
 ) -> None:
     """Approve VERSION of NAME moving to a stage; completes a waiting move once enough approve.
 
@@ -216,8 +206,8 @@ def audit(
         ),
     ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    data_dir: DataDir = None,
-    tracking_uri: TrackingUri = None,
+    data_dir: DataDirOption = None,
+    tracking_uri: TrackingUriOption = None,
 ) -> None:
     """Print the audit trail (of NAME), or with --verify report every edited or deleted entry."""
     from raypipe.errors import ModelError
@@ -279,8 +269,8 @@ def history(
         typer.Option("--registry/--no-registry", help="Add each version's registry tags."),
     ] = True,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    data_dir: DataDir = None,
-    tracking_uri: TrackingUri = None,
+    data_dir: DataDirOption = None,
+    tracking_uri: TrackingUriOption = None,
 ) -> None:
     """Which version of NAME served which traffic, when, and why it changed."""
     from raypipe.tracking.audit import AuditLog

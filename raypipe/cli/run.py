@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from raypipe.cli.options import AddressOption, InlineOption, InsecureTokenOption, SetOption
+from raypipe.cli.options import (
+    AddressOption,
+    DataDirOption,
+    InlineOption,
+    InsecureTokenOption,
+    SetOption,
+    SpecDataDirOption,
+)
 from raypipe.errors import RuntimeUnavailableError, SpecError
 
 if TYPE_CHECKING:  # the driver imports the data stack; commands other than `run` never need it
@@ -118,10 +125,7 @@ def register(app: typer.Typer) -> None:
         ] = None,
         address: AddressOption = None,
         inline: InlineOption = False,
-        data_dir: Annotated[
-            Optional[str],  # noqa: UP045
-            typer.Option(help="Replace the spec's data_dir (any fsspec URL)."),
-        ] = None,
+        data_dir: SpecDataDirOption = None,
         dashboard: Annotated[bool, typer.Option(help="Start Ray's dashboard.")] = False,
         allow_insecure_token: InsecureTokenOption = False,
     ) -> None:
@@ -142,17 +146,16 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def demo(
-        data_dir: Annotated[
-            str, typer.Option(help="Where the demo writes its data.")
-        ] = "./raypipe-data",
+        data_dir: DataDirOption = None,
         spec: Annotated[Path, typer.Option(help="The demo job.")] = DEMO_SPEC,
         set_: SetOption = None,
         inline: InlineOption = False,
     ) -> None:
         """Run the churn demo on small generated data, then say what it produced and where."""
         from raypipe.spec import load_job
+        from raypipe.tracking.store import resolve_data_dir
 
-        job = load_job(_demo_spec(spec), overrides=set_ or (), data_dir=data_dir)
+        job = load_job(_demo_spec(spec), overrides=set_ or (), data_dir=resolve_data_dir(data_dir))
         record = run_spec(job, address=None, resume=False, force=[], inline=inline)
         _print_where(record)
 

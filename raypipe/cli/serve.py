@@ -18,7 +18,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from raypipe.cli.options import AddressOption
+from raypipe.cli.options import (
+    AddressOption,
+    DataDirOption,
+    RedisUrlOption,
+    SqlitePathOption,
+    TrackingUriOption,
+    online_store,
+)
 from raypipe.errors import RaypipeError, SpecError
 
 __all__ = ["register", "serve"]
@@ -26,12 +33,6 @@ __all__ = ["register", "serve"]
 console = Console()
 COMMANDS = ("status", "stop", "switch", "report")
 TOKEN_ENV = "RAYPIPE_SERVE_TOKEN"
-
-
-def _data_dir(data_dir: str | None) -> str:
-    from raypipe.tracking.store import DEFAULT_DATA_DIR
-
-    return data_dir or os.environ.get("RAYPIPE_DATA_DIR", DEFAULT_DATA_DIR)
 
 
 def _split(value: str | None) -> tuple[str, ...]:
@@ -54,16 +55,8 @@ def serve(
         Optional[str],  # noqa: UP045
         typer.Option("--name", help="Service name (default: the registered model's name)."),
     ] = None,
-    data_dir: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option(
-            "--data-dir", help="Data directory (default: $RAYPIPE_DATA_DIR or ./raypipe-data)."
-        ),
-    ] = None,
-    tracking_uri: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option("--tracking-uri", help="MLflow store of `models:/` URIs."),
-    ] = None,
+    data_dir: DataDirOption = None,
+    tracking_uri: TrackingUriOption = None,
     host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="HTTP port.")] = 8071,
     token: Annotated[
@@ -79,16 +72,8 @@ def serve(
         bool,
         typer.Option("--full-feature-names", help="Name view columns `view__column`."),
     ] = False,
-    online_path: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option(
-            "--online-path", help="SQLite online store (default: <data-dir>/online/online.sqlite)."
-        ),
-    ] = None,
-    redis_url: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option("--redis-url", help="Redis online store instead of SQLite."),
-    ] = None,
+    sqlite_path: SqlitePathOption = None,
+    redis_url: RedisUrlOption = None,
     candidate: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option("--candidate", help="Second variant's model (for --traffic)."),
@@ -131,7 +116,9 @@ def serve(
     ] = 0.5,
 ) -> None:
     """Serve a registered model over HTTP on Ray Serve (or show, stop or switch services)."""
-    data_dir = _data_dir(data_dir)
+    from raypipe.tracking.store import resolve_data_dir
+
+    data_dir = resolve_data_dir(data_dir)
     rest = list(args or [])
     if target == "status":
         _status(data_dir, rest[0] if rest else None)
@@ -158,7 +145,6 @@ def serve(
             [f"unexpected argument(s) {rest} after the model"],
             hint=f"the first argument is a model or one of {', '.join(COMMANDS)}",
         )
-    from raypipe.features.store.online import StoreConfig
     from raypipe.serving.spec import ServiceSpec, TrafficSpec
 
     variants = {"champion": target}
@@ -174,15 +160,7 @@ def serve(
             hold_s=hold_s,
             active="champion" if traffic == "bluegreen" else "",
         )
-    store = None
-    if views:
-        store = (
-            StoreConfig("redis", url=redis_url)
-            if redis_url
-            else StoreConfig(
-                "sqlite", path=online_path or os.path.join(data_dir, "online", "online.sqlite")
-            )
-        )
+    store = online_store(data_dir, redis_url, sqlite_path) if views else None
     spec = ServiceSpec(
         name=name or _default_name(target),
         variants=variants,

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from raypipe.cli.options import InsecureTokenOption, SetOption
+from raypipe.cli.options import InsecureTokenOption, SetOption, SpecDataDirOption
 
 __all__ = ["register"]
 
@@ -33,13 +33,7 @@ def submit(
     resume: Annotated[
         bool, typer.Option(help="Continue the newest unfinished run of this job.")
     ] = False,
-    data_dir: Annotated[
-        Optional[str],  # noqa: UP045
-        typer.Option(
-            help="Replace the spec's data_dir; every node must see it (e.g. s3://). "
-            "A local path is made absolute."
-        ),
-    ] = None,
+    data_dir: SpecDataDirOption = None,
     requirements: Annotated[
         Optional[Path],  # noqa: UP045
         typer.Option(help="A pip requirements file installed in the job's environment."),

@@ -21,12 +21,13 @@ import subprocess
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import numpy as np
 import pyarrow as pa
 import typer
 
+from raypipe.cli.options import SpecDataDirOption, TrackingUriOption
 from raypipe.errors import SpecError, StageError
 
 __all__ = ["JobRetrainer", "list_periods", "register"]
@@ -174,14 +175,8 @@ def register(app: typer.Typer) -> None:
         submit: Annotated[
             bool, typer.Option("--submit", help="Retrain as a Ray job on `watch.address`.")
         ] = False,
-        data_dir: Annotated[
-            Optional[str],  # noqa: UP045
-            typer.Option("--data-dir", help="Replace the spec's data_dir."),
-        ] = None,
-        tracking_uri: Annotated[
-            Optional[str],  # noqa: UP045
-            typer.Option("--tracking-uri", help="MLflow store (default: in the data dir)."),
-        ] = None,
+        data_dir: SpecDataDirOption = None,
+        tracking_uri: TrackingUriOption = None,
     ) -> None:
         """Evaluate drift, performance, freshness and schedule triggers on each new period and
         retrain (with a cool-down), challenge and request promotion under the policy."""

@@ -13,7 +13,9 @@ reloads it in place. With a ``sample`` input the stage scores its first ``smoke_
 through the running service and against the batch :class:`~raypipe.inference.Predictor`, and
 fails unless every score is equal. The output ``deployment`` records the service (name, URL,
 version, smoke result); the service runs as long as the job's Ray does (a cluster job: until
-``raypipe serve stop``).
+``raypipe serve stop``). ``views`` are read from the online store ``online`` names, spelled as in
+``features.materialize`` (``{kind: sqlite, path: ...}`` by default under the data dir, or
+``{kind: redis, url: ...}``).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import pyarrow as pa
 from pydantic import Field
 
 from raypipe.errors import ModelError, SpecError
-from raypipe.features.store.online import StoreConfig
+from raypipe.features.store.stage import OnlineOptions, default_store
 from raypipe.io.dataset import read_dataset, write_dataset
 from raypipe.serving.backend import ServingBackend
 from raypipe.serving.record import ServiceRecord
@@ -51,8 +53,7 @@ class DeployOptions(StageOptions):
     entity: str = "player_id"
     views: list[str] = Field(default_factory=list)
     full_feature_names: bool = False
-    online_path: str | None = None
-    redis_url: str | None = None
+    online: OnlineOptions = Field(default_factory=OnlineOptions)
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     max_batch_size: int = Field(32, ge=1)
@@ -81,7 +82,7 @@ class DeployStage(Stage[DeployOptions]):
             entity=options.entity,
             views=tuple(options.views),
             full_feature_names=options.full_feature_names,
-            store=_store(options, context.data_dir) if options.views else None,
+            store=default_store(context.data_dir, options.online) if options.views else None,
             data_dir=context.data_dir,
             host=options.host,
             port=options.port,
@@ -126,14 +127,6 @@ def _model_uri(inputs: Mapping[str, DatasetInput], options: Any, stage: str) -> 
             hint="pass `with.model: models:/NAME@ALIAS` instead",
         )
     return f"models:/{name}@{options.alias}"
-
-
-def _store(options: Any, data_dir: str) -> StoreConfig:
-    if options.redis_url:
-        return StoreConfig("redis", url=options.redis_url)
-    from raypipe.features.store.stage import OnlineOptions, default_store
-
-    return default_store(data_dir, OnlineOptions(path=options.online_path))
 
 
 def _smoke(spec: ServiceSpec, sample: DatasetInput, rows: int) -> dict[str, Any]:

@@ -24,6 +24,7 @@ __all__ = [
     "default_tracking_uri",
     "get_client",
     "get_or_create_experiment",
+    "resolve_data_dir",
     "resolve_tracking_uri",
     "retrying",
     "serving_log_path",
@@ -56,6 +57,11 @@ def default_tracking_uri(data_dir: str, *, create: bool = True) -> str:
     return f"sqlite:///{path / 'mlflow.db'}"
 
 
+def resolve_data_dir(data_dir: str | None) -> str:
+    """The explicit data dir, else ``$RAYPIPE_DATA_DIR``, else ``./raypipe-data``."""
+    return data_dir or os.environ.get("RAYPIPE_DATA_DIR", DEFAULT_DATA_DIR)
+
+
 def resolve_tracking_uri(
     tracking_uri: str | None, data_dir: str | None = None, *, create: bool = True
 ) -> str:
@@ -67,9 +73,7 @@ def resolve_tracking_uri(
         return tracking_uri
     if os.environ.get("MLFLOW_TRACKING_URI"):
         return os.environ["MLFLOW_TRACKING_URI"]
-    return default_tracking_uri(
-        data_dir or os.environ.get("RAYPIPE_DATA_DIR", DEFAULT_DATA_DIR), create=create
-    )
+    return default_tracking_uri(resolve_data_dir(data_dir), create=create)
 
 
 def audit_path(data_dir: str | None) -> str:
@@ -78,7 +82,7 @@ def audit_path(data_dir: str | None) -> str:
     A local ``data_dir`` is made absolute; a URL (``s3://bucket/x``) stays a URL, so the log is
     written through fsspec to the store, not to a local folder named ``s3:``.
     """
-    data_dir = data_dir or os.environ.get("RAYPIPE_DATA_DIR", DEFAULT_DATA_DIR)
+    data_dir = resolve_data_dir(data_dir)
     if "://" in data_dir and not data_dir.startswith("file://"):
         return join_url(data_dir, "registry", "audit")
     return str(_local_dir(data_dir) / "registry" / "audit")

@@ -1,7 +1,14 @@
-"""``raypipe infer``: batch scoring of Parquet files with a model, on Ray."""
+"""``raypipe infer``: batch scoring of Parquet files with a model, on Ray.
+
+Where it scores: on a cluster with ``--address``; in this process with ``--inline``; otherwise
+on a local Ray -- unless the input is so small that starting Ray would cost more than the
+scoring (:data:`IN_PROCESS_MAX_ROWS`), which then runs in this process. ``--actors`` asks for
+Ray's pool whatever the size.
+"""
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Optional
 
 import typer
@@ -9,9 +16,15 @@ from rich.console import Console
 
 from raypipe.cli.options import AddressOption, InlineOption, TrackingUriOption, split_list
 
-__all__ = ["infer", "register"]
+__all__ = ["IN_PROCESS_MAX_ROWS", "infer", "register"]
 
 console = Console()
+
+#: Inputs up to this many rows are scored in this process when no flag says where. Starting a
+#: local Ray and its actors takes about 5 s on a 2-CPU machine (benchmarks/batch_inference.py),
+#: the time one process takes to score about 1.4M rows of 32 features with 200 trees; below
+#: 1M rows Ray's start-up would cost more than the scoring it parallelises on one machine.
+IN_PROCESS_MAX_ROWS = 1_000_000
 
 
 def infer(
@@ -100,7 +113,10 @@ def infer(
     blob = read_model(model, tracking_uri=tracking_uri, allow_pickle=allow_pickle or None)
     # Loaded once here too, so a file that is not a model fails before Ray starts.
     Predictor(blob)
-    if not _has_rows(input_url, skip_unreadable=on_bad_file == "quarantine"):
+    rows = _count_rows(
+        input_url, skip_unreadable=on_bad_file == "quarantine", stop_after=IN_PROCESS_MAX_ROWS
+    )
+    if not rows:
         if not allow_empty:
             raise DataError(
                 f"`{input_url}` (`--input`) has no rows; expected at least one row to score",
@@ -112,6 +128,14 @@ def infer(
             "output",
             highlight=False,
         )
+    if not (inline or address or actors or os.environ.get("RAY_ADDRESS")):
+        inline = rows <= IN_PROCESS_MAX_ROWS
+        if inline:
+            console.print(
+                f"[dim]scoring {rows:,} rows in this process: fewer than starting Ray is worth "
+                "(pass `--actors N` or `--address` to score on Ray)[/]",
+                highlight=False,
+            )
     with open_backend(address, inline=inline) as backend:
         # The pool's actors start now, and load their libraries while the input is planned.
         pool = require(backend, ScoringBackend, stage="infer").scoring_pool(actors)
@@ -134,8 +158,9 @@ def infer(
         console.print(f"[dim]advice:[/] {line}", highlight=False)
 
 
-def _has_rows(input_url: str, *, skip_unreadable: bool) -> bool:
-    """Whether INPUT holds a row: its manifest's count, or file footers until one has rows.
+def _count_rows(input_url: str, *, skip_unreadable: bool, stop_after: int) -> int:
+    """INPUT's rows: its manifest's count, or its files' footers summed until the sum passes
+    ``stop_after`` (a larger input's exact count is not needed).
 
     An unreadable file fails here, before Ray starts, unless it is to be quarantined.
     """
@@ -148,9 +173,10 @@ def _has_rows(input_url: str, *, skip_unreadable: bool) -> bool:
     from raypipe.io.manifest import read_manifest
 
     try:
-        return read_manifest(input_url).rows > 0
+        return read_manifest(input_url).rows
     except DatasetNotCommittedError:
         pass  # plain Parquet: read the footers
+    total = 0
     for file in list_input_files(input_url):
         fs, path = resolve_fs(file.url)
         try:
@@ -164,9 +190,10 @@ def _has_rows(input_url: str, *, skip_unreadable: bool) -> bool:
                 hint="the file is truncated or not Parquet; write it again or move it out of "
                 "the input, or pass `--on-bad-file quarantine` to score the others",
             ) from exc
-        if rows:
-            return True
-    return False
+        total += rows
+        if total > stop_after:
+            break
+    return total
 
 
 def register(app: typer.Typer) -> None:

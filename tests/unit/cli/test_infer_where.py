@@ -1,0 +1,78 @@
+"""``raypipe infer`` scores a small input in this process unless a flag asks for Ray."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from raypipe.cli.main import main
+from raypipe.io.dataset import read_dataset
+from tests.unit.inference.data import oracle_scores, train_model, write_files
+
+
+@pytest.fixture
+def no_ray(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records (and refuses) any attempt to start or join Ray."""
+    from raypipe.engine import runtime
+
+    attempts: list[str] = []
+
+    def refuse(self: object) -> None:
+        attempts.append("start")
+        raise RuntimeError("this test must not start Ray")
+
+    monkeypatch.setattr(runtime.RayRuntime, "start", refuse)
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    return attempts
+
+
+def _argv(tmp_path: Path, *extra: str) -> list[str]:
+    model = train_model(tmp_path / "model.ubj")
+    write_files(tmp_path / "in", files=2, rows=300)
+    return [
+        "infer",
+        "--model",
+        str(model),
+        "--input",
+        str(tmp_path / "in"),
+        "--output",
+        str(tmp_path / "out"),
+        "--id-columns",
+        "player_id",
+        *extra,
+    ]
+
+
+def test_a_small_input_is_scored_in_this_process(
+    tmp_path: Path, no_ray: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(_argv(tmp_path))
+    assert no_ray == []
+    assert "scoring 600 rows in this process" in capsys.readouterr().out
+    table = read_dataset(str(tmp_path / "out"))
+    expected = oracle_scores(tmp_path / "model.ubj", tmp_path / "in")
+    got = dict(zip(table["player_id"].to_pylist(), table["score"].to_pylist(), strict=True))
+    assert sorted(got) == sorted(expected)
+    np.testing.assert_allclose([got[k] for k in sorted(got)], [expected[k] for k in sorted(got)])
+
+
+@pytest.mark.parametrize("flag", [["--actors", "1"], ["--address", "auto"]])
+def test_a_flag_asks_for_ray_whatever_the_size(
+    tmp_path: Path, no_ray: list[str], flag: list[str]
+) -> None:
+    with pytest.raises((RuntimeError, SystemExit)):
+        main(_argv(tmp_path, *flag))
+    assert no_ray == ["start"]
+
+
+def test_above_the_threshold_it_starts_ray(
+    tmp_path: Path, no_ray: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import raypipe.cli.infer
+
+    monkeypatch.setattr(raypipe.cli.infer, "IN_PROCESS_MAX_ROWS", 599)
+    with pytest.raises((RuntimeError, SystemExit)):
+        main(_argv(tmp_path))
+    assert no_ray == ["start"]

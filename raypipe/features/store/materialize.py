@@ -261,7 +261,7 @@ def materialize(
         state.in_flight_end_us, state.done_chunks = end_us, []
     step = max(int(chunk.total_seconds() * 1_000_000), 1)
     parts = partitions or max(executor.parallelism, 1)
-    chunks = []
+    chunks: list[MaterializeChunk] = []
     for lo in range(start_us, end_us, step):
         hi = min(lo + step, end_us)
         chunks.extend(

@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import time
+from collections.abc import Callable
 from typing import Annotated, Any, Optional
 
 import typer
@@ -291,19 +292,20 @@ def _stream(
         StreamConfig,
         StreamRunner,
     )
-    from raypipe.features.streaming.windows import WindowSpec
+    from raypipe.features.streaming.windows import WINDOW_KINDS, WindowSpec
 
-    if kind not in ("tumbling", "sliding", "session"):
+    window_kind = next((known for known in WINDOW_KINDS if known == kind), None)
+    if window_kind is None:
         from raypipe.errors import SpecError
 
         raise SpecError(
             [f"`--kind {kind}` is not a window kind"], hint="use `tumbling`, `sliding` or `session`"
         )
     spec = WindowSpec.parse(
-        kind,
+        window_kind,
         key=key,
         timestamp=timestamp,
-        value=value,  # type: ignore[arg-type]
+        value=value,
         size=size,
         slide=slide,
         gap=gap,
@@ -369,7 +371,7 @@ def add_commands(group: typer.Typer) -> None:
     """Add the feature store commands to the ``raypipe features`` group (once: the group is a
     module-level object that outlives a reload of the CLI's main module)."""
     present = {command.name for command in group.registered_commands}
-    commands = {
+    commands: dict[str, Callable[..., None]] = {
         "list": _list_served,
         "show": _show,
         "diff": _diff,

@@ -242,7 +242,8 @@ def finite_values(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     if series.dtype.is_temporal():
         series = series.to_physical()
     values = series.cast(pl.Float64).to_numpy()
-    return values[np.isfinite(values)]
+    finite: np.ndarray = values[np.isfinite(values)]
+    return finite
 
 
 # -- internals -------------------------------------------------------------------------------

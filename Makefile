@@ -26,6 +26,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check raypipe tests benchmarks
 	$(BIN)/ruff format --check raypipe tests benchmarks
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 # Unit tests run in a process of their own: the integration tests' session-scoped Ray runtime
 # must not be up while code that runs in-process is tested.

@@ -121,7 +121,8 @@ class Finding:
 def _segment_totals(cube: np.ndarray, dimension: int) -> np.ndarray:
     """Sum a ``(*dims)`` cube over every dimension but ``dimension``."""
     others = tuple(axis for axis in range(cube.ndim) if axis != dimension)
-    return cube.sum(axis=others)
+    totals: np.ndarray = cube.sum(axis=others)
+    return totals
 
 
 def _test_build(

@@ -134,13 +134,13 @@ class BuildQaStage(Stage[BuildQaOptions]):
             counts=[options.exposure, *options.outcomes],
             releases=releases,
         )
-        settings = {"min_ratio": options.min_ratio, "min_sessions": options.min_sessions}
         findings = detect(
             telemetry,
             exposure=options.exposure,
             outcomes=options.outcomes,
             alpha=options.alpha,
-            **settings,
+            min_ratio=options.min_ratio,
+            min_sessions=options.min_sessions,
         )
         rows = explained(findings)
         manifest = write_dataset(
@@ -174,7 +174,11 @@ class BuildQaStage(Stage[BuildQaOptions]):
             detector = score_findings([f.key for f in findings], injected)
             naive = score_findings(
                 naive_findings(
-                    telemetry, exposure=options.exposure, outcomes=options.outcomes, **settings
+                    telemetry,
+                    exposure=options.exposure,
+                    outcomes=options.outcomes,
+                    min_ratio=options.min_ratio,
+                    min_sessions=options.min_sessions,
                 ),
                 injected,
             )

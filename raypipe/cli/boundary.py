@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from raypipe.errors import DataError, RaypipeError, StorageError
+
+if TYPE_CHECKING:  # fsspec is imported when a URL is resolved, not with the CLI
+    import fsspec
 
 __all__ = ["explain", "option_of", "require_exists", "require_writable"]
 
@@ -90,13 +94,13 @@ def require_writable(url: str, option: str) -> None:
         )
 
 
-def _require_bucket(fs: object, url: str, option: str) -> None:
+def _require_bucket(fs: fsspec.AbstractFileSystem, url: str, option: str) -> None:
     """An object store URL whose bucket does not exist fails with the bucket's name."""
     scheme, _, rest = url.partition("://")
     if scheme not in ("s3", "s3a", "gs", "gcs", "abfs", "az") or not rest:
         return
     bucket = rest.split("/", 1)[0]
-    if not fs.exists(bucket):  # type: ignore[attr-defined]
+    if not fs.exists(bucket):
         raise StorageError(
             f"bucket `{bucket}` of `{url}` (`{option}`) does not exist, or these credentials "
             "cannot see it",

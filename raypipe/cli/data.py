@@ -67,8 +67,12 @@ def check(
     from raypipe.cli.boundary import require_exists, require_writable
 
     require_exists(data, "--data")
-    outputs = {"--write-rules": write_rules, "--json": json_path}
-    outputs |= {"--quarantine": quarantine, "--clean": clean}
+    outputs: dict[str, Path | str | None] = {
+        "--write-rules": write_rules,
+        "--json": json_path,
+        "--quarantine": quarantine,
+        "--clean": clean,
+    }
     for option, target in outputs.items():
         if target is not None:
             require_writable(str(target), option)

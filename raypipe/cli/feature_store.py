@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import time
+from collections.abc import Callable
 from typing import Annotated, Any, Optional
 
 import typer
@@ -269,20 +270,21 @@ def _stream(
         StreamConfig,
         StreamRunner,
     )
-    from raypipe.features.streaming.windows import WindowSpec
+    from raypipe.features.streaming.windows import WINDOW_KINDS, WindowSpec
     from raypipe.tracking.store import resolve_data_dir
 
-    if kind not in ("tumbling", "sliding", "session"):
+    window_kind = next((known for known in WINDOW_KINDS if known == kind), None)
+    if window_kind is None:
         from raypipe.errors import SpecError
 
         raise SpecError(
             [f"`--kind {kind}` is not a window kind"], hint="use `tumbling`, `sliding` or `session`"
         )
     spec = WindowSpec.parse(
-        kind,
+        window_kind,
         key=key,
         timestamp=timestamp,
-        value=value,  # type: ignore[arg-type]
+        value=value,
         size=size,
         slide=slide,
         gap=gap,
@@ -348,7 +350,7 @@ def add_commands(group: typer.Typer) -> None:
     """Add the feature store commands to the ``raypipe features`` group (once: the group is a
     module-level object that outlives a reload of the CLI's main module)."""
     present = {command.name for command in group.registered_commands}
-    commands = {
+    commands: dict[str, Callable[..., None]] = {
         "list": _list_served,
         "show": _show,
         "diff": _diff,

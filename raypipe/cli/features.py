@@ -83,13 +83,17 @@ def discover(
         require_exists(players, "--players")
     require_writable(out, "--out")
     options = DiscoveryOptions(keys=_split(keys), label=label, windows=_split(windows), k=k)
-    outputs = [join_url(out, "candidates"), join_url(out, "report")]
+    candidates_url, report_url = join_url(out, "candidates"), join_url(out, "report")
     # Refuses a user's folder before any work; one writer per output until the commits.
-    with hold_dataset_leases(outputs), open_backend(address, inline=inline) as executor:
+    with (
+        hold_dataset_leases([candidates_url, report_url]),
+        open_backend(address, inline=inline) as executor,
+    ):
         result = run_discovery(
             events,
             labels,
-            *outputs,
+            candidates_url,
+            report_url,
             executor,
             players_url=players,
             options=options,
@@ -102,7 +106,6 @@ def discover(
     console.print(table)
     if result.leaky:
         console.print(f"[yellow]likely leakage[/]: {', '.join(result.leaky)}", highlight=False)
-    report_url = join_url(out, "report")
     for entry in result.report.files:
         # Committed files sit in an attempt-named folder: print where each really is.
         console.print(

@@ -9,12 +9,15 @@ Ray's pool whatever the size.
 from __future__ import annotations
 
 import os
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional, cast
 
 import typer
 from rich.console import Console
 
 from raypipe.cli.options import AddressOption, InlineOption, TrackingUriOption, split_list
+
+if TYPE_CHECKING:
+    from raypipe.inference.planning import OnBadFile
 
 __all__ = ["IN_PROCESS_MAX_ROWS", "infer", "register"]
 
@@ -98,7 +101,7 @@ def infer(
             batch_size=batch_size,
             partition_by=list(split_list(partition_by)),
             target_file_mib=target_file_mib,
-            on_bad_file=on_bad_file,  # type: ignore[arg-type]
+            on_bad_file=cast("OnBadFile", on_bad_file),  # pydantic refuses other values
             shap=shap,
         )
     except ValidationError as exc:

@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from raypipe.cli.boundary import explain
 from raypipe.cli.options import SetOption
@@ -181,8 +182,16 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(getattr(exc, "exit_code", 0))
-    except typer.exceptions.TyperException as exc:  # usage errors: typer's vendored click
-        exc.show()  # type: ignore[attr-defined]
+    except typer.exceptions.TyperException as exc:
+        # Usage errors are typer's vendored click exceptions, which print themselves with the
+        # usage line; the public base class has no `show`.
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            error_console.print(
+                f"[bold red]error:[/] {escape(exc.format_message())}", highlight=False
+            )
         sys.exit(getattr(exc, "exit_code", 2))
     except (typer.Abort, KeyboardInterrupt):
         error_console.print("[yellow]interrupted[/]")

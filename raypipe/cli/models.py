@@ -7,13 +7,16 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from raypipe.cli.options import DataDirOption, TrackingUriOption
+
+if TYPE_CHECKING:  # the CLI imports the tracking stack only when a command runs
+    from raypipe.tracking.registry import Registry
 
 __all__ = ["register"]
 
@@ -25,7 +28,7 @@ group = typer.Typer(
 Reason = Annotated[str, typer.Option("--reason", help="Why (kept in the audit log).")]
 
 
-def _registry(data_dir: str | None, tracking_uri: str | None):  # type: ignore[no-untyped-def]
+def _registry(data_dir: str | None, tracking_uri: str | None) -> Registry:
     from raypipe.tracking.audit import AuditLog
     from raypipe.tracking.registry import Registry
     from raypipe.tracking.store import audit_path, resolve_tracking_uri
@@ -95,11 +98,11 @@ def show_model(
 @group.command("promote")
 def promote(
     name: Annotated[str, typer.Argument(help="Registered model name.")],
+    reason: Reason,
     version: Annotated[
         Optional[str],  # noqa: UP045
         typer.Argument(help="Version to promote (default: the `challenger`)."),
     ] = None,
-    reason: Reason = ...,  # type: ignore[assignment]
     alias: Annotated[str, typer.Option("--alias", help="Alias to move.")] = "champion",
     expect_current: Annotated[
         Optional[str],  # noqa: UP045
@@ -131,7 +134,7 @@ def promote(
 @group.command("rollback")
 def rollback(
     name: Annotated[str, typer.Argument(help="Registered model name.")],
-    reason: Reason = ...,  # type: ignore[assignment]
+    reason: Reason,
     to: Annotated[
         Optional[str],  # noqa: UP045
         typer.Option("--to", help="Version to roll back to (default: the one before)."),
@@ -162,7 +165,7 @@ def approve(
     version: Annotated[str, typer.Argument(help="Version whose move is approved.")],
     to: Annotated[str, typer.Option("--to", help="Stage it moves to (e.g. `production`).")],
     policy: PolicyPath,
-    reason: Reason = ...,  # type: ignore[assignment]
+    reason: Reason,
     data_dir: DataDirOption = None,
     tracking_uri: TrackingUriOption = None,
 ) -> None:

@@ -265,7 +265,7 @@ def _check_comparable(
 ) -> None:
     """Each tested column exists in both datasets, with the same kind (numeric, text, ...)."""
     from raypipe.errors import SchemaError
-    from raypipe.monitoring.drift import column_kind
+    from raypipe.validation.stats import column_kind
 
     (ref_url, ref_schema), (cur_url, cur_schema) = reference, current
     problems = []

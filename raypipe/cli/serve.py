@@ -12,7 +12,7 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Optional, cast
 
 import typer
 from rich.console import Console
@@ -145,14 +145,14 @@ def serve(
             [f"unexpected argument(s) {rest} after the model"],
             hint=f"the first argument is a model or one of {', '.join(COMMANDS)}",
         )
-    from raypipe.serving.spec import ServiceSpec, TrafficSpec
+    from raypipe.serving.spec import PolicyKind, ServiceSpec, TrafficSpec
 
     variants = {"champion": target}
     traffic_spec = TrafficSpec()
     if candidate:
         variants["candidate"] = candidate
         traffic_spec = TrafficSpec(
-            kind=traffic,  # type: ignore[arg-type]
+            kind=cast(PolicyKind, traffic),  # ServiceSpec refuses a kind that is not one
             weights={"champion": 1 - split, "candidate": split} if traffic == "ab" else {},
             baseline="champion" if traffic in ("canary", "shadow") else "",
             candidate="candidate" if traffic in ("canary", "shadow") else "",

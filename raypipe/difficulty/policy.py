@@ -47,7 +47,8 @@ class FailRateController:
     ) -> np.ndarray:
         step = np.where(observed > self.target + self.band, -1, 0)
         step = np.where(observed < self.target - self.band, 1, step)
-        return np.clip(current + step, 0, len(SETTINGS) - 1)
+        settings: np.ndarray = np.clip(current + step, 0, len(SETTINGS) - 1)
+        return settings
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,8 @@ class Oracle:
                 for s in range(len(SETTINGS))
             ]
         )
-        return np.argmin(distance, axis=0)
+        nearest: np.ndarray = np.argmin(distance, axis=0)
+        return nearest
 
 
 def make_policy(name: str, target_fail_rate: float) -> Policy:

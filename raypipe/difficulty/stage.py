@@ -175,7 +175,7 @@ class DifficultyStage(Stage[DifficultyOptions]):
         }
 
         def figure(name: str, metric: str) -> float:
-            return policies[name][metric]["mean"]
+            return float(policies[name][metric]["mean"])
 
         baseline = options.baseline
         if baseline == "best_fixed":  # the fixed setting that kept the most players

@@ -44,6 +44,7 @@ def read_auth_token() -> str | None:
     Uses Ray's own loader, so the precedence is Ray's: ``RAY_AUTH_TOKEN``, then the file at
     ``RAY_AUTH_TOKEN_PATH``, then ``~/.ray/auth_token``.
     """
+    # ray/_raylet.pyi lists only part of the compiled module; the loader is there at run time.
     from ray._raylet import AuthenticationTokenLoader  # type: ignore[attr-defined]
     from ray.exceptions import AuthenticationError
 

@@ -199,7 +199,8 @@ class ActorPoolRunner:
     @staticmethod
     def _get(ref: Any, unit: ScoringUnit) -> UnitOutcome:
         try:
-            outcome, error, remote_traceback = ray.get(ref)
+            fetched: tuple[UnitOutcome | None, BaseException | None, str] = ray.get(ref)
+            outcome, error, remote_traceback = fetched
         except RayError as exc:
             raise TaskError(
                 f"Scoring `{unit.file.url}` could not finish: {type(exc).__name__}: "

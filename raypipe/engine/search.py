@@ -79,7 +79,7 @@ class ActorPoolRunner:
     def wait_ready(self) -> float:
         """Block until every actor is constructed; returns the seconds it took."""
         started = time.perf_counter()
-        ray.get([actor.ready.remote() for actor in self._actors])  # type: ignore[attr-defined]
+        ray.get([actor.ready.remote() for actor in self._actors])
         return time.perf_counter() - started
 
     def submit(self, request: TrialRequest) -> None:
@@ -95,7 +95,8 @@ class ActorPoolRunner:
         index, request, submitted = self._inflight.pop(ref)
         self._idle.append(index)
         try:
-            return ray.get(ref)
+            result: TrialResult = ray.get(ref)
+            return result
         except RayError as exc:
             logger.warning("trial %s lost its actor: %s", request.trial_id, exc)
             if isinstance(exc, RayActorError) and self.replaced < ACTOR_MAX_RESTARTS * self.size:

@@ -70,8 +70,10 @@ class ServingReplica:
         self.spec = spec
         self.service = OnlineService(spec, replica)
         self.service.start_watching()
-        self._score_batch.set_max_batch_size(spec.max_batch_size)
-        self._score_batch.set_batch_wait_timeout_s(spec.batch_wait_s)
+        # `serve.batch` is annotated as returning a plain callable, but its wrapper carries these
+        # documented setters (ray/serve/batching.py).
+        self._score_batch.set_max_batch_size(spec.max_batch_size)  # type: ignore[attr-defined]
+        self._score_batch.set_batch_wait_timeout_s(spec.batch_wait_s)  # type: ignore[attr-defined]
         self._prefix = spec.route_prefix.rstrip("/")
         self._auth = f"Bearer {spec.token}".encode() if spec.token else None
 
@@ -200,6 +202,8 @@ def direct_urls(spec: ServiceSpec) -> list[str]:
         from ray.serve.context import _get_global_client
 
         client = _get_global_client()
+        if client is None:  # Serve is not running here
+            return []
         groups = ray.get(client._controller.get_target_groups.remote(spec.name), timeout=10)
     except Exception:  # a private API: any failure means "no direct URLs"
         return []

@@ -25,7 +25,7 @@ class RayStreamBackend:
     """A :class:`~raypipe.features.streaming.operator.StreamBackend` of Ray actors."""
 
     def __init__(self, config: StreamConfig, *, num_cpus: float = 0.25) -> None:
-        actor_cls = ray.remote(PartitionOperator).options(  # type: ignore[call-overload]
+        actor_cls = ray.remote(PartitionOperator).options(
             num_cpus=num_cpus,
             max_restarts=-1,
             max_task_retries=-1,

@@ -327,7 +327,8 @@ class TuneSearchEngine:
         with _quiet_console():
             grid = tuner.fit()
         result = SearchResult(candidate=spec.candidate, maximize=maximize)
-        outcomes = [_trial_result(r, spec) for r in grid]
+        # ResultGrid is a sequence by `__len__`/`__getitem__`; it declares no `__iter__`.
+        outcomes = [_trial_result(grid[i], spec) for i in range(len(grid))]
         result.trials = sorted(outcomes, key=lambda t: (t.finished_at, t.trial_id))
         complete = [t for t in result.trials if t.ok and t.rung == 1 and not math.isnan(t.score)]
         ok = complete or [t for t in result.trials if t.ok and not math.isnan(t.score)]
@@ -367,7 +368,8 @@ class TuneSearchEngine:
         ready, _ = ray.wait(list(self._inflight), num_returns=1)
         request, submitted = self._inflight.pop(ready[0])
         try:
-            return ray.get(ready[0])
+            result: TrialResult = ray.get(ready[0])
+            return result
         except RayError as exc:
             first_line = str(exc).splitlines()[0] if str(exc) else ""
             return TrialResult.failure(

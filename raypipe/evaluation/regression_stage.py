@@ -110,7 +110,8 @@ class RegressionEvalStage(Stage[RegressionEvalOptions]):
             )
 
         def column(name: str) -> np.ndarray:
-            return table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
+            values: np.ndarray = table.column(name).to_numpy(zero_copy_only=False)
+            return values.astype(np.float64)
 
         y = column(options.label)
         baseline = (

@@ -16,7 +16,7 @@ Everything is plain polars, so the same function runs inside a Ray task on one p
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import polars as pl
@@ -55,6 +55,12 @@ AGE = "__age"
 ZERO_WHEN_EMPTY = ("count", "count_distinct", "sum")
 #: The mask name of aggregates that keep every row of the view (lifetime, no ``where``).
 EVERY_ROW = ""
+
+#: Checks one expression of a view: (text, feature, expected kind, scope, what) -> compiled or
+#: None (the problem recorded).
+_Check = Callable[[str, str | None, str | None, Mapping[str, Kind], str], CompiledExpression | None]
+#: An aggregate's input column: (its name in the frame, its expression, its kind).
+_Value = tuple[str, pl.Expr, Kind]
 
 
 @dataclass(frozen=True)
@@ -126,7 +132,7 @@ def compile_view(view: FeatureView, schema: Mapping[str, pl.DataType]) -> Compil
         where_expr = compiled.expr if compiled else None
     masks: dict[tuple[str, str | None], str] = {}
     mask_exprs: list[tuple[str, pl.Expr]] = []
-    value_exprs: dict[str, tuple[str, pl.Expr, Kind]] = {}
+    value_exprs: dict[str, _Value] = {}
     aggregations: list[pl.Expr] = []
     # A failed aggregate still has a kind, so derived features do not cascade errors.
     feature_kinds: dict[str, Kind] = {a.name: "null" for a in view.aggregates}
@@ -134,7 +140,7 @@ def compile_view(view: FeatureView, schema: Mapping[str, pl.DataType]) -> Compil
         if aggregate.problems():
             continue
         mask_name = _mask(aggregate, masks, mask_exprs, check, kinds)
-        value = None
+        value: _Value | None = None
         if aggregate.column:
             expected = "num" if aggregate.function in ("sum", "mean", "std") else None
             compiled = check(aggregate.column, aggregate.name, expected, kinds, "`column`")
@@ -197,7 +203,13 @@ def check_views(views: Sequence[FeatureView], schema: Mapping[str, pl.DataType])
         raise SpecError(problems, hint="fix the feature views")
 
 
-def _mask(aggregate: Aggregate, masks: dict, mask_exprs: list, check, kinds) -> str | None:
+def _mask(
+    aggregate: Aggregate,
+    masks: dict[tuple[str, str | None], str],
+    mask_exprs: list[tuple[str, pl.Expr]],
+    check: _Check,
+    kinds: Mapping[str, Kind],
+) -> str | None:
     """The name of the row mask column of ``aggregate`` (:data:`EVERY_ROW` if it keeps all rows).
 
     None when its ``where`` does not compile (the problem is recorded by ``check``).
@@ -224,7 +236,7 @@ def _mask(aggregate: Aggregate, masks: dict, mask_exprs: list, check, kinds) -> 
     return name
 
 
-def _aggregation(aggregate: Aggregate, mask: str, value: tuple | None) -> pl.Expr:
+def _aggregation(aggregate: Aggregate, mask: str, value: _Value | None) -> pl.Expr:
     every_row = mask == EVERY_ROW
 
     def selected(expr: pl.Expr) -> pl.Expr:
@@ -249,10 +261,12 @@ def _aggregation(aggregate: Aggregate, mask: str, value: tuple | None) -> pl.Exp
         return column.sort_by(ages, descending=True, maintain_order=True).last()
     if function == "sum":
         return column.sum()
-    return getattr(column, function)()
+    # The other functions (min, max, mean, std, ...) are polars methods of the same name.
+    by_name: Callable[[], pl.Expr] = getattr(column, function)
+    return by_name()
 
 
-def _result_kind(aggregate: Aggregate, value: tuple | None) -> Kind:
+def _result_kind(aggregate: Aggregate, value: _Value | None) -> Kind:
     if aggregate.function in ("min", "max", "last") and value is not None:
         return value[2]
     return "num"

@@ -123,7 +123,9 @@ def _scan_events(build: FeatureBuild, files: list[FileEntry]) -> pl.LazyFrame:
         table = read_dataset(
             build.events_url, files=files, columns=build.columns, storage_options=build.storage
         )
-        frame = pl.from_arrow(table).lazy()  # type: ignore[union-attr]
+        events = pl.from_arrow(table)
+        assert isinstance(events, pl.DataFrame)
+        frame = events.lazy()
     return _prune(build, frame)
 
 

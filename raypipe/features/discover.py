@@ -24,7 +24,7 @@ import polars as pl
 from raypipe.errors import SchemaError
 from raypipe.features.build import FeatureBuild, run_feature_build
 from raypipe.features.candidates import DiscoverySpec, add_entity_terms, candidate_views, top_values
-from raypipe.features.expressions import compile_expression
+from raypipe.features.expressions import Kind, compile_expression
 from raypipe.features.report import render_selection_html
 from raypipe.features.selection import FeatureSelector
 from raypipe.features.spec import views_to_yaml
@@ -88,8 +88,8 @@ def selected_views(views: Sequence[FeatureView], selected: Sequence[str]) -> lis
         wanted = {name for name in selected if name in names}
         for feature in view.derived:
             if feature.name in wanted:
-                scope = {name: "num" for name in names}
-                wanted |= compile_expression(feature.expression, scope).names  # type: ignore[arg-type]
+                scope: dict[str, Kind] = {name: "num" for name in names}
+                wanted |= compile_expression(feature.expression, scope).names
         kept = tuple(f for f in view.features if f.name in wanted)
         if kept:
             out.append(

@@ -162,7 +162,9 @@ class _Compiler:
         return ExpressionError(f"in `{self.text}`: {message}")
 
     def visit(self, node: ast.AST) -> tuple[pl.Expr, Kind]:
-        handler = getattr(self, f"_visit_{type(node).__name__.lower()}", None)
+        handler: Callable[[ast.AST], tuple[pl.Expr, Kind]] | None = getattr(
+            self, f"_visit_{type(node).__name__.lower()}", None
+        )
         if handler is None:
             raise self.fail(
                 f"`{type(node).__name__}` syntax is not allowed "

@@ -44,4 +44,6 @@ def generated_training_set(
     )
     run_feature_build(build, executor, name="features.training_set")
     truth = pl.from_arrow(read_dataset(join_url(base, "churn_truth")))
-    return pl.from_arrow(read_dataset(out)).join(truth, on="player_id", how="left")
+    features = pl.from_arrow(read_dataset(out))
+    assert isinstance(truth, pl.DataFrame) and isinstance(features, pl.DataFrame)
+    return features.join(truth, on="player_id", how="left")

@@ -26,6 +26,7 @@ import polars as pl
 from raypipe.errors import SchemaError
 from raypipe.features.partition import hash_partition
 from raypipe.features.timestamps import (
+    TimeUnit,
     check_time_zones,
     duration_literal,
     finest_unit,
@@ -88,7 +89,7 @@ def _check(table: FeatureTable, entity: pl.DataFrame, entity_ts: str) -> None:
         )
 
 
-def _latest_per_time(table: FeatureTable, unit: str) -> pl.DataFrame:
+def _latest_per_time(table: FeatureTable, unit: TimeUnit) -> pl.DataFrame:
     """One feature row per (keys, ts): the latest created (nulls lose), then the later row.
 
     The event time comes out as naive UTC ``datetime[unit]``.
@@ -219,7 +220,7 @@ def pit_join_partitioned(
     table_parts = [hash_partition(t.data, keys, partitions) for t in tables]
     items = [(entity_parts[i], [parts[i] for parts in table_parts]) for i in range(partitions)]
     fn = partial(_join_partition, tables_without_data(tables), entity_ts, full_feature_names)
-    results = map_fn(fn, items) if map_fn else [fn(item) for item in items]
+    results: list[pl.DataFrame] = map_fn(fn, items) if map_fn else [fn(item) for item in items]
     return pl.concat(results, how="vertical_relaxed").sort(PART_ROW).drop(PART_ROW)
 
 

@@ -18,7 +18,7 @@ Device changes are not simulated by the generator, so there is no device feature
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import polars as pl
 import pyarrow as pa
@@ -175,7 +175,8 @@ class PurchaseTimeStage(Stage[PurchaseTimeOptions]):
         truth_manifest = write_dataset(context.output_url("truth"), truth, storage_options=storage)
         metrics = {
             "purchases": table.height,
-            "fraud_rate": round(float(table["is_fraud"].mean() or 0.0), 4),
+            # The share of true values in a boolean column (None when it has no rows).
+            "fraud_rate": round(cast("float | None", table["is_fraud"].mean()) or 0.0, 4),
         }
         return StageResult(
             outputs={"training_set": manifest, "truth": truth_manifest},

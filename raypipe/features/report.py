@@ -5,7 +5,7 @@ assets)."""
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -34,7 +34,7 @@ svg .l{font-size:11px}
 def score_charts(scores: Sequence[FeatureScore], limit: int = CHART_FEATURES) -> str:
     """Horizontal bar charts of the best ``limit`` features by each selection score."""
     charts = []
-    for title, value, axis in (
+    measures: tuple[tuple[str, Callable[[FeatureScore], float | None], str], ...] = (
         (
             "mutual information with the label",
             lambda s: s.mutual_information,
@@ -46,8 +46,11 @@ def score_charts(scores: Sequence[FeatureScore], limit: int = CHART_FEATURES) ->
             "ROC AUC (or |Spearman r|) of the feature alone",
         ),
         ("|L1 coefficient|", lambda s: s.l1_coefficient, "|coefficient| (standardised)"),
-    ):
-        ranked = sorted((s for s in scores if value(s) is not None), key=lambda s: -abs(value(s)))
+    )
+    for title, value, axis in measures:
+        ranked = sorted(
+            ((s, v) for s in scores if (v := value(s)) is not None), key=lambda item: -abs(item[1])
+        )
         top = ranked[:limit]
         if not top:
             continue
@@ -55,8 +58,8 @@ def score_charts(scores: Sequence[FeatureScore], limit: int = CHART_FEATURES) ->
         charts.append(
             svg.hbar_chart(
                 f"{title} ({shown} features)",
-                [s.name + (" *" if s.selected else "") for s in top],
-                [float(abs(value(s))) for s in top],
+                [s.name + (" *" if s.selected else "") for s, _ in top],
+                [float(abs(v)) for _, v in top],
                 kind="feature-score",
                 x_label=axis,
                 y_label="feature (* selected)",

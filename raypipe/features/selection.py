@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import TypedDict
 
 import numpy as np
 import polars as pl
@@ -28,6 +29,16 @@ import polars as pl
 __all__ = ["FeatureScore", "FeatureSelector"]
 
 logger = logging.getLogger(__name__)
+
+
+class _Ranks(TypedDict, total=False):
+    """One feature's ranks (1 = best) by each method, and its |L1 coefficient|."""
+
+    mi: int
+    rfe: int
+    l1: int
+    l1_coef: float
+    consensus: float
 
 
 @dataclass(frozen=True)
@@ -193,7 +204,8 @@ class FeatureSelector:
         from sklearn.feature_selection import mutual_info_classif, mutual_info_regression
 
         function = mutual_info_classif if self.task_ == "classification" else mutual_info_regression
-        return function(x, y, random_state=self.random_state)
+        scores: np.ndarray = function(x, y, random_state=self.random_state)
+        return scores
 
     def _correlated_with(self, x: np.ndarray, index: int, kept: list[int]) -> int | None:
         column = x[:, index]
@@ -206,7 +218,7 @@ class FeatureSelector:
 
     def _rank(
         self, x: np.ndarray, y: np.ndarray, names: list[str], mi_of: dict[str, float]
-    ) -> dict[str, dict]:
+    ) -> dict[str, _Ranks]:
         from sklearn.feature_selection import RFE
         from sklearn.linear_model import Lasso, LinearRegression, LogisticRegression
         from sklearn.preprocessing import StandardScaler
@@ -224,7 +236,7 @@ class FeatureSelector:
         coefficients = np.abs(np.ravel(l1.fit(scaled, y).coef_))
         mi_order = _ranks([-mi_of[n] for n in names])
         l1_order = _ranks(list(-coefficients))
-        out = {}
+        out: dict[str, _Ranks] = {}
         for position, name in enumerate(names):
             rfe_rank = int(rfe.ranking_[position])
             out[name] = {

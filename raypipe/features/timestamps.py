@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from typing import Literal
 
 import polars as pl
 
 from raypipe.errors import SchemaError
 
 __all__ = [
+    "TimeUnit",
     "check_time_zones",
     "duration_literal",
     "finest_unit",
@@ -31,17 +33,18 @@ __all__ = [
 ]
 
 #: Polars datetime units, coarsest first (Arrow ``timestamp[s]`` arrives in polars as ``ms``).
-UNITS = ("ms", "us", "ns")
+TimeUnit = Literal["ms", "us", "ns"]
+UNITS: tuple[TimeUnit, ...] = ("ms", "us", "ns")
 
 
-def unit_of(dtype: pl.DataType) -> str:
+def unit_of(dtype: pl.DataType) -> TimeUnit:
     """The time unit of a datetime dtype (``us`` for a date or a Python datetime scalar)."""
     if isinstance(dtype, pl.Datetime | pl.Duration):
-        return str(dtype.time_unit or "us")
+        return dtype.time_unit or "us"
     return "us"
 
 
-def finest_unit(*dtypes: pl.DataType) -> str:
+def finest_unit(*dtypes: pl.DataType) -> TimeUnit:
     """The finest unit among ``dtypes``: the unit every side is cast up to before comparing."""
     return max((unit_of(d) for d in dtypes), key=UNITS.index, default="us")
 
@@ -77,7 +80,7 @@ def check_time_zones(columns: Mapping[str, pl.DataType], where: str) -> None:
         )
 
 
-def utc_time(expr: pl.Expr, dtype: pl.DataType, unit: str) -> pl.Expr:
+def utc_time(expr: pl.Expr, dtype: pl.DataType, unit: TimeUnit) -> pl.Expr:
     """``expr`` as naive UTC ``datetime[unit]``; ``unit`` must not be coarser than its own."""
     if UNITS.index(unit) < UNITS.index(unit_of(dtype)) and isinstance(dtype, pl.Datetime):
         raise ValueError(f"casting {dtype} down to {unit} would truncate")
@@ -86,13 +89,13 @@ def utc_time(expr: pl.Expr, dtype: pl.DataType, unit: str) -> pl.Expr:
     return expr.cast(pl.Datetime(unit))
 
 
-def time_literal(value: dt.datetime, unit: str) -> pl.Expr:
+def time_literal(value: dt.datetime, unit: TimeUnit) -> pl.Expr:
     """A Python datetime as a naive UTC ``datetime[unit]`` literal (aware converted, naive UTC)."""
     if value.tzinfo is not None:
         value = value.astimezone(dt.UTC).replace(tzinfo=None)
     return pl.lit(value, dtype=pl.Datetime("us")).cast(pl.Datetime(unit))
 
 
-def duration_literal(delta: dt.timedelta, unit: str) -> pl.Expr:
+def duration_literal(delta: dt.timedelta, unit: TimeUnit) -> pl.Expr:
     """``delta`` as a ``duration[unit]`` literal, so arithmetic with ``unit`` columns is exact."""
     return pl.lit(delta, dtype=pl.Duration("us")).cast(pl.Duration(unit))

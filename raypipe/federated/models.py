@@ -256,4 +256,5 @@ def train_one_reference(
             if spec.proximal_mu:
                 grad += spec.proximal_mu * (w - global_params)
             w = w - spec.learning_rate * grad
-    return w[0]
+    trained: np.ndarray = w[0]
+    return trained

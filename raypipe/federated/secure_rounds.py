@@ -88,7 +88,7 @@ def run_protocol(
 
 def secure_aggregate(
     step: StepFn,
-    strategy: Strategy[Any, Any],
+    strategy: Strategy[np.ndarray, ClientUpdates],
     config: SecAggConfig,
     round_: int,
     weights: np.ndarray,
@@ -105,7 +105,7 @@ def secure_aggregate(
 
 
 def aggregate_sum(
-    strategy: Strategy[Any, Any],
+    strategy: Strategy[np.ndarray, ClientUpdates],
     round_: int,
     weights: np.ndarray,
     total: np.ndarray,

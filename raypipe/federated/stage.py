@@ -37,7 +37,7 @@ from raypipe.federated.partition import partition_by_column, partition_dirichlet
 from raypipe.federated.privacy import DPFixedClipping, SecAggConfig
 from raypipe.federated.privacy.homomorphic import HeConfig
 from raypipe.federated.simulation import FederationSpec, run_federation
-from raypipe.federated.strategies import STRATEGIES, XGB_STRATEGIES
+from raypipe.federated.strategies import STRATEGIES, XGB_STRATEGIES, Strategy
 from raypipe.federated.summary import history_table, summarize
 from raypipe.federated.xgb_clients import XGB_DEFAULTS, XgbTrainSpec
 from raypipe.stages.backend import require
@@ -196,7 +196,9 @@ def prepare_matrix(
 
 
 def _strategy(options: FederatedTrainOptions) -> Any:
-    cls = {**STRATEGIES, **XGB_STRATEGIES}[options.strategy]
+    # Either kind: numpy parameter vectors or booster bytes, as the options chose.
+    strategies: dict[str, type[Strategy[Any, Any]]] = {**STRATEGIES, **XGB_STRATEGIES}
+    cls = strategies[options.strategy]
     extra: dict[str, Any] = dict(options.strategy_options)
     if options.strategy in XGB_STRATEGIES:
         extra["num_local_round"] = options.num_local_round

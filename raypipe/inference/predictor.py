@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -23,6 +23,9 @@ import pyarrow.compute as pc
 
 from raypipe.errors import ModelError, SchemaError
 from raypipe.inference.model import ModelBlob
+
+if TYPE_CHECKING:  # imported where it is used: loading a model without one stays light
+    from raypipe.training.preprocess import TablePreprocessor
 
 __all__ = ["SCORE_COLUMN", "SHAP_PREFIX", "Predictor", "check_feature_types"]
 
@@ -112,7 +115,7 @@ class Predictor:
         self._booster: Any = None
         self._sklearn: Any = None
         self._openmp: Any = None
-        self._preprocessor: Any = None
+        self._preprocessor: TablePreprocessor | None = None
         self._encoding = "native"
         self.categorical_: tuple[str, ...] = ()
         self.feature_names_: tuple[str, ...] = ()

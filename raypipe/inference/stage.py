@@ -22,7 +22,7 @@ from pydantic import Field
 
 from raypipe.errors import ModelError, SpecError
 from raypipe.inference.model import ModelBlob, read_model
-from raypipe.inference.planning import DEFAULT_BATCH_ROWS, InferenceSpec
+from raypipe.inference.planning import DEFAULT_BATCH_ROWS, InferenceSpec, OnBadFile
 from raypipe.inference.pool import ScoringBackend, score_on_pool
 from raypipe.stages.backend import require
 from raypipe.stages.base import DatasetInput, Stage, StageContext, StageOptions, StageResult
@@ -46,7 +46,7 @@ class ScoreOptions(StageOptions):
     batch_size: int = Field(default=DEFAULT_BATCH_ROWS, ge=1)
     partition_by: list[str] = Field(default_factory=list)
     target_file_mib: int = Field(default=128, ge=1)
-    on_bad_file: Literal["fail", "quarantine"] = "fail"
+    on_bad_file: OnBadFile = "fail"
     shap: bool | Literal["auto"] = Field(
         default=False,
         description="Add SHAP contributions; `auto` adds them when the model has them (XGBoost "

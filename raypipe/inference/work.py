@@ -20,7 +20,7 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -30,6 +30,9 @@ from raypipe.inference.ledger import UnitLedger, UnitOutcome
 from raypipe.inference.planning import ScoringJob, ScoringUnit
 from raypipe.inference.predictor import Predictor, check_feature_types
 from raypipe.io.hive import restore_value
+
+if TYPE_CHECKING:
+    from raypipe.io.dataset import DatasetWriter
 
 __all__ = ["UnitWorker", "read_ahead", "score_unit_group"]
 
@@ -131,9 +134,11 @@ class UnitWorker:
         )
 
     @staticmethod
-    def _write(writer: object, tables: Sequence[pa.Table], part: str) -> list[dict[str, object]]:
+    def _write(
+        writer: DatasetWriter, tables: Sequence[pa.Table], part: str
+    ) -> list[dict[str, object]]:
         table = pa.concat_tables(tables) if len(tables) > 1 else tables[0]
-        written = writer.write(table, part=part)  # type: ignore[attr-defined]
+        written = writer.write(table, part=part)
         return [asdict(entry) for entry in written]
 
     def _read_batches(self, unit: ScoringUnit, timings: dict[str, float]) -> Iterator[pa.Table]:

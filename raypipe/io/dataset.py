@@ -253,8 +253,10 @@ def scan_dataset(
 
     manifest, fs, root, entries = _open(url, None, verify, storage_options, version)
     schema = _project(manifest.schema, columns)
+    empty = pl.from_arrow(schema.empty_table())
+    assert isinstance(empty, pl.DataFrame)
     if not entries:
-        return pl.from_arrow(schema.empty_table()).lazy()  # type: ignore[union-attr]
+        return empty.lazy()
     stored = [name for name in schema.names if name not in manifest.partition_by]
     frames = []
     for entry in entries:
@@ -276,8 +278,7 @@ def scan_dataset(
                 series = pl.Series(column, pa.array([scalar.as_py()], scalar.type))
                 frame = frame.with_columns(pl.lit(series[0], dtype=series.dtype).alias(column))
         frames.append(frame.select(schema.names))
-    target = pl.from_arrow(schema.empty_table()).schema  # type: ignore[union-attr]
-    return pl.concat(frames, how="vertical_relaxed").cast(target)
+    return pl.concat(frames, how="vertical_relaxed").cast(empty.schema)
 
 
 # -- internals -------------------------------------------------------------------------------

@@ -49,6 +49,12 @@ FORMAT_VERSION = 1
 _PINS = threading.local()
 
 
+def _pins() -> dict[str, Manifest]:
+    """This thread's pinned manifests, URL (no trailing slash) -> manifest."""
+    pins: dict[str, Manifest] = getattr(_PINS, "manifests", {})
+    return pins
+
+
 @dataclass(frozen=True)
 class FileEntry:
     """One committed file: path relative to the dataset root, rows, size, SHA-256, partition."""
@@ -186,7 +192,7 @@ def read_manifest(
     """
     if version is not None:
         return _kept_version(url, version, storage_options)
-    pinned = getattr(_PINS, "manifests", {}).get(url.rstrip("/"))
+    pinned = _pins().get(url.rstrip("/"))
     if pinned is not None:
         return pinned
     fs, path = resolve_fs(join_url(url, MANIFEST_NAME), storage_options)
@@ -213,7 +219,7 @@ def pinned_manifests(manifests: Mapping[str, Manifest]) -> Iterator[None]:
     ``<stage>.<output>@<version>``), so a stage that reads an input by URL reads exactly that
     version, even while another run commits a newer one.
     """
-    previous = getattr(_PINS, "manifests", {})
+    previous = _pins()
     _PINS.manifests = {**previous, **{url.rstrip("/"): m for url, m in manifests.items()}}
     try:
         yield
@@ -229,7 +235,7 @@ def with_pins(fn: Any) -> Any:
     by URL reads the version the stage was pinned to (the driver's manifests travel pickled with
     the function), even while a rerun commits a newer one. Without pins, ``fn`` itself.
     """
-    pins = dict(getattr(_PINS, "manifests", {}))
+    pins = dict(_pins())
     return _Pinned(fn, pins) if pins else fn
 
 

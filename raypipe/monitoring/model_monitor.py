@@ -194,7 +194,9 @@ def _segment_drops(
     return out
 
 
-def _shap(current: pl.DataFrame, spec: MonitorSpec) -> tuple[list[tuple[str, float]], list[dict]]:
+def _shap(
+    current: pl.DataFrame, spec: MonitorSpec
+) -> tuple[list[tuple[str, float]], list[dict[str, Any]]]:
     columns = [c for c in current.columns if c.startswith(SHAP_PREFIX) and c != "shap_bias"]
     if not columns:
         return [], []

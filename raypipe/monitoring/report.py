@@ -74,7 +74,7 @@ class MonitoringReport:
 
 def report_json(report: MonitoringReport) -> dict[str, Any]:
     """The report's data as JSON-ready values."""
-    return _clean(
+    cleaned: dict[str, Any] = _clean(
         {
             "title": report.title,
             "level": report.verdict.level,
@@ -106,6 +106,7 @@ def report_json(report: MonitoringReport) -> dict[str, Any]:
             "quality": [_quality_dict(r) for r in report.quality],
         }
     )
+    return cleaned
 
 
 def _quality_dict(result: Any) -> dict[str, Any]:

@@ -55,16 +55,22 @@ class Sample:
             raise ValueError("a Sample holds either raw values or counts")
 
     @property
+    def _counts(self) -> dict[Any, int]:
+        """``counts`` of a sample without raw values (never None then: see __post_init__)."""
+        assert self.counts is not None
+        return self.counts
+
+    @property
     def size(self) -> int:
         if self.values is not None:
             return len(self.values)
-        return int(sum(self.counts.values()))  # type: ignore[union-attr]
+        return int(sum(self._counts.values()))
 
     @cached_property
     def _unique(self) -> tuple[np.ndarray, np.ndarray]:
         if self.values is not None:
             return np.unique(self.values, return_counts=True)
-        pairs = [(k, c) for k, c in self.counts.items() if c > 0]  # type: ignore[union-attr]
+        pairs = [(k, c) for k, c in self._counts.items() if c > 0]
         keys = np.empty(len(pairs), dtype=object)
         keys[:] = [k for k, _ in pairs]
         return keys, np.array([c for _, c in pairs], dtype=np.int64)
@@ -85,8 +91,8 @@ class Sample:
         """Values and weights (``None`` for raw values) as float64."""
         if self.values is not None:
             return np.asarray(self.values, dtype=np.float64), None
-        keys = np.array(list(self.counts), dtype=np.float64)  # type: ignore[arg-type]
-        weights = np.array(list(self.counts.values()), dtype=np.float64)  # type: ignore[union-attr]
+        keys = np.array(list(self._counts), dtype=np.float64)
+        weights = np.array(list(self._counts.values()), dtype=np.float64)
         return keys, weights
 
     def histogram(self, edges: np.ndarray) -> np.ndarray:

@@ -181,7 +181,11 @@ class OnlineService:
             return
         now_us = time.time_ns() // 1000
         for i, key in enumerate(keys):
-            mirrored = (shadow, float(shadow_scores[i])) if shadow_scores is not None else None
+            mirrored = (
+                (shadow, float(shadow_scores[i]))
+                if shadow is not None and shadow_scores is not None
+                else None
+            )
             self.log.append(
                 log_row(
                     now_us,

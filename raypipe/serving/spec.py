@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from raypipe.errors import SpecError
 from raypipe.features.store.online import StoreConfig
@@ -23,6 +23,7 @@ DEFAULT_PORT = 8071
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 
 PolicyKind = Literal["single", "ab", "canary", "shadow", "bluegreen"]
+POLICY_KINDS: tuple[PolicyKind, ...] = get_args(PolicyKind)
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,8 @@ class ServiceSpec:
 
 def _traffic_problems(traffic: TrafficSpec, variants: set[str]) -> list[str]:
     problems = []
+    if traffic.kind not in POLICY_KINDS:
+        problems.append(f"traffic kind `{traffic.kind}` is not one of {', '.join(POLICY_KINDS)}")
     named = [*traffic.weights, traffic.baseline, traffic.candidate, traffic.active]
     unknown = sorted({n for n in named if n and n not in variants})
     if unknown:

@@ -30,7 +30,7 @@ class JobStage:
 
     name: str
     kind: str
-    stage_class: type[Stage]
+    stage_class: type[Stage[Any]]  # any kind of stage: loaded by name from the job file
     options: StageOptions
     inputs: Mapping[str, InputRef] = field(default_factory=dict)
 

@@ -19,6 +19,7 @@ import importlib
 import inspect
 import logging
 from importlib.metadata import entry_points
+from typing import Any, cast
 
 from pydantic import BaseModel
 
@@ -109,7 +110,7 @@ def known_kinds() -> list[str]:
     return sorted({**installed_kinds(), **STAGE_KINDS})
 
 
-def load_stage(uses: str) -> type[Stage]:
+def load_stage(uses: str) -> type[Stage[Any]]:
     """Import and check the stage class that ``uses`` names.
 
     Parameters
@@ -142,7 +143,7 @@ def load_stage(uses: str) -> type[Stage]:
                 hint=f"stage classes in `{module_name}`: {classes}",
             )
     _check_stage_class(uses, stage_class)
-    return stage_class  # type: ignore[return-value]
+    return cast("type[Stage[Any]]", stage_class)  # a Stage subclass: checked just above
 
 
 def _import_module(uses: str, module_name: str) -> object:

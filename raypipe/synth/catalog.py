@@ -109,7 +109,8 @@ def catalog(config: CatalogConfig) -> Catalog:
 
 def affinity(players_taste: np.ndarray, items: Catalog) -> np.ndarray:
     """True affinities ``(players, items)``: taste match (scaled) plus item popularity."""
-    return 2.0 * players_taste @ items.taste.T + items.popularity
+    scores: np.ndarray = 2.0 * players_taste @ items.taste.T + items.popularity
+    return scores
 
 
 def _interactions(

@@ -79,7 +79,8 @@ def world(config: DifficultyConfig, shard_index: int = 0) -> World:
 def fail_probability(world: World, level: np.ndarray, setting: np.ndarray) -> np.ndarray:
     """The true probability that each player's next attempt fails."""
     logit = 1.5 * (world.difficulty[level] + SETTINGS[setting] - world.skill)
-    return 1.0 / (1.0 + np.exp(-logit))
+    probability: np.ndarray = 1.0 / (1.0 + np.exp(-logit))
+    return probability
 
 
 @dataclass(frozen=True)

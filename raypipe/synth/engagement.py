@@ -48,7 +48,8 @@ MAX_MOVE = 0.9
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    probability: np.ndarray = 1.0 / (1.0 + np.exp(-x))
+    return probability
 
 
 def session_rates(level: np.ndarray, rate_multiplier: np.ndarray) -> np.ndarray:
@@ -58,7 +59,8 @@ def session_rates(level: np.ndarray, rate_multiplier: np.ndarray) -> np.ndarray:
     quiet player (level 0) is the same for everyone.
     """
     level = np.asarray(level)
-    return SESSION_RATES[level] * np.where(level > 0, rate_multiplier, 1.0)
+    rates: np.ndarray = SESSION_RATES[level] * np.where(level > 0, rate_multiplier, 1.0)
+    return rates
 
 
 def transition_probabilities(
@@ -120,4 +122,5 @@ def step_levels(
     """Next levels, given uniform draws: down if ``draw < down``, up if below ``down + up``."""
     moves = (draw < up + down).astype(np.int8) - 2 * (draw < down).astype(np.int8)
     # draw < down gives 1 - 2 = -1; down <= draw < down + up gives +1; else 0.
-    return (level + moves).astype(np.int8)
+    levels: np.ndarray = (level + moves).astype(np.int8)
+    return levels

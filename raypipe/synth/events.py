@@ -155,7 +155,8 @@ def _pick(rng: np.random.Generator, weights: np.ndarray) -> np.ndarray:
     """One index per row of ``weights`` (rows are probability vectors)."""
     cumulative = np.cumsum(weights, axis=1)
     draws = rng.random(len(weights))[:, None] * cumulative[:, -1:]
-    return np.minimum((draws >= cumulative).sum(axis=1), weights.shape[1] - 1)
+    picked: np.ndarray = np.minimum((draws >= cumulative).sum(axis=1), weights.shape[1] - 1)
+    return picked
 
 
 def fraud_probability(
@@ -338,7 +339,8 @@ def fraud_truth_table(config: TelemetryConfig, players: Players, rows: list[DayR
     keep = (event_type == PURCHASE) & (ts_us < end_us)
 
     def column(name: str) -> np.ndarray:
-        return np.concatenate([getattr(r, name) for r in rows])[keep]
+        kept: np.ndarray = np.concatenate([getattr(r, name) for r in rows])[keep]
+        return kept
 
     return pa.Table.from_arrays(
         [

@@ -64,7 +64,8 @@ def churn_probability(
         below = np.concatenate([value[:, :1], value[:, :-1]], axis=1)  # down is 0 at level 0
         above = np.concatenate([value[:, 1:], value[:, -1:]], axis=1)  # up is 0 at the top
         value = stay_quiet * (down * below + up * above + (1.0 - down - up) * value)
-    return value[np.arange(n), level_at_cutoff]
+    at_cutoff: np.ndarray = value[np.arange(n), level_at_cutoff]
+    return at_cutoff
 
 
 def churn_labels_table(

@@ -70,7 +70,8 @@ def _segment_exclusive_cumsum(values: np.ndarray, owners: np.ndarray, n: int) ->
     running = np.cumsum(values) - values
     counts = np.bincount(owners, minlength=n)
     first = np.cumsum(counts) - counts
-    return running - np.repeat(running[first[counts > 0]], counts[counts > 0])
+    before: np.ndarray = running - np.repeat(running[first[counts > 0]], counts[counts > 0])
+    return before
 
 
 def simulate_players(

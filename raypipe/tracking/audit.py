@@ -32,6 +32,7 @@ import json
 import os
 import threading
 import uuid
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -114,7 +115,9 @@ class AuditLog:
         fsspec options of ``root`` (the job's ``storage_options``).
     """
 
-    def __init__(self, root: str | os.PathLike[str], storage_options: dict[str, Any] | None = None):
+    def __init__(
+        self, root: str | os.PathLike[str], storage_options: Mapping[str, Any] | None = None
+    ) -> None:
         self.root = str(root)
         self.storage_options = dict(storage_options or {})
 

@@ -20,7 +20,7 @@ from typing import Any, Literal
 
 from raypipe.errors import ModelError
 from raypipe.tracking.approvals import approvals_for, record_approval
-from raypipe.tracking.audit import AuditEntry
+from raypipe.tracking.audit import AuditEntry, AuditLog
 from raypipe.tracking.policy import STAGES, LifecyclePolicy, TransitionRule
 from raypipe.tracking.registry import Registry
 
@@ -100,7 +100,7 @@ class Lifecycle:
         self.members = dict(members if members is not None else policy.role_members())
 
     @property
-    def audit(self):  # type: ignore[no-untyped-def]
+    def audit(self) -> AuditLog:
         return self.registry.audit
 
     def stage_of(self, version: str) -> str:

@@ -216,7 +216,7 @@ class LifecyclePolicy(_Strict):
 
     def alias_of(self, stage: str) -> str | None:
         """The registry alias of ``stage`` (``None`` for development and retired)."""
-        return self.aliases.get(stage)  # type: ignore[call-overload]
+        return next((alias for name, alias in self.aliases.items() if name == stage), None)
 
     def role_members(self, base_dir: str | None = None) -> dict[str, tuple[str, ...]]:
         """Role -> users, from ``roles`` and ``roles_file`` (a YAML mapping of the same shape)."""

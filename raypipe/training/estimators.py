@@ -36,7 +36,8 @@ class NamedModel:
 
     def predict(self, X: Any) -> np.ndarray:
         if self.task == "binary":
-            return self.predict_proba(X)[:, 1]
+            positive: np.ndarray = self.predict_proba(X)[:, 1]
+            return positive
         return np.asarray(self.estimator.predict(self._matrix(X)), dtype=np.float64)
 
     def __getattr__(self, name: str) -> Any:

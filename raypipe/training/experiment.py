@@ -193,7 +193,8 @@ def _labels(column: pa.ChunkedArray, task: str, name: str) -> np.ndarray:
             return np.asarray(values, dtype=np.float32)
         if len(distinct) != 2:
             raise DataError(f"binary label `{name}` has {len(distinct)} distinct values")
-        return (values == distinct[1]).astype(np.float32)
+        positive: np.ndarray = (values == distinct[1]).astype(np.float32)
+        return positive
     if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
         raise DataError(f"regression label `{name}` must be numeric, received {column.type}")
     return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float32)
@@ -263,7 +264,7 @@ def prepare(table: pa.Table, spec: TrainingSpec) -> Prepared:
         len(pre.numeric_),
         len(pre.categorical_),
     )
-    folds = ()
+    folds: tuple[TrialData, ...] = ()
     if split.method != "time" and len(fit_rows) + len(valid_rows) <= CV_MAX_ROWS:
         folds = _cv_folds(table, y_all, split.train, spec, exclude, encodings, classification)
     return Prepared(task, split, valid_rows, fit_rows, pre, data, y_all[split.test], x_test, folds)
@@ -492,7 +493,7 @@ def _cross_validate(
 
 def _score_test(final: TrialResult, prepared: Prepared) -> np.ndarray:
     """The chosen model's scores on the test rows (the only time they are scored)."""
-    assert final.model is not None
+    assert final.model is not None and final.model_format is not None
     x = prepared.x_test[candidate_encoding(final.candidate)]
     if final.model_format.startswith("sklearn"):
         from raypipe.tracking.models import load_sklearn_model

@@ -214,7 +214,8 @@ def _numeric(column: pa.ChunkedArray) -> np.ndarray:
 def _strings(column: pa.ChunkedArray) -> list[str | None]:
     if pa.types.is_dictionary(column.type):
         column = pc.cast(column, pa.string())
-    return column.to_pylist()
+    strings: list[str | None] = column.to_pylist()
+    return strings
 
 
 def _codes(strings: list[str | None], categories: list[str]) -> np.ndarray:

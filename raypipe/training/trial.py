@@ -261,7 +261,8 @@ class TrialWorker:
                 nthread=self.nthread,
             )
             self._dmatrix[key] = (dfit, dvalid)
-        return self._dmatrix[key]
+        matrices: tuple[Any, Any] = self._dmatrix[key]
+        return matrices
 
     def _fit_xgboost(self, request: TrialRequest) -> tuple[Any, int, list[float], bytes, str]:
         import xgboost as xgb

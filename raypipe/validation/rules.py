@@ -44,6 +44,8 @@ class _RuleBase(BaseModel):
 
     name: str = ""
     policy: Policy = "fail"
+    #: Each rule narrows it to its own literal (the tag of the ``Rule`` union).
+    check: str
 
     @property
     def row_level(self) -> bool:
@@ -53,7 +55,7 @@ class _RuleBase(BaseModel):
     def _policy_fits(self) -> _RuleBase:
         if self.policy == "quarantine" and not self.row_level:
             raise ValueError(
-                f"`{self.check}` checks the whole dataset and cannot quarantine rows; "  # type: ignore[attr-defined]
+                f"`{self.check}` checks the whole dataset and cannot quarantine rows; "
                 "use `warn` or `fail`"
             )
         return self

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -186,7 +186,8 @@ def profile_column(name: str, column: pa.ChunkedArray | pa.Array) -> ColumnProfi
         values = _in_value_order(zip(keys, counts.get_column("count").to_list(), strict=True))
     n = len(finite) if kind in ("numeric", "temporal", "boolean") else 0
     stats = finite.cast(pl.Float64) if n else finite
-    mean = float(stats.mean()) if n else 0.0  # type: ignore[arg-type]
+    # A Float64 column with values: its mean is a float.
+    mean = cast(float, stats.mean()) if n else 0.0
     m2 = float(((stats - mean) ** 2).sum()) if n else 0.0
     low = high = None
     if len(present):
@@ -242,7 +243,8 @@ def finite_values(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     if series.dtype.is_temporal():
         series = series.to_physical()
     values = series.cast(pl.Float64).to_numpy()
-    return values[np.isfinite(values)]
+    finite: np.ndarray = values[np.isfinite(values)]
+    return finite
 
 
 # -- internals -------------------------------------------------------------------------------

@@ -110,7 +110,8 @@ def alert(
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:
-            return 200 <= response.status < 300
+            status: int = response.status
+            return 200 <= status < 300
     except OSError as exc:
         log.warning("freshness webhook %s failed: %s", webhook_url, exc)
         return False

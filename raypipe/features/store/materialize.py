@@ -25,7 +25,7 @@ import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
@@ -171,8 +171,8 @@ def materialize_chunk(chunk: MaterializeChunk) -> ChunkResult:
         written = store.write(view.namespace, rows, expire_after=expiry_of(view.max_age_s))
     finally:
         store.close()
-    newest = latest["_event_us"].max()
-    return ChunkResult(chunk.chunk_id, latest.height, written, int(newest))  # type: ignore[arg-type]
+    newest = cast(int, latest["_event_us"].max())  # an Int64 column with rows: an int
+    return ChunkResult(chunk.chunk_id, latest.height, written, newest)
 
 
 def _state_url(data_dir: str, view: ServedView) -> str:
@@ -261,7 +261,7 @@ def materialize(
         state.in_flight_end_us, state.done_chunks = end_us, []
     step = max(int(chunk.total_seconds() * 1_000_000), 1)
     parts = partitions or max(executor.parallelism, 1)
-    chunks = []
+    chunks: list[MaterializeChunk] = []
     for lo in range(start_us, end_us, step):
         hi = min(lo + step, end_us)
         chunks.extend(

@@ -246,7 +246,7 @@ class MaterializeStage(Stage[MaterializeOptions]):
         if options.consistency_sample and result.newest_event is not None:
             opened = open_store(store)
             try:
-                report = check_consistency(
+                sampled = check_consistency(
                     view,
                     data.url,
                     opened,
@@ -257,17 +257,17 @@ class MaterializeStage(Stage[MaterializeOptions]):
             finally:
                 opened.close()
             consistency = {
-                "consistency_checked": report.checked,
-                "consistency_mismatches": report.checked - report.matching,
+                "consistency_checked": sampled.checked,
+                "consistency_mismatches": sampled.checked - sampled.matching,
             }
-            if not report.consistent:
+            if not sampled.consistent:
                 log.warning(
                     "feature view %s: %d of %d sampled entities differ online from "
                     "offline, e.g. %s",
                     view.name,
-                    report.checked - report.matching,
-                    report.checked,
-                    report.mismatches[:3],
+                    sampled.checked - sampled.matching,
+                    sampled.checked,
+                    sampled.mismatches[:3],
                 )
         record = pa.table(
             {

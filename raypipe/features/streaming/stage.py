@@ -28,14 +28,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import polars as pl
 from pydantic import Field
 
 from raypipe.features.store.stage import OnlineOptions, default_store
 from raypipe.features.streaming.operator import InlineStreamBackend, StreamConfig, StreamRunner
-from raypipe.features.streaming.windows import WindowSpec, batch_windows
+from raypipe.features.streaming.windows import WindowKind, WindowSpec, batch_windows
 from raypipe.io.dataset import write_dataset
 from raypipe.io.fs import join_url, resolve_fs
 from raypipe.stages.base import (
@@ -56,7 +56,7 @@ class StreamOptions(StageOptions):
     """Options of ``features.stream`` (see the module docstring)."""
 
     folder: str
-    kind: Literal["tumbling", "sliding", "session"]
+    kind: WindowKind
     key: str
     value: str
     timestamp: str = "ts"

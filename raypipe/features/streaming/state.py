@@ -43,15 +43,17 @@ from raypipe.features.streaming.windows import WindowSpec, event_micros, finish,
 __all__ = ["WindowState"]
 
 _NO_WATERMARK = -(2**62)
-_SCHEMA = {
-    "key": pl.Int64,
-    "start": pl.Int64,
-    "end": pl.Int64,
-    "count": pl.Int64,
-    "sum": pl.Float64,
-    "min": pl.Float64,
-    "max": pl.Float64,
-}
+_SCHEMA = pl.Schema(
+    {
+        "key": pl.Int64,
+        "start": pl.Int64,
+        "end": pl.Int64,
+        "count": pl.Int64,
+        "sum": pl.Float64,
+        "min": pl.Float64,
+        "max": pl.Float64,
+    }
+)
 _COLUMNS = tuple(_SCHEMA)
 _COMBINE = (
     pl.col("count").sum(),

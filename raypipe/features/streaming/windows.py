@@ -19,7 +19,7 @@ the window assignment and cannot drift apart.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import polars as pl
 
@@ -28,6 +28,8 @@ from raypipe.features.views import parse_window
 
 __all__ = [
     "AGG_COLUMNS",
+    "WINDOW_KINDS",
+    "WindowKind",
     "WindowSpec",
     "batch_windows",
     "event_micros",
@@ -38,6 +40,9 @@ __all__ = [
 #: Output columns of every window, after the key and the bounds.
 AGG_COLUMNS = ("count", "sum", "min", "max", "mean")
 _US = 1_000_000
+
+WindowKind = Literal["tumbling", "sliding", "session"]
+WINDOW_KINDS: tuple[WindowKind, ...] = get_args(WindowKind)
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,7 @@ class WindowSpec:
         their end.
     """
 
-    kind: Literal["tumbling", "sliding", "session"]
+    kind: WindowKind
     key: str
     timestamp: str
     value: str
@@ -96,7 +101,7 @@ class WindowSpec:
     @classmethod
     def parse(
         cls,
-        kind: Literal["tumbling", "sliding", "session"],
+        kind: WindowKind,
         *,
         key: str,
         timestamp: str,

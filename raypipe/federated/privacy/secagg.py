@@ -108,7 +108,8 @@ def quantize(x: np.ndarray, config: SecAggConfig, rng: np.random.Generator) -> n
     scaled = np.clip(x, -c, c) * (config.quantization_range / (2 * c))
     floor = np.floor(scaled)
     q = (floor + (rng.random(np.shape(x)) < scaled - floor)).astype(np.int64)
-    return q.astype(np.uint64) & config.ring_mask
+    ring: np.ndarray = q.astype(np.uint64) & config.ring_mask
+    return ring
 
 
 def dequantize(total: np.ndarray, config: SecAggConfig) -> np.ndarray:

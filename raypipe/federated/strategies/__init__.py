@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from raypipe.federated.strategies.base import ClientUpdates, Strategy, weighted_mean
 from raypipe.federated.strategies.fedadam import FedAdam
 from raypipe.federated.strategies.fedavg import FedAvg
@@ -30,11 +32,11 @@ __all__ = [
 ]
 
 #: Strategies over numpy parameter vectors, by the name used in job specs.
-STRATEGIES: dict[str, type[Strategy]] = {  # type: ignore[type-arg]
+STRATEGIES: dict[str, type[Strategy[np.ndarray, ClientUpdates]]] = {
     cls.name: cls for cls in (FedAvg, FedProx, FedAdam, FedMedian, FedTrimmedAvg)
 }
 
 #: Federated XGBoost strategies over booster bytes, by name.
-XGB_STRATEGIES: dict[str, type[Strategy]] = {  # type: ignore[type-arg]
+XGB_STRATEGIES: dict[str, type[Strategy[bytes, XgbUpdates]]] = {
     cls.name: cls for cls in (FedXgbBagging, FedXgbCyclic)
 }

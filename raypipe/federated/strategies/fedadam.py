@@ -50,4 +50,5 @@ class FedAdam(FedAvg):
         self.m_ = self.beta_1 * self.m_ + (1 - self.beta_1) * delta
         self.v_ = self.beta_2 * self.v_ + (1 - self.beta_2) * delta * delta
         eta_t = self.eta * np.sqrt(1 - self.beta_2**self.t_) / (1 - self.beta_1**self.t_)
-        return weights + eta_t * self.m_ / (np.sqrt(self.v_) + self.tau)
+        updated: np.ndarray = weights + eta_t * self.m_ / (np.sqrt(self.v_) + self.tau)
+        return updated

@@ -16,4 +16,5 @@ class FedMedian(Strategy[np.ndarray, ClientUpdates]):
     is_mean = False
 
     def aggregate(self, round_: int, weights: np.ndarray, updates: ClientUpdates) -> np.ndarray:
-        return np.median(updates.params, axis=0)
+        median: np.ndarray = np.median(updates.params, axis=0)
+        return median

@@ -18,7 +18,8 @@ def trimmed_mean(values: np.ndarray, beta: float) -> np.ndarray:
     k = values.shape[0]
     cut = int(beta * k)
     ordered = np.sort(values, axis=0)
-    return ordered[cut : k - cut].mean(axis=0)
+    mean: np.ndarray = ordered[cut : k - cut].mean(axis=0)
+    return mean
 
 
 class FedTrimmedAvg(Strategy[np.ndarray, ClientUpdates]):

@@ -87,3 +87,22 @@ def test_commands_are_registered_once_however_often_main_runs() -> None:
     features = next(i for i in cli_main.app.registered_groups if i.name == "features")
     names = [c.name for c in features.typer_instance.registered_commands]
     assert len(names) == len(set(names))
+
+
+def test_a_plain_typer_exception_is_said_in_one_line(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # typer's public base exception has no `show` (only its click subclasses do).
+    import typer
+
+    class Raising:
+        def main(self, **kwargs: object) -> None:
+            raise typer.TyperException("the option table is broken")
+
+    monkeypatch.setattr(typer.main, "get_command", lambda app: Raising())
+    with pytest.raises(SystemExit) as info:
+        main(["validate", "job.yaml"])
+    assert info.value.code == 1
+    err = capsys.readouterr().err
+    assert "the option table is broken" in err
+    assert "Traceback" not in err

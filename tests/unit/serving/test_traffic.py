@@ -90,6 +90,11 @@ def test_slo_breach_rolls_back_to_baseline(tmp_path: Path) -> None:
         (TrafficSpec("canary", baseline="a"), "needs `baseline` and `candidate`"),
         (TrafficSpec("ab", weights={"a": 1, "zz": 1}), "unknown variant"),
         (TrafficSpec("single"), "several variants need a traffic policy"),
+        # A misspelt kind used to pass and route everything to the baseline.
+        (
+            TrafficSpec("a/b", weights={"a": 0.5, "b": 0.5}),
+            "traffic kind `a/b` is not one of single, ab, canary, shadow, bluegreen",
+        ),
     ],
 )
 def test_bad_traffic_is_a_spec_error(traffic: TrafficSpec, message: str) -> None:

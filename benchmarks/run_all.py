@@ -166,7 +166,10 @@ def summarize_batch_inference(data: Any) -> Summary:
     if "job_s" in data:  # each variant in its own process, start-up included
         job = data["single_s"] / data["job_s"]
         startup = data["startup_s"]["cli"]
+        on_ray = data["startup_s"].get("cli_ray")
         figures += f"; job {_x(job)} single; `raypipe infer` start-up {startup:.2f} s"
+        if on_ray is not None:
+            figures += f" (in process; on a local Ray {on_ray:.2f} s)"
         checks += [Check("job ≥ 0.9× single", job >= 0.9), Check("start-up ≤ 2 s", startup <= 2)]
     return Summary(figures, tuple(checks))
 

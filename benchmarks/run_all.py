@@ -3,7 +3,8 @@
 Every figure in ``benchmarks/README.md`` then comes from one sitting on one machine: the
 benchmarks run back to back (never two at once, they would share the CPUs), each writes its
 ``--json``, and the table between the ``figures`` markers is rendered from those files with the
-machine (CPU model, cores, memory) and the date.
+machine (CPU model, cores, memory) and the date. Each row's figures and targets come from
+``summaries.py``.
 
 Usage::
 
@@ -13,8 +14,6 @@ Usage::
 
 ``make bench`` and ``make bench-quick`` run the first two.
 """
-
-# ruff: noqa: RUF001 - the README's tables use the multiplication and minus signs
 
 from __future__ import annotations
 
@@ -32,8 +31,22 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from statistics import mean
 from typing import Any
+
+from summaries import (
+    Summary,
+    summarize_batch_inference,
+    summarize_churn,
+    summarize_continual,
+    summarize_drift,
+    summarize_feature_store,
+    summarize_features,
+    summarize_federated,
+    summarize_hpo,
+    summarize_serving,
+    summarize_studio,
+    summarize_synth,
+)
 
 logger = logging.getLogger("benchmarks.run_all")
 
@@ -41,22 +54,6 @@ HERE = Path(__file__).resolve().parent
 README = HERE / "README.md"
 BEGIN = "<!-- figures:begin (benchmarks/run_all.py rewrites this part) -->"
 END = "<!-- figures:end -->"
-
-
-@dataclass(frozen=True)
-class Check:
-    """One target of a benchmark: what it says, and whether the run met it (None: unknown)."""
-
-    target: str
-    holds: bool | None
-
-
-@dataclass(frozen=True)
-class Summary:
-    """The figures of one benchmark run, as one table row."""
-
-    figures: str
-    checks: tuple[Check, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -89,148 +86,6 @@ class Outcome:
     log: str = ""
 
 
-# --- summaries: each reads the keys its benchmark writes with --json -------------------------
-
-
-def _x(value: float) -> str:
-    return f"{value:.2f}×"
-
-
-def _rate(value: float) -> str:
-    return f"{value / 1e6:.2f}M/s" if value >= 1e6 else f"{value / 1e3:.0f}k/s"
-
-
-def summarize_synth(data: Any) -> Summary:
-    rows = data["rows"]
-    largest = max(row["players"] for row in rows)
-    parts = [
-        f"{row['mode']} {_rate(row['events_per_s'])} ({_x(row['speedup_vs_single'])})"
-        for row in rows
-        if row["players"] == largest
-    ]
-    events = next(row["events"] for row in rows if row["players"] == largest)
-    return Summary(f"{largest:,} players, {events / 1e6:.1f}M events: " + "; ".join(parts))
-
-
-def summarize_features(data: Any) -> Summary:
-    first, last = data[0], data[-1]
-    ratio = last["raypipe_s"] / last["polars_s"]
-    figures = [
-        f"{row['rows'] / 1e6:g}M events: polars {row['polars_s']:.2f} s, "
-        f"raypipe {row['raypipe_s']:.2f} s ({_x(row['raypipe_s'] / row['polars_s'])})"
-        for row in data
-    ]
-    checks = [
-        Check(f"≤ 1.25× polars at {last['rows'] / 1e6:g}M", ratio <= 1.25),
-        Check("outputs equal at every size", all(row["equal"] for row in data)),
-    ]
-    if len(data) > 1:
-        rows_growth = last["rows"] / first["rows"]
-        time_growth = last["raypipe_s"] / first["raypipe_s"]
-        figures.append(f"{rows_growth:.0f}× the rows in {time_growth:.2f}× the time")
-        checks.append(
-            Check(
-                f"{rows_growth:.0f}× rows in ≤ {1.1 * rows_growth:.0f}× time",
-                time_growth <= 1.1 * rows_growth,
-            )
-        )
-    return Summary("; ".join(figures), tuple(checks))
-
-
-def summarize_drift(data: Any) -> Summary:
-    full = data["scaling"][-1]
-    speedup = data["scipy_s"] / data["raypipe_s"]
-    figures = (
-        f"{full['rows']:,} rows × {full['columns']} columns: raypipe {data['raypipe_s']:.1f} s, "
-        f"scipy loop {data['scipy_s']:.1f} s ({_x(speedup)} faster), "
-        f"{len(full['drifted_columns'])} drifted"
-    )
-    return Summary(figures, (Check("same drift decisions", bool(data["same"])),))
-
-
-def summarize_batch_inference(data: Any) -> Summary:
-    single = data["single_s"] / data["raypipe_s"]
-    raydata = data["raydata_s"] / data["raypipe_s"]
-    peak = data["raypipe_peak_mib"]
-    figures = (
-        f"{data['rows']:,} rows: single {_rate(data['rows'] / data['single_s'])}, "
-        f"Ray Data {_rate(data['rows'] / data['raydata_s'])}, "
-        f"raypipe {_rate(data['rows'] / data['raypipe_s'])} = {_x(single)} single, "
-        f"{_x(raydata)} Ray Data; peak {peak:,.0f} MiB"
-    )
-    checks = [
-        Check("≥ 0.9× single", single >= 0.9),
-        Check("≥ 2× Ray Data", raydata >= 2),
-        Check("peak < 1.5 GiB", peak < 1536),
-    ]
-    if "job_s" in data:  # each variant in its own process, start-up included
-        job = data["single_s"] / data["job_s"]
-        startup = data["startup_s"]["cli"]
-        on_ray = data["startup_s"].get("cli_ray")
-        figures += f"; job {_x(job)} single; `raypipe infer` start-up {startup:.2f} s"
-        if on_ray is not None:
-            figures += f" (in process; on a local Ray {on_ray:.2f} s)"
-        checks += [Check("job ≥ 0.9× single", job >= 0.9), Check("start-up ≤ 2 s", startup <= 2)]
-    return Summary(figures, tuple(checks))
-
-
-def summarize_federated(data: Any) -> Summary:
-    raypipe_s, flower_s = data["raypipe_s"], data["flower_s"]
-    gap = data["auc_centralized"] - data["auc_federated"]
-    rounds = data["raypipe_rounds_per_s"] / data["numpy_rounds_per_s"]
-    if flower_s is None:
-        flower = f"Flower did not finish ({data.get('flower_error') or 'not run'})"
-        lead: bool | None = None if data.get("flower_error") is None else True
-    else:
-        flower = f"Flower {flower_s:.1f} s ({_x(flower_s / raypipe_s)})"
-        lead = flower_s / raypipe_s >= 2.5
-    figures = (
-        f"raypipe {raypipe_s:.1f} s whole process vs {flower}; steady "
-        f"{data['raypipe_rounds_per_s']:.1f} rounds/s vs numpy "
-        f"{data['numpy_rounds_per_s']:.1f} ({_x(rounds)}); AUC {data['auc_federated']:.4f} "
-        f"federated, {data['auc_centralized']:.4f} central"
-    )
-    return Summary(
-        figures,
-        (
-            Check("≥ 2.5× Flower", lead),
-            Check("≥ 0.8× numpy rounds/s", rounds >= 0.8),
-            Check("AUC gap ≤ 1 pt", gap <= 0.01),
-        ),
-    )
-
-
-def summarize_hpo(data: Any) -> Summary:
-    ratio = data["wall_ratio"]
-    delta = data["raypipe_best_auc"] - data["optuna_best_auc"]
-    figures = (
-        f"Optuna {data['optuna_s']:.1f} s, best {data['optuna_best_auc']:.4f}; raypipe "
-        f"{data['raypipe_s']:.1f} s, best {data['raypipe_best_auc']:.4f} = {_x(ratio)} the time, "
-        f"{delta:+.4f} AUC (Bayes AUC {data['bayes_auc']:.4f})"
-    )
-    return Summary(
-        figures,
-        (
-            Check("≤ 0.5× Optuna's time", ratio <= 0.5),
-            Check("best AUC ≥ Optuna's − 0.002", delta >= -0.002),
-        ),
-    )
-
-
-def summarize_churn(data: Any) -> Summary:
-    results = data["results"]
-    ratios = [result["ratio"] for result in results]
-    figures = "; ".join(
-        f"seed {r['seed']}: test AUC {r['test_auc']:.3f} / Bayes {r['bayes_auc']:.3f} "
-        f"= {r['ratio']:.3f}"
-        for r in results
-    )
-    return Summary(
-        f"{results[0]['players']:,} players: {figures} (mean {mean(ratios):.3f})",
-        (Check("AUC / Bayes AUC ≥ 0.97", min(ratios) >= 0.97),),
-    )
-
-
 BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("synth", "synth_generation.py", summarize_synth),
     Benchmark("features", "feature_generation.py", summarize_features),
@@ -246,6 +101,17 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     ),
     Benchmark("hpo", "hpo.py", summarize_hpo, ("--seeds", "3")),
     Benchmark("observability", "churn_observability.py", summarize_churn),
+    Benchmark("feature_store", "feature_store.py", summarize_feature_store),
+    Benchmark("serving", "serving.py", summarize_serving, ("--seconds", "6")),
+    Benchmark("continual", "continual.py", summarize_continual, ("--players", "5000")),
+    Benchmark(
+        "continual_warm_start",
+        "continual.py",
+        summarize_continual,
+        ("--players", "5000", "--warm-start"),
+        in_quick=False,
+    ),
+    Benchmark("studio", "studio_models.py", summarize_studio),
 )
 
 
@@ -278,6 +144,16 @@ def describe_machine(
     )
 
 
+def child_environment() -> dict[str, str]:
+    """This environment with the checkout first on ``PYTHONPATH``.
+
+    The processes a benchmark starts (serving's servers, Ray's workers) import raypipe too; with
+    the checkout first they all run this checkout's code, not an installed copy of raypipe.
+    """
+    paths = [str(HERE.parent), *filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(paths)}
+
+
 def run_benchmark(benchmark: Benchmark, out: Path, *, quick: bool) -> Outcome:
     """Run one benchmark to the end; its output goes to the terminal and ``<name>.log``."""
     json_path = out / f"{benchmark.name}.json"
@@ -288,7 +164,12 @@ def run_benchmark(benchmark: Benchmark, out: Path, *, quick: bool) -> Outcome:
     started = time.perf_counter()
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            command, cwd=HERE.parent, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            command,
+            cwd=HERE.parent,
+            env=child_environment(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
         )
         assert process.stdout is not None
         for line in process.stdout:
@@ -323,7 +204,7 @@ def render_row(outcome: Outcome) -> str:
         # The benchmark changed what it writes: say so instead of guessing a figure.
         return (
             f"| {command} | JSON without the expected figures ({type(exc).__name__}: {exc}); "
-            f"update `{benchmark.summarize.__name__}` in run_all.py | — | — |"
+            f"update `{benchmark.summarize.__name__}` in summaries.py | — | — |"
         )
     if outcome.returncode:
         summary = Summary(f"{summary.figures} (exit {outcome.returncode})", summary.checks)

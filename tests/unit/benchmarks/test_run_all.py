@@ -154,7 +154,23 @@ SAMPLES = {
         "single_s": 14.5,
         "raydata_s": 28.0,
         "raypipe_s": 12.8,
+        "job_s": 13.9,
         "raypipe_peak_mib": 1474.0,
+        "startup_s": {"single": 0.6, "cli": 1.4, "cli_ray": 4.9},
+        "quick": False,
+        "detail": {
+            f"{scale}_{variant}": {"s": seconds, "peak_mib": 1400.0, "rows_per_s": 1.0}
+            for scale, variant, seconds in (
+                ("1x", "single", 14.5),
+                ("1x", "raydata", 28.0),
+                ("1x", "cli", 12.8),
+                ("1x", "job", 13.9),
+                ("4x", "single", 58.0),
+                ("4x", "raydata", 98.0),
+                ("4x", "cli", 50.0),
+                ("4x", "job", 62.0),
+            )
+        },
     },
     "federated": {
         "clients": 100,
@@ -347,7 +363,10 @@ def test_every_benchmark_renders_its_figures_and_checks(run_all, tmp_path: Path)
     assert "(1.52× faster), 40 drifted" in rows["drift.py"]
     inference = rows["batch_inference.py --rounds 2"]
     assert "= 1.13× single, 2.19× Ray Data; peak 1,474 MiB" in inference
-    assert inference.endswith("| yes; yes; yes |")
+    assert "; job 1.04× single; `raypipe infer` start-up 1.40 s (in process" in inference
+    # At 16M rows the slower variant (the job, 62 s) sets both ratios: 58 / 62 and 98 / 62.
+    assert "16M rows: cli 1.16×, job 0.94× single, 1.58× Ray Data" in inference
+    assert inference.endswith("| yes; yes; yes; yes; yes; yes; **no** |")
     federated = rows["federated.py"]
     assert "Flower 59.7 s (4.98×)" in federated
     # Issue 20's variants: secagg's 1/6.4 s a round is 2.52 times plain's 1/16.1 s; DP shows its ε.

@@ -204,6 +204,7 @@ def _default_name(target: str) -> str:
 
 
 def _run(spec: object, address: str | None, detach: bool) -> None:
+    from raypipe.cli.signals import interrupt_on_sigint
     from raypipe.engine import serving
     from raypipe.engine.runtime import WORKER_ENV, RayRuntime, RuntimeOptions
     from raypipe.serving.record import ServiceRecord
@@ -234,6 +235,7 @@ def _run(spec: object, address: str | None, detach: bool) -> None:
         if detach:
             return
         console.print("Ctrl-C or `raypipe serve stop " + spec.name + "` stops it")
+        interrupt_on_sigint()  # what `serve stop` sends, even to a background job
         while True:
             time.sleep(1)
     finally:

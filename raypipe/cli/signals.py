@@ -18,7 +18,7 @@ from types import FrameType
 
 from raypipe.stages.base import CancelToken
 
-__all__ = ["cancel_on_signals"]
+__all__ = ["cancel_on_signals", "interrupt_on_sigint"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,3 +54,14 @@ def cancel_on_signals(token: CancelToken) -> Iterator[CancelToken]:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+def interrupt_on_sigint() -> None:
+    """Make SIGINT raise ``KeyboardInterrupt`` here even if this process inherited it ignored.
+
+    A shell starts a background job (``raypipe serve ... &`` in a script) with SIGINT ignored,
+    and Python then installs no handler for it; a process that other commands stop with SIGINT
+    (``raypipe serve stop``) must listen to it all the same.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)

@@ -55,7 +55,12 @@ def test_status_probes_recorded_services(tmp_path: Path, capsys: pytest.CaptureF
 
 
 def test_stop_signals_the_owner_and_removes_the_record(tmp_path: Path) -> None:
-    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    from tests.support.signals import sigint_as_from_a_terminal
+
+    owner = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        preexec_fn=sigint_as_from_a_terminal,  # as `raypipe serve` listens to it
+    )
     ServiceRecord("svc", "http://127.0.0.1:9", owner.pid, None, {"a": "m"}).write(str(tmp_path))
     assert _cli(["serve", "stop", "svc", "--data-dir", str(tmp_path)]) == 0
     assert owner.wait(10) != 0 and not process_alive(owner.pid)

@@ -209,12 +209,15 @@ def test_stream_follow_polls_until_ctrl_c_and_exits_130(tmp_path: Path) -> None:
     args = ["features", "stream", str(landing), "--out", str(out), "--kind", "tumbling"]
     args += ["--key", "player_id", "--value", "amount", "--size", "10s", "--follow"]
     args += ["--interval", "0.1", "--data-dir", str(tmp_path / "data"), "--inline"]
+    from tests.support.signals import sigint_as_from_a_terminal
+
     process = subprocess.Popen(
         [*command, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env={**os.environ, "COLUMNS": "200"},
+        preexec_fn=sigint_as_from_a_terminal,
     )
     try:
         wait_for("checkpoints/partition-*.arrow")

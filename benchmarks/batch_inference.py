@@ -17,7 +17,9 @@ processes included), sampled every 0.25 s:
 (c) cli     ``raypipe infer --model M --input IN --output OUT --id-columns player_id``.
 (d) job     ``raypipe run job.yaml --force score``: the ``inference.score`` stage through the
             driver, on the backend's warm actor pool; its input is an ``ingest`` stage committed
-            once before the rounds (cached in every timed run).
+            once before the rounds (cached in every timed run). Its output is removed before
+            each round: ``--force`` reruns the stage, and the stage would find the same run
+            (same model, same input) committed and score nothing.
 
 Start-up: (a) and (c) on one file of 1,000 rows, where the fixed cost is everything
 (``startup_s``); (c) scores such a small input in its own process, so its start on a local Ray
@@ -312,6 +314,8 @@ def main() -> None:
         variants = [v for v in VARIANTS if v != "raydata" or scale == "1x" or not args.quick]
         for _ in range(rounds):
             for variant in variants:
+                if variant == "job":  # else the stage finds its run committed: nothing to do
+                    shutil.rmtree(job_output(workdir, scale), ignore_errors=True)
                 argv = command(
                     variant, model_path, workdir / f"in-{scale}", out(f"{variant}-{scale}"),
                     specs[scale],

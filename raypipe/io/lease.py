@@ -164,6 +164,8 @@ class DatasetLease:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._depth = 0
+        # The lease this process already held when this one was acquired: released through it.
+        self._nested_in: DatasetLease | None = None
 
     # -- public ---------------------------------------------------------------------------
 
@@ -174,6 +176,7 @@ class DatasetLease:
             held = _HELD.get(key)
             if held is not None:  # this process holds it already: nest
                 held._depth += 1
+                self._nested_in = held
                 return held
         ensure_writable_dataset(self.url, self.storage_options)
         self._set(create=True)
@@ -188,6 +191,10 @@ class DatasetLease:
 
     def release(self) -> None:
         """Give the lease back (only if this writer still holds it)."""
+        if self._nested_in is not None:  # a nested hold: the outer one counts it down
+            outer, self._nested_in = self._nested_in, None
+            outer.release()
+            return
         key = _key(self._fs, self._path)
         with _HELD_LOCK:
             self._depth -= 1

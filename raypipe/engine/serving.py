@@ -7,10 +7,11 @@ the deployment alone (no FastAPI ingress in front: starlette requests go straigh
 ``__call__``), so a request crosses the proxy and one replica and nothing else.
 
 Throughput: raypipe starts a local Ray with ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1`` unless told not
-to (:func:`serve_environment`). In Ray 2.60 that flag makes the proxy talk gRPC to replicas, runs
-user code and the router on the replica's own event loop, buffers request logs, freezes the GC
-after start-up and gives every ingress replica a direct HTTP port (``30000+``) besides the
-proxy. The benchmark (``benchmarks/serving.py``) measures what it buys.
+to (:func:`serve_environment`). In Ray 2.60 that flag runs user code and the router on the
+replica's own event loop, buffers request logs, freezes the GC after start-up and gives every
+ingress replica a direct HTTP port (``30000+``); with it, HAProxy replaces Serve's Python proxy
+at the service's URL and forwards straight to those ports (:mod:`raypipe.engine.haproxy`). The
+benchmark (``benchmarks/serving.py``) measures what they buy.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from ray import serve
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from raypipe.engine.haproxy import haproxy_environment
 from raypipe.errors import RuntimeUnavailableError
 from raypipe.serving.requests import ParsedRequest, RequestError, parse_body
 from raypipe.serving.service import OnlineService
@@ -55,8 +57,14 @@ _METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 def serve_environment(spec: ServiceSpec) -> dict[str, str]:
-    """Environment variables Serve's processes need for ``spec`` (set before Ray starts)."""
-    return dict(THROUGHPUT_ENV) if spec.throughput_optimized else {}
+    """Environment variables Serve's processes need for ``spec`` (set before Ray starts).
+
+    Throughput mode also puts Serve's HAProxy ingress in front of the replicas
+    (:mod:`raypipe.engine.haproxy`), so the service's stable URL skips the Python proxy.
+    """
+    if not spec.throughput_optimized:
+        return {}
+    return {**THROUGHPUT_ENV, **haproxy_environment(spec.host)}
 
 
 class ServingReplica:

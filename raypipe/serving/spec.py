@@ -105,8 +105,9 @@ class ServiceSpec:
     log_requests, log_flush_rows, log_flush_s
         Log every request to ``<data_dir>/serving/<name>/requests`` (Parquet, flushed in batches).
     throughput_optimized
-        Start Serve with ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1`` (gRPC between proxy and replicas,
-        user code on the replica's loop, direct ingress ports); applies when raypipe starts Ray.
+        Start Serve with ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1`` (user code on the replica's loop,
+        direct ingress ports) and HAProxy at the service's URL (:mod:`raypipe.engine.haproxy`);
+        applies when raypipe starts Ray.
     """
 
     name: str

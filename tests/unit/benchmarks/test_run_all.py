@@ -464,6 +464,9 @@ def test_an_undecidable_target_is_unknown_and_a_vacuous_one_is_not_met(run_all) 
     }
     swap = run_all.summarize_serving(stuck).checks[-1]
     assert swap.target == "0 failed across a swap" and swap.holds is False
+    # With HAProxy at the URL, Serve reports no replica ports: the row says nothing of them.
+    no_ports = {k: v for k, v in SAMPLES["serving"].items() if "replica_port" not in k}
+    assert "replica ports" not in run_all.summarize_serving(no_ports).figures
 
 
 def test_a_lower_is_better_quality_beats_its_baseline_by_being_lower(run_all) -> None:

@@ -11,7 +11,10 @@ Variants:
               ``RAY_SERVE_THROUGHPUT_OPTIMIZED=1`` and its HAProxy ingress at the service's URL
               (``raypipe.engine.haproxy``), one replica, ``@serve.batch``; apps at ``/direct``
               (no lookup), ``/lookup`` (10 of the 15 features from the SQLite online store),
-              ``/ab`` (50/50 A/B of the same model: the router's overhead). Measured through
+              ``/ab`` (an A/A test: 50/50 between two variants following the same model, whose
+              rows raypipe scores in one model call: the router's own cost), ``/ab2`` (50/50
+              between two different models of the same size: the router plus a second model
+              call per batch). Measured through
               the service's URL, as Serve's is; when Serve reports the replicas' own ports
               (direct ingress without HAProxy), those too, as ``raypipe_replica_port_*``.
 (b) serve     a deployment written as Serve's docs show (``@serve.deployment`` class, ``async
@@ -21,8 +24,8 @@ Variants:
 
 (b) and (c) do the same lookup through raypipe's SQLite store class at ``/lookup``.
 Per variant and path: closed-loop throughput, p50 and p99 at 1, 8 and 64 connections. Then, on
-raypipe's replica ports: p99 at an open-loop 200 requests/s with the lookup, the A/B router's
-throughput against the single variant at 8 connections (median of 3 alternations), and a
+raypipe's replica ports: p99 at an open-loop 200 requests/s with the lookup, the A/A and A/B
+routers' throughput against the single variant at 8 connections (median of 3 alternations), and a
 promotion of a new champion during a load loop (failed requests counted).
 
 Usage::
@@ -57,6 +60,7 @@ STORED = [f"s{i}" for i in range(10)]
 SENT = [f"r{i}" for i in range(5)]
 VIEW = "bench_stats"
 MODEL = "bench"
+SECOND = "bench_b"  # the A/B's other model: same size, another seed
 PORTS = {"raypipe": 8191, "serve": 8192, "uvicorn": 8193}
 CONCURRENCY = (1, 8, 64)
 
@@ -78,8 +82,8 @@ def train_model(seed: int, rounds: int = 100) -> bytes:
     return bytes(booster.save_raw("ubj"))
 
 
-def register(data_dir: str, model: bytes, reason: str) -> str:
-    """Log ``model`` as raypipe's training stage does and make it ``bench@champion``."""
+def register(data_dir: str, model: bytes, reason: str, name: str = MODEL) -> str:
+    """Log ``model`` as raypipe's training stage does and make it ``name@champion``."""
     from raypipe.tracking.audit import AuditLog
     from raypipe.tracking.registry import Registry
     from raypipe.tracking.runs import TrackingSession
@@ -103,8 +107,8 @@ def register(data_dir: str, model: bytes, reason: str) -> str:
         "raypipe.model_file": logged.model_file,
         "raypipe.format": logged.format,
     }
-    version = registry.register(MODEL, logged.model_uri, run_id=run, tags=tags)
-    registry.set_alias(MODEL, "champion", version, action="promote", reason=reason)
+    version = registry.register(name, logged.model_uri, run_id=run, tags=tags)
+    registry.set_alias(name, "champion", version, action="promote", reason=reason)
     return version
 
 
@@ -254,6 +258,13 @@ def run_raypipe(data_dir: str, port: int, plain_flags: bool) -> None:
             route_prefix="/ab",
             **common,
         ),
+        ServiceSpec(
+            "ab2",
+            {"a": uri, "b": f"models:/{SECOND}@champion"},
+            traffic=TrafficSpec("ab", weights={"a": 0.5, "b": 0.5}),
+            route_prefix="/ab2",
+            **common,
+        ),
     ]
     env = serving.serve_environment(specs[0])
     os.environ.update(env)
@@ -389,20 +400,24 @@ def measure_raypipe(
     from raypipe.serving.loadgen import run_load
 
     out: dict[str, Any] = {}
-    url = {name: endpoints.get(name, f"{base}/{name}") for name in ("direct", "lookup", "ab")}
+    names = ("direct", "lookup", "ab", "ab2")
+    url = {name: endpoints.get(name, f"{base}/{name}") for name in names}
     if endpoints:  # each URL ends with its route prefix
         own = sweep(url["direct"], requests, seconds)
         out["_replica_port"] = {"direct": own, "lookup": sweep(url["lookup"], requests, seconds)}
     at_200 = run_load(url["lookup"], requests, concurrency=64, rate=200, duration_s=max(seconds, 5))
     out["p99_ms_at_200rps"] = round(at_200.percentile(99), 3)
     out["rps_at_200rps"] = round(at_200.rps, 1)
-    ratios = []
-    for _ in range(3):  # alternate, so drift hits both equally
+    ratios: dict[str, list[float]] = {"ab": [], "ab2": []}
+    for _ in range(3):  # alternate, so drift hits all equally
         single = run_load(url["direct"], requests, concurrency=8, duration_s=seconds)
-        routed = run_load(url["ab"], requests, concurrency=8, duration_s=seconds)
-        ratios.append(routed.rps / single.rps)
-    out["router_overhead"] = round(1 - float(np.median(ratios)), 4)
-    out["router_rps_ratios"] = [round(r, 3) for r in ratios]
+        for name, found in ratios.items():
+            routed = run_load(url[name], requests, concurrency=8, duration_s=seconds)
+            found.append(routed.rps / single.rps)
+    out["router_overhead"] = round(1 - float(np.median(ratios["ab"])), 4)
+    out["router_rps_ratios"] = [round(r, 3) for r in ratios["ab"]]
+    out["ab_two_models_overhead"] = round(1 - float(np.median(ratios["ab2"])), 4)
+    out["ab_two_models_rps_ratios"] = [round(r, 3) for r in ratios["ab2"]]
     return out
 
 
@@ -438,6 +453,7 @@ def main() -> None:
         Path(data_dir, "model.ubj").write_bytes(first)
         namespace = make_store(data_dir, entities)
         register(data_dir, first, "benchmark")
+        register(data_dir, train_model(2), "benchmark A/B", name=SECOND)
         requests = bodies(entities)
         server_args = ["--data-dir", data_dir, "--namespace", namespace]
         for role in ("raypipe", "serve", "uvicorn"):

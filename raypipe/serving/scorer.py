@@ -10,17 +10,20 @@ an online score equals the batch score of the same features.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
 from raypipe.inference.model import ModelBlob, read_model
 from raypipe.inference.predictor import Predictor
-from raypipe.serving.requests import rows_to_table
+from raypipe.serving.requests import rows_to_matrix, rows_to_table
 
 __all__ = ["LoadedModel", "ModelSlot", "alias_resolver", "registry_loader", "score_rows"]
 
@@ -37,9 +40,23 @@ class LoadedModel:
     version: str
     uri: str
 
+    @cached_property
+    def content(self) -> str:
+        """The model's bytes and encoding: variants whose models have equal content (an A/A
+        test, both arms of a promotion on one version) are scored in one model call."""
+        blob = self.predictor.model
+        encoding = json.dumps(blob.preprocess, sort_keys=True, default=str)
+        return f"{blob.version}:{hashlib.sha256(encoding.encode()).hexdigest()[:16]}"
+
 
 def score_rows(predictor: Predictor, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
-    """Scores of ``rows`` (dicts of columns), through the batch predictor's preprocessing."""
+    """Scores of ``rows`` (dicts of columns), through the batch predictor's preprocessing.
+
+    Without a preprocessing state (all features numeric, used as they are) the matrix comes
+    straight from the rows; it holds the values the batch path's table would.
+    """
+    if not predictor.model.preprocess:
+        return predictor.predict(rows_to_matrix(rows, predictor.feature_names_))
     table = rows_to_table(rows, predictor.feature_names_, predictor.categorical_)
     return predictor.predict(predictor.feature_matrix(table))
 

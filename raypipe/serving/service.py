@@ -14,7 +14,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,13 @@ from raypipe.serving.lookup import FeatureLookup
 from raypipe.serving.metrics import ServiceMetrics
 from raypipe.serving.requestlog import RequestLog, log_row
 from raypipe.serving.requests import ParsedRequest, RequestError
-from raypipe.serving.scorer import ModelSlot, alias_resolver, registry_loader, score_rows
+from raypipe.serving.scorer import (
+    LoadedModel,
+    ModelSlot,
+    alias_resolver,
+    registry_loader,
+    score_rows,
+)
 from raypipe.serving.spec import ServiceSpec
 from raypipe.serving.traffic import ControlState, Router, SloGuard, control_path
 from raypipe.tracking.store import resolve_tracking_uri
@@ -109,30 +115,15 @@ class OnlineService:
         keys = [str(row[entity]) for row in rows]
         variants = self.router.assign(keys)
         scores = np.empty(len(rows), dtype=np.float64)
-        versions: dict[str, str] = {}
-        baseline = self.spec.baseline
-        for variant in sorted(set(variants), key=lambda v: v == baseline):  # baseline last
-            model = self.slots[variant].current  # one model for the whole batch, even mid-swap
-            index = [i for i, v in enumerate(variants) if v == variant]
-            try:
-                scores[index] = score_rows(model.predictor, [rows[i] for i in index])
-            except RequestError:
-                raise
-            except Exception:
-                if variant == baseline:
-                    raise
-                # A failing variant must not fail the request: its rows fall back to the
-                # baseline, and the failures count against its SLO (rollback).
-                logger.exception("variant `%s` failed; its rows go to `%s`", variant, baseline)
-                self.metrics.observe(variant, "500", 0.0, len(index))
-                for _ in index:
-                    self.guard.record(variant, False, 0.0)
-                for i in index:
-                    variants[i] = baseline
-                model = self.slots[baseline].current
-                scores[index] = score_rows(model.predictor, [rows[i] for i in index])
-                variant = baseline
-            versions[variant] = model.version
+        # One model for the whole batch per variant, even mid-swap; variants whose models have
+        # the same content share one model call.
+        models = {variant: self.slots[variant].current for variant in set(variants)}
+        groups: dict[str, list[str]] = {}
+        for variant in sorted(models, key=lambda v: v == self.spec.baseline):  # baseline last
+            groups.setdefault(models[variant].content, []).append(variant)
+        for group in groups.values():
+            self._score_group(group, models, rows, variants, scores)
+        versions = {variant: models[variant].version for variant in set(variants)}
         shadow = self.router.shadow()
         shadow_scores = None
         if shadow is not None:
@@ -159,6 +150,43 @@ class OnlineService:
             position += count
         self._account(keys, variants, versions, scores, latency_ms, statuses, shadow, shadow_scores)
         return answers
+
+    def _score_group(
+        self,
+        group: list[str],
+        models: dict[str, LoadedModel],
+        rows: Sequence[Mapping[str, Any]],
+        variants: list[str],
+        scores: np.ndarray,
+    ) -> None:
+        """Score the rows of ``group``'s variants with their (one) model, in place.
+
+        A failing variant must not fail the request: unless the group holds the baseline, its
+        rows fall back to the baseline (``variants`` is updated), and the failures count
+        against each variant's SLO (rollback).
+        """
+        members = set(group)
+        index = [i for i, v in enumerate(variants) if v in members]
+        try:
+            scores[index] = score_rows(models[group[0]].predictor, [rows[i] for i in index])
+            return
+        except RequestError:
+            raise
+        except Exception:
+            baseline = self.spec.baseline
+            if baseline in members:
+                raise
+            logger.exception("variants %s failed; their rows go to `%s`", sorted(members), baseline)
+        for variant in group:
+            count = sum(1 for i in index if variants[i] == variant)
+            self.metrics.observe(variant, "500", 0.0, count)
+            for _ in range(count):
+                self.guard.record(variant, False, 0.0)
+        for i in index:
+            variants[i] = baseline
+        fallback = models.get(baseline) or self.slots[baseline].current
+        models.setdefault(baseline, fallback)
+        scores[index] = score_rows(fallback.predictor, [rows[i] for i in index])
 
     def _account(
         self,

@@ -189,3 +189,69 @@ def test_shadow_is_scored_and_logged_but_never_answers(
     assert set(log["shadow_variant"].to_pylist()) == {"candidate"}
     np.testing.assert_allclose(log["shadow_score"].to_numpy(), shadow, rtol=1e-6)
     assert not np.allclose(log["score"].to_numpy(), log["shadow_score"].to_numpy())
+
+
+def test_a_numeric_model_scores_rows_as_the_batch_table_does() -> None:
+    """Without a preprocessing state the matrix comes straight from the rows: same values."""
+    import xgboost as xgb
+
+    from raypipe.serving.requests import rows_to_matrix, rows_to_table
+    from raypipe.serving.scorer import score_rows
+
+    names = ["f0", "f1", "f2"]
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(300, 3)).astype(np.float32)
+    booster = xgb.train(
+        {"max_depth": 3, "nthread": 1},
+        xgb.DMatrix(x, label=(x[:, 0] > 0).astype(np.float32), feature_names=names),
+        5,
+    )
+    predictor = Predictor(
+        ModelBlob.from_bytes(bytes(booster.save_raw("ubj")), format="xgboost-ubj", uri="plain")
+    )
+    rows = [
+        {"f0": 0.1 + 1e-9, "f1": None, "f2": 3},  # float64 rounding, null, an int
+        {"f0": True, "f2": -2.5},  # a bool, an absent field
+        {"f0": 1e30, "f1": float("nan"), "f2": 0.0, "other": "ignored"},
+    ]
+    via_table = predictor.feature_matrix(rows_to_table(rows, names))
+    np.testing.assert_array_equal(rows_to_matrix(rows, names), via_table)
+    np.testing.assert_array_equal(score_rows(predictor, rows), predictor.predict(via_table))
+    with pytest.raises(RequestError, match="feature `f1` must be a number"):
+        rows_to_matrix([{"f1": "7"}], names)
+
+
+@pytest.mark.parametrize(
+    ("challenger_uri", "calls"), [("m@champion", 1), ("m@challenger", 2)], ids=["aa", "ab"]
+)
+def test_variants_with_one_model_share_a_model_call(
+    tmp_path: Path, table: pa.Table, blobs: dict[str, ModelBlob], challenger_uri: str, calls: int
+) -> None:
+    from raypipe.serving.scorer import score_rows
+    from raypipe.serving.spec import TrafficSpec
+
+    versions = {"m@champion": "m@champion", "m@challenger": "m@challenger"}
+    service = OnlineService(
+        spec(
+            tmp_path,
+            variants={"a": "m@champion", "b": challenger_uri},
+            traffic=TrafficSpec("ab", weights={"a": 0.5, "b": 0.5}),
+            log_requests=False,
+        ),
+        loader=static_loader(blobs, versions),
+        resolver=lambda uri: None,
+    )
+    seen: list[int] = []
+    for slot in service.slots.values():
+        predictor = slot.current.predictor
+        predict = predictor.predict
+        predictor.predict = lambda m, predict=predict: seen.append(len(m)) or predict(m)  # type: ignore[method-assign]
+    rows = _request_rows(table.slice(0, 40))
+    answer = service.score([parse_body(json.dumps({"instances": rows}).encode(), "player_id")])
+    predictions = answer[0]["predictions"]
+    assert {p["variant"] for p in predictions} == {"a", "b"}  # both arms answered
+    assert len(seen) == calls and sum(seen) == 40
+    b_rows = [i for i, p in enumerate(predictions) if p["variant"] == "b"]
+    alone = score_rows(Predictor(blobs[versions[challenger_uri]]), [rows[i] for i in b_rows])
+    np.testing.assert_array_equal([predictions[i]["score"] for i in b_rows], alone)
+    service.close()

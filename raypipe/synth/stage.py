@@ -33,6 +33,9 @@ class DriftOptions(BaseModel):
     new_platform: str | None = None
     price_multiplier: float = Field(default=1.0, gt=0)
     null_rate: dict[str, float] = Field(default_factory=dict)
+    social_by_level: tuple[float, ...] | None = Field(
+        default=None, description="social events per session at engagement levels 0 .. 5"
+    )
 
     @field_validator("null_rate")
     @classmethod
@@ -53,6 +56,7 @@ class DriftOptions(BaseModel):
             new_platform=self.new_platform,
             price_multiplier=self.price_multiplier,
             null_rate=dict(self.null_rate),
+            social_by_level=self.social_by_level,
         )
 
 

@@ -50,12 +50,6 @@ def months(tmp_path_factory: pytest.TempPathFactory) -> list:
     return _benchmark().generate_months(str(root), months=6, players=1200, drift_month=4)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect (issue 18 left open): since the generator's purchase-level fraud truth "
-    "landed, the month-4 challenger (fresh roc_auc 0.8599) no longer beats the champion (0.8606) "
-    "at 1,200 players; the drift or the retraining window must be recalibrated",
-)
 def test_six_months_retrain_once_wait_for_approval_promote_and_tell_the_story(
     months: list, tmp_path: Path
 ) -> None:

@@ -17,6 +17,7 @@ from raypipe.synth.config import (
     DriftConfig,
     TelemetryConfig,
 )
+from raypipe.synth.engagement import MAX_LEVEL
 from raypipe.synth.generate import TABLES, run_generate
 
 __all__ = ["DriftOptions", "GameTelemetryOptions", "GameTelemetryStage", "bayes_auc"]
@@ -48,6 +49,16 @@ class DriftOptions(BaseModel):
                 )
             if not 0.0 <= rate <= 1.0:
                 raise ValueError(f"rate of `{column}` must be in [0, 1], received {rate}")
+        return value
+
+    @field_validator("social_by_level")
+    @classmethod
+    def _one_rate_a_level(cls, value: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        if value is not None and (len(value) != MAX_LEVEL + 1 or min(value) < 0):
+            raise ValueError(
+                f"expected {MAX_LEVEL + 1} rates >= 0 (engagement levels 0 .. {MAX_LEVEL}), "
+                f"received {list(value)}"
+            )
         return value
 
     def to_config(self) -> DriftConfig:

@@ -144,3 +144,15 @@ def test_social_by_level_changes_what_social_activity_says_about_churn() -> None
         for c in (before, later)
     ]
     assert early[0].equals(early[1])
+
+
+def test_the_drift_block_takes_social_by_level_and_checks_it() -> None:
+    from pydantic import ValidationError
+
+    from raypipe.synth.stage import DriftOptions
+
+    rates = [0.3, 4.0, 3.0, 2.0, 1.0, 0.3]
+    assert DriftOptions(social_by_level=rates).to_config().social_by_level == tuple(rates)
+    assert DriftOptions().to_config() == DriftConfig()
+    with pytest.raises(ValidationError, match="expected 6 rates >= 0"):
+        DriftOptions(social_by_level=[1.0, 2.0])

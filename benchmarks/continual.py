@@ -3,7 +3,12 @@
 Data: ``synth.game_telemetry`` month by month (``--players`` players, 30 days of history to each
 month's cutoff, one seed per month), the churn training set of its default features, and the
 generator's exact churn probability (the Bayes AUC of the month). From month ``--drift-month``
-on, a logging bug blanks 40 % of ``event_type``, a ``web`` platform launches and prices double.
+on, a logging bug blanks 40 % of ``event_type``, a ``web`` platform launches, prices double, and
+a guild update turns social activity around (``DriftConfig.social_by_level``: social events per
+session now peak among the least engaged players). The first three are covariate shift and lost
+information, which the first champion mostly rides out and a retrained model cannot win back;
+the last changes the relation between a feature and churn, which hurts the champion (its AUC
+falls well below the month's Bayes AUC) and which a model retrained on the drifted month learns.
 
 Two runs on the same months, both starting from one champion trained on month 1:
 
@@ -42,7 +47,14 @@ import pyarrow as pa
 
 logger = logging.getLogger("benchmarks.continual")
 
-DRIFT = {"new_platform": "web", "price_multiplier": 2.0, "null_rate": {"event_type": 0.4}}
+DRIFT = {
+    "new_platform": "web",
+    "price_multiplier": 2.0,
+    "null_rate": {"event_type": 0.4},
+    # Guild reminders reach the lapsing players: social activity now peaks among the least
+    # engaged, where it rose with engagement (the relation the first champion learned).
+    "social_by_level": (0.3, 4.0, 3.0, 2.0, 1.0, 0.3),
+}
 FIRST_CUTOFF = dt.date(2026, 1, 1)
 MONTH_DAYS = 30
 

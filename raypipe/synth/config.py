@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from raypipe.synth.engagement import MAX_LEVEL
+
 __all__ = [
     "CHURN_HORIZON_DAYS",
     "DEFAULT_CUTOFF",
@@ -61,16 +63,31 @@ class DriftConfig:
     null_rate
         ``{column: rate}``: a logging bug writes nulls into that ``events`` column for this share
         of the rows from ``start_day`` on.
+    social_by_level
+        Mean social events per session at each engagement level ``0 .. 5`` from ``start_day`` on,
+        in place of the world's own (:data:`raypipe.synth.simulate.SOCIAL_BY_LEVEL`, rising with
+        engagement): a game update that changes what social activity says about engagement, the
+        relation between a feature and churn (concept drift). Engagement's dynamics do not
+        depend on it, so the churn probability stays exact.
     """
 
     start_day: int = 0
     new_platform: str | None = None
     price_multiplier: float = 1.0
     null_rate: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    social_by_level: tuple[float, ...] | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "null_rate", MappingProxyType(dict(self.null_rate)))
         problems = []
+        if self.social_by_level is not None:
+            social = tuple(float(rate) for rate in self.social_by_level)
+            object.__setattr__(self, "social_by_level", social)
+            if len(social) != MAX_LEVEL + 1 or any(rate < 0 for rate in social):
+                problems.append(
+                    f"`social_by_level` must be {MAX_LEVEL + 1} rates >= 0 (levels 0 .. "
+                    f"{MAX_LEVEL}), received {list(social)}"
+                )
         if self.start_day < 0:
             problems.append(f"`start_day` must be >= 0, received {self.start_day}")
         if self.price_multiplier <= 0:
@@ -93,6 +110,7 @@ class DriftConfig:
             self.new_platform is not None
             or self.price_multiplier != 1.0
             or any(rate > 0 for rate in self.null_rate.values())
+            or self.social_by_level is not None
         )
 
 

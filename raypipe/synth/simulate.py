@@ -111,9 +111,12 @@ def simulate_players(
             completed.astype(np.int32), attempt_player, n
         )
         ads = dynamics.poisson(AD_RATE_BY_SEGMENT[players.segment][owner])
+        social_by_level = SOCIAL_BY_LEVEL
+        if day >= drift.start_day and drift.social_by_level is not None:
+            social_by_level = np.asarray(drift.social_by_level)
         social = dynamics.poisson(
             np.maximum(SOCIAL_RATE + SOCIAL_SKILL * players.skill, 0.0)[owner]
-            * SOCIAL_BY_LEVEL[level[owner]]
+            * social_by_level[level[owner]]
         )
         crashed = dynamics.random(total) < crash_rate[owner]
         buy_probability = BUY_PROBABILITY_BY_SEGMENT[players.segment][owner]

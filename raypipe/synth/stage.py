@@ -17,6 +17,7 @@ from raypipe.synth.config import (
     DriftConfig,
     TelemetryConfig,
 )
+from raypipe.synth.engagement import MAX_LEVEL
 from raypipe.synth.generate import TABLES, run_generate
 
 __all__ = ["DriftOptions", "GameTelemetryOptions", "GameTelemetryStage", "bayes_auc"]
@@ -33,6 +34,9 @@ class DriftOptions(BaseModel):
     new_platform: str | None = None
     price_multiplier: float = Field(default=1.0, gt=0)
     null_rate: dict[str, float] = Field(default_factory=dict)
+    social_by_level: tuple[float, ...] | None = Field(
+        default=None, description="social events per session at engagement levels 0 .. 5"
+    )
 
     @field_validator("null_rate")
     @classmethod
@@ -47,12 +51,23 @@ class DriftOptions(BaseModel):
                 raise ValueError(f"rate of `{column}` must be in [0, 1], received {rate}")
         return value
 
+    @field_validator("social_by_level")
+    @classmethod
+    def _one_rate_a_level(cls, value: tuple[float, ...] | None) -> tuple[float, ...] | None:
+        if value is not None and (len(value) != MAX_LEVEL + 1 or min(value) < 0):
+            raise ValueError(
+                f"expected {MAX_LEVEL + 1} rates >= 0 (engagement levels 0 .. {MAX_LEVEL}), "
+                f"received {list(value)}"
+            )
+        return value
+
     def to_config(self) -> DriftConfig:
         return DriftConfig(
             start_day=self.start_day,
             new_platform=self.new_platform,
             price_multiplier=self.price_multiplier,
             null_rate=dict(self.null_rate),
+            social_by_level=self.social_by_level,
         )
 
 

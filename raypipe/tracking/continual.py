@@ -205,7 +205,7 @@ class WatchLoop:
             version, reason="first model", who=self.who, details={"metric": metric}
         )
         evidence = self._evidence(metric, scores)
-        self.lifecycle.request(version, "staging", evidence, reason="first model", who=self.who)
+        self._to_staging(version, evidence, reason="first model")
         outcome = self.lifecycle.request(
             version, "production", evidence, reason="first model", who=self.who
         )
@@ -303,7 +303,7 @@ class WatchLoop:
         )
         fresh = challenge.fresh.get("challenger", math.nan)
         evidence = self._evidence(fresh, None, challenge)
-        self.lifecycle.request(version, "staging", evidence, reason=reason, who=self.who)
+        self._to_staging(version, evidence, reason=reason)
         transition = None
         if challenge.passed:
             transition = self.lifecycle.request(
@@ -324,6 +324,17 @@ class WatchLoop:
             challenger=version,
             challenge=challenge,
             transition=transition,
+        )
+
+    def _to_staging(self, version: str, evidence: Evidence, *, reason: str) -> TransitionOutcome:
+        """Request the move of a version just registered from development to staging.
+
+        A training job may have pointed the staging alias at it already (``train.search``
+        makes every new version its ``challenger``, with ``gate: {promote: false}`` too); the
+        version still entered the lifecycle in development, so the move is checked from there.
+        """
+        return self.lifecycle.request(
+            version, "staging", evidence, reason=reason, who=self.who, from_stage="development"
         )
 
     def _challenge(

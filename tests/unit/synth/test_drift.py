@@ -100,8 +100,59 @@ def test_drift_in_the_future_window_only_shows_there() -> None:
         {"price_multiplier": 0.0},
         {"null_rate": {"nope": 0.1}},
         {"null_rate": {"amount": 1.5}},
+        {"social_by_level": (1.0, 2.0)},
+        {"social_by_level": (1.0, 1.0, 1.0, 1.0, 1.0, -0.1)},
     ],
 )
 def test_invalid_drift_is_refused(bad: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         DriftConfig(**bad)  # type: ignore[arg-type]
+
+
+def test_social_by_level_changes_what_social_activity_says_about_churn() -> None:
+    """Social events per session rise with engagement; the drift can turn that around."""
+    reversed_social = (0.3, 4.0, 3.0, 2.0, 1.0, 0.3)
+
+    def social_gap(drift: DriftConfig) -> float:
+        config = TelemetryConfig(players=2_000, days=20, seed=3, drift=drift)
+        tables = {name: pl.from_arrow(t) for name, t in generate_tables(config).items()}
+        recent = config.cutoff - dt.timedelta(days=7)  # the engagement that decides churn
+        events = tables["events"].filter(pl.col("event_date") >= recent)
+        rates = (
+            events.join(tables["churn_labels"], on="player_id")
+            .group_by("churned")
+            .agg(
+                (pl.col("event_type") == "social").sum()
+                / (pl.col("event_type") == "session_start").sum()
+            )
+        )
+        stayed, churned = (
+            rates.filter(pl.col("churned") == c)["event_type"][0] for c in (False, True)
+        )
+        return float(stayed) - float(churned)
+
+    assert social_gap(DriftConfig()) > 0.3  # the engaged stay, and are the social ones
+    assert social_gap(DriftConfig(social_by_level=reversed_social)) < -0.15
+    # Days before the start day are the same with and without it.
+    before = TelemetryConfig(players=500, days=20, seed=3)
+    later = TelemetryConfig(
+        players=500, days=20, seed=3, drift=DriftConfig(start_day=10, social_by_level=(1.0,) * 6)
+    )
+    start = before.start_date + dt.timedelta(days=10)
+    early = [
+        pl.from_arrow(generate_tables(c)["events"]).filter(pl.col("event_date") < start)
+        for c in (before, later)
+    ]
+    assert early[0].equals(early[1])
+
+
+def test_the_drift_block_takes_social_by_level_and_checks_it() -> None:
+    from pydantic import ValidationError
+
+    from raypipe.synth.stage import DriftOptions
+
+    rates = [0.3, 4.0, 3.0, 2.0, 1.0, 0.3]
+    assert DriftOptions(social_by_level=rates).to_config().social_by_level == tuple(rates)
+    assert DriftOptions().to_config() == DriftConfig()
+    with pytest.raises(ValidationError, match="expected 6 rates >= 0"):
+        DriftOptions(social_by_level=[1.0, 2.0])

@@ -13,13 +13,14 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import pyarrow as pa
 import pytest
 import typer
 from typer.testing import CliRunner
 
 from raypipe.cli.models import register as register_models
 from raypipe.tracking.audit import AuditLog
-from raypipe.tracking.continual import WatchLoop
+from raypipe.tracking.continual import HOLDOUT_FRACTION, WatchLoop, holdout_mask
 from raypipe.tracking.lifecycle import Lifecycle
 from raypipe.tracking.policy import policy_from_mapping
 from raypipe.tracking.retrain import XGBoostRetrainer
@@ -50,12 +51,6 @@ def months(tmp_path_factory: pytest.TempPathFactory) -> list:
     return _benchmark().generate_months(str(root), months=6, players=1200, drift_month=4)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect (issue 18 left open): since the generator's purchase-level fraud truth "
-    "landed, the month-4 challenger (fresh roc_auc 0.8599) no longer beats the champion (0.8606) "
-    "at 1,200 players; the drift or the retraining window must be recalibrated",
-)
 def test_six_months_retrain_once_wait_for_approval_promote_and_tell_the_story(
     months: list, tmp_path: Path
 ) -> None:
@@ -89,6 +84,14 @@ def test_six_months_retrain_once_wait_for_approval_promote_and_tell_the_story(
             assert outcome.retrained and outcome.challenge is not None
             assert "drift" in {f.trigger for f in outcome.firings}
             assert outcome.challenge.passed, outcome.challenge.reasons
+            # For a real reason: the drift (social activity turned around) drops the champion
+            # far below the month's Bayes AUC, and the challenger trained on it wins much back.
+            fresh = outcome.challenge.fresh
+            holdout = period.table.filter(
+                pa.array(holdout_mask(period.table, ("player_id",), HOLDOUT_FRACTION))
+            )
+            assert _benchmark().holdout_auc(holdout) - fresh["champion"] > 0.05, fresh
+            assert fresh["challenger"] - fresh["champion"] > 0.02, fresh
             assert outcome.transition is not None and outcome.transition.status == "waiting"
             assert loop.champion == first
             assert lifecycle.stage_of(outcome.challenger) == "staging"

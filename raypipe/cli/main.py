@@ -10,7 +10,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -98,7 +98,7 @@ def _configure_logging(debug: bool) -> None:
         handler: logging.Handler = RichHandler(console=error_console, show_path=False)
         handler.setFormatter(logging.Formatter("%(message)s"))
     else:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     from raypipe.redaction import RedactingFilter
 
@@ -114,6 +114,20 @@ def _configure_logging(debug: bool) -> None:
     ray_auth = logging.getLogger(_RAY_TOKEN_AUTH_LOGGER)
     if not any(isinstance(f, _RayTokenAuthEnabledFilter) for f in ray_auth.filters):
         ray_auth.addFilter(_RayTokenAuthEnabledFilter())
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to ``sys.stderr`` as it is at each record, as :data:`logging.lastResort` does: a
+    caller that swaps the stream per call (pytest's capture, an embedding app) must not leave
+    the handler writing to a closed one."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass  # StreamHandler.__init__ sets it; the property always answers the current one
 
 
 _RAY_TOKEN_AUTH_LOGGER = "ray._private.authentication.authentication_token_setup"

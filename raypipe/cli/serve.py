@@ -89,7 +89,12 @@ def serve(
     ] = "0.05,0.25,0.5,1",
     hold_s: Annotated[float, typer.Option("--hold-s", help="`canary`: seconds per step.")] = 600,
     max_batch_size: Annotated[int, typer.Option("--max-batch-size")] = 32,
-    batch_wait_ms: Annotated[float, typer.Option("--batch-wait-ms")] = 2.0,
+    batch_wait_ms: Annotated[
+        Optional[float],  # noqa: UP045 (typer needs Optional)
+        typer.Option(
+            "--batch-wait-ms", help="Wait this long for a batch to fill (default: never)."
+        ),
+    ] = None,
     min_replicas: Annotated[int, typer.Option("--min-replicas")] = 1,
     max_replicas: Annotated[int, typer.Option("--max-replicas")] = 1,
     replica_cpus: Annotated[float, typer.Option("--replica-cpus")] = 1.0,
@@ -174,7 +179,7 @@ def serve(
         port=port,
         token=token or os.environ.get(TOKEN_ENV) or None,
         max_batch_size=max_batch_size,
-        batch_wait_s=batch_wait_ms / 1000,
+        batch_wait_s=ServiceSpec.batch_wait_s if batch_wait_ms is None else batch_wait_ms / 1000,
         max_ongoing_requests=max(128, max_batch_size),
         min_replicas=min_replicas,
         max_replicas=max_replicas,

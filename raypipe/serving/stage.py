@@ -37,7 +37,7 @@ from raypipe.io.dataset import read_dataset, write_dataset
 from raypipe.serving.backend import ServingBackend
 from raypipe.serving.record import ServiceRecord
 from raypipe.serving.scorer import registry_loader
-from raypipe.serving.spec import DEFAULT_PORT, ServiceSpec
+from raypipe.serving.spec import DEFAULT_BATCH_WAIT_MS, DEFAULT_PORT, ServiceSpec
 from raypipe.stages.backend import require
 from raypipe.stages.base import DatasetInput, Stage, StageContext, StageOptions, StageResult
 
@@ -57,7 +57,7 @@ class DeployOptions(StageOptions):
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     max_batch_size: int = Field(32, ge=1)
-    batch_wait_ms: float = Field(2.0, ge=0)
+    batch_wait_ms: float = Field(DEFAULT_BATCH_WAIT_MS, ge=0)
     min_replicas: int = Field(1, ge=1)
     max_replicas: int = Field(1, ge=1)
     replica_cpus: float = Field(1.0, gt=0)

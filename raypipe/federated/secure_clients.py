@@ -68,6 +68,8 @@ class SecAggHost:
     def __init__(self) -> None:
         self._pending: dict[int, np.ndarray] = {}
         self._clients: dict[int, SecAggClient] = {}
+        # stochastic rounding's generator: no secret (see SecAggClient), one per host
+        self._rounding = np.random.default_rng()
 
     def hold(self, client: int, vector: np.ndarray) -> None:
         """Keep a trained client's contribution until the protocol asks for it masked."""
@@ -78,7 +80,7 @@ class SecAggHost:
         if name == "advertise":
             setup: RoundSetup = payload
             self._clients = {
-                c: SecAggClient(c, self._pending.pop(c), setup)
+                c: SecAggClient(c, self._pending.pop(c), setup, self._rounding)
                 for c in setup.participants
                 if c in self._pending
             }

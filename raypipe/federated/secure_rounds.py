@@ -43,7 +43,7 @@ class SecureRound:
 
 def message_bytes(message: Any) -> int:
     """Wire size of a protocol message (payload bytes, ids as 8 bytes)."""
-    if isinstance(message, EncryptedShare):  # the most numerous: checked first
+    if isinstance(message, EncryptedShare):
         return 16 + len(message.nonce) + len(message.ciphertext)
     if isinstance(message, KeyAdvert):
         return 8 + len(message.cipher_public) + len(message.mask_public)
@@ -53,6 +53,8 @@ def message_bytes(message: Any) -> int:
         shares = [*message.seed_shares.values(), *message.key_shares.values()]
         return 8 + sum(8 + len(s) for s in shares)
     if isinstance(message, list | tuple):
+        if message and isinstance(message[0], EncryptedShare):  # the most numerous: no recursion
+            return sum(16 + len(m.nonce) + len(m.ciphertext) for m in message)
         return sum(map(message_bytes, message))
     if isinstance(message, dict):
         return sum(map(message_bytes, message.values()))

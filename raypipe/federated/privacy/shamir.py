@@ -1,9 +1,13 @@
-"""Shamir secret sharing of 32-byte secrets over the prime field of ``2^521 - 1``.
+"""Shamir secret sharing of 32-byte secrets over the prime field of ``2^256 + 297``.
 
 A secret ``s`` (an X25519 private key or a mask seed, read as an integer below ``2^256``) is the
 constant term of a random polynomial of degree ``threshold - 1``; holder ``h`` gets its value at
 ``x = h + 1``. Any ``threshold`` shares rebuild ``s`` by Lagrange interpolation at 0; fewer reveal
 nothing about it. The polynomial's coefficients come from the operating system's entropy.
+
+The field is the smallest prime one that holds every 32-byte secret: a share is 33 bytes (the
+Mersenne prime ``2^521 - 1`` took 66, doubling what every neighbour is sent, and the arithmetic
+on integers twice as long).
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ from raypipe.errors import RaypipeError
 
 __all__ = ["PRIME", "SHARE_BYTES", "reconstruct", "share", "share_many"]
 
-PRIME = 2**521 - 1  # a Mersenne prime well above any 32-byte secret
-SHARE_BYTES = 66  # ceil(521 / 8)
+PRIME = 2**256 + 297  # the smallest prime above 2^256 (tests check it)
+SHARE_BYTES = (PRIME.bit_length() + 7) // 8  # 33
 
 
 def share(secret: bytes, holders: Iterable[int], threshold: int) -> dict[int, bytes]:

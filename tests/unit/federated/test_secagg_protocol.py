@@ -199,3 +199,28 @@ def test_each_group_receives_only_the_messages_addressed_to_its_clients():
         if name == "masked_input":  # the ciphertexts addressed to this group's clients only
             receivers = {m.receiver for messages in part[0].values() for m in messages}
             assert receivers == members
+
+
+def test_the_shamir_field_is_prime_and_holds_every_32_byte_secret():
+    from raypipe.federated.privacy.shamir import PRIME, SHARE_BYTES
+
+    assert 2**256 < PRIME and SHARE_BYTES == 33
+    # Miller-Rabin with 40 random bases: a composite passes with probability below 4^-40
+    d, r = PRIME - 1, 0
+    while d % 2 == 0:
+        d, r = d // 2, r + 1
+    for a in np.random.default_rng(0).integers(2, 2**62, size=40):
+        x = pow(int(a), d, PRIME)
+        if x in (1, PRIME - 1):
+            continue
+        for _ in range(r - 1):
+            x = pow(x, 2, PRIME)
+            if x == PRIME - 1:
+                break
+        else:
+            raise AssertionError(f"{PRIME} is composite (witness {a})")
+    # no smaller prime above 2^256: base 3 witnesses every odd candidate below it (base 2 does
+    # not: 2^256 + 1 is a Fermat number, a base-2 pseudoprime)
+    assert all(pow(3, c - 1, c) != 1 for c in range(2**256 + 1, PRIME, 2))
+    top = b"\xff" * 32
+    assert reconstruct(share(top, range(5), 3), 3) == top

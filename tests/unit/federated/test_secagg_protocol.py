@@ -204,7 +204,7 @@ def test_each_group_receives_only_the_messages_addressed_to_its_clients():
 def test_the_shamir_field_is_prime_and_holds_every_32_byte_secret():
     from raypipe.federated.privacy.shamir import PRIME, SHARE_BYTES
 
-    assert 2**256 < PRIME and SHARE_BYTES == 33
+    assert PRIME > 2**256 and SHARE_BYTES == 33
     # Miller-Rabin with 40 random bases: a composite passes with probability below 4^-40
     d, r = PRIME - 1, 0
     while d % 2 == 0:

@@ -18,6 +18,7 @@ from the object store), so it cannot delay later rounds. Actors reserve fraction
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import pickle
@@ -53,6 +54,10 @@ MEMORY_HEADROOM_BYTES = 64 * 1024**2
 class _GroupActor:
     def __init__(self, shard: ClientShard, failures: FailureInjection | None, index: int) -> None:
         self.group = ClientGroup(shard, failures, index)
+        # what a worker holds from start-up (Ray's and the libraries' objects, the shard) lives
+        # as long as it does: frozen out of the collector, a full collection scans only what the
+        # rounds create (measured: 90 ms over some 93,000 objects, once every ~15 secure rounds)
+        gc.freeze()
 
     def ready(self) -> bool:
         return True

@@ -10,7 +10,7 @@ mean (weights capped at ``secagg_max_weight``) goes to the strategy as one answe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,24 +41,19 @@ class SecureRound:
     bytes_per_client: float
 
 
-def message_bytes(message: Any) -> int:
-    """Wire size of a protocol message (payload bytes, ids as 8 bytes)."""
-    if isinstance(message, EncryptedShare):
-        return 16 + len(message.nonce) + len(message.ciphertext)
-    if isinstance(message, KeyAdvert):
-        return 8 + len(message.cipher_public) + len(message.mask_public)
-    if isinstance(message, MaskedInput):
-        return 8 + int(message.vector.nbytes)
-    if isinstance(message, UnmaskReply):
-        shares = [*message.seed_shares.values(), *message.key_shares.values()]
-        return 8 + sum(8 + len(s) for s in shares)
-    if isinstance(message, list | tuple):
-        if message and isinstance(message[0], EncryptedShare):  # the most numerous: no recursion
-            return sum(16 + len(m.nonce) + len(m.ciphertext) for m in message)
-        return sum(map(message_bytes, message))
-    if isinstance(message, dict):
-        return sum(map(message_bytes, message.values()))
-    return 0
+def message_bytes(messages: Iterable[Any]) -> int:
+    """Wire size of protocol messages (payload bytes, ids as 8 bytes each)."""
+    return sum(_WIRE_SIZE[type(m)](m) for m in messages)
+
+
+_WIRE_SIZE: dict[type, Callable[[Any], int]] = {
+    EncryptedShare: lambda m: 16 + len(m.nonce) + len(m.ciphertext),
+    KeyAdvert: lambda m: 8 + len(m.cipher_public) + len(m.mask_public),
+    MaskedInput: lambda m: 8 + int(m.vector.nbytes),
+    UnmaskReply: lambda m: (
+        8 + sum(8 + len(s) for s in (*m.seed_shares.values(), *m.key_shares.values()))
+    ),
+}
 
 
 def run_protocol(
@@ -72,19 +67,19 @@ def run_protocol(
     """One SecAgg+ round over the clients behind ``step``; the server sees only messages."""
     setup = plan_round(round_, [int(c) for c in participants], size, config)
     server = SecAggServer(setup)
-    traffic = 0
     adverts = step("advertise", setup)
     routed = server.collect_adverts(adverts.values())
     shares = step("share_keys", routed)
-    inbox = server.collect_shares([m for messages in shares.values() for m in messages])
+    shared = [m for messages in shares.values() for m in messages]
+    inbox = server.collect_shares(shared)
     uploads = step("masked_input", (inbox, drop_after_sharing))
     survivors, dropped = server.collect_masked(uploads.values())
     replies = step("unmask", (survivors, dropped))
     result = server.collect_unmask(replies.values())
-    for sent in (adverts, shares, uploads, replies):
-        traffic += message_bytes(sent)
-    for received in (routed, inbox):
-        traffic += message_bytes(received)
+    sent = [*adverts.values(), *shared, *uploads.values(), *replies.values()]
+    received = [a for keys in routed.values() for a in keys.values()]
+    received += [m for messages in inbox.values() for m in messages]
+    traffic = message_bytes(sent) + message_bytes(received)
     return SecureRound(result, traffic / max(len(setup.participants), 1))
 
 

@@ -51,6 +51,7 @@ import hashlib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
@@ -236,29 +237,27 @@ def plan_round(
     return RoundSetup(round_, tuple(ids), graph, threshold, size, config)
 
 
-@dataclass(frozen=True)
-class KeyAdvert:
+# The messages are named tuples: a round sends about ten per client, and a tuple is one object
+# to pickle and to track for the garbage collector where a dataclass is two (it and its dict).
+class KeyAdvert(NamedTuple):
     client: int
     cipher_public: bytes
     mask_public: bytes
 
 
-@dataclass(frozen=True)
-class EncryptedShare:
+class EncryptedShare(NamedTuple):
     sender: int
     receiver: int
     nonce: bytes
     ciphertext: bytes
 
 
-@dataclass(frozen=True)
-class MaskedInput:
+class MaskedInput(NamedTuple):
     client: int
     vector: np.ndarray  # uint64 ring elements
 
 
-@dataclass(frozen=True)
-class UnmaskReply:
+class UnmaskReply(NamedTuple):
     """A survivor's shares: of ``b_j`` for surviving neighbours, of mask keys of dropped ones."""
 
     client: int

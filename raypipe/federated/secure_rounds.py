@@ -10,7 +10,7 @@ mean (weights capped at ``secagg_max_weight``) goes to the strategy as one answe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,25 +58,25 @@ _WIRE_SIZE: dict[type, Callable[[Any], int]] = {
 
 def run_protocol(
     step: StepFn,
-    participants: np.ndarray,
+    adverts: Sequence[KeyAdvert],
     size: int,
     config: SecAggConfig,
     round_: int,
     drop_after_sharing: frozenset[int] = frozenset(),
 ) -> SecureRound:
-    """One SecAgg+ round over the clients behind ``step``; the server sees only messages."""
-    setup = plan_round(round_, [int(c) for c in participants], size, config)
+    """One SecAgg+ round over the clients behind ``step`` that advertised keys with their answer;
+    the server sees only messages."""
+    setup = plan_round(round_, [a.client for a in adverts], size, config)
     server = SecAggServer(setup)
-    adverts = step("advertise", setup)
-    routed = server.collect_adverts(adverts.values())
-    shares = step("share_keys", routed)
+    routed = server.collect_adverts(adverts)
+    shares = step("share_keys", (setup, routed))
     shared = [m for messages in shares.values() for m in messages]
     inbox = server.collect_shares(shared)
     uploads = step("masked_input", (inbox, drop_after_sharing))
     survivors, dropped = server.collect_masked(uploads.values())
     replies = step("unmask", (survivors, dropped))
     result = server.collect_unmask(replies.values())
-    sent = [*adverts.values(), *shared, *uploads.values(), *replies.values()]
+    sent = [*adverts, *shared, *uploads.values(), *replies.values()]
     received = [a for keys in routed.values() for a in keys.values()]
     received += [m for messages in inbox.values() for m in messages]
     traffic = message_bytes(sent) + message_bytes(received)
@@ -90,13 +90,12 @@ def secure_aggregate(
     round_: int,
     weights: np.ndarray,
     answered: ClientUpdates,
+    adverts: Sequence[KeyAdvert],
     drop_after_sharing: frozenset[int] = frozenset(),
 ) -> tuple[np.ndarray, SecureRound]:
     """The next global weights from the clients' masked contributions (``answered`` carries no
-    parameters: only who trained, their losses and sizes)."""
-    secure = run_protocol(
-        step, answered.client_ids, weights.shape[0] + 1, config, round_, drop_after_sharing
-    )
+    parameters: only who trained, their losses and sizes; ``adverts`` their public keys)."""
+    secure = run_protocol(step, adverts, weights.shape[0] + 1, config, round_, drop_after_sharing)
     total, count = secure.result.total, len(secure.result.included)
     return aggregate_sum(strategy, round_, weights, total, count, answered), secure
 

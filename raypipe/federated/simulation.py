@@ -352,9 +352,8 @@ def run_federation(
                 evaluate=spec.evaluate_clients and bool(history),
                 secure=secure,
             )
-            updates, models, encrypted, failed, evals = _merge(
-                backend.fit_round(request, spec.round_timeout_s)
-            )
+            replies = backend.fit_round(request, spec.round_timeout_s)
+            updates, models, encrypted, failed, evals = _merge(replies)
             if history and evals:
                 history[-1].clients, history[-1].client_auc = summarize_clients(evals)
             if len(updates) >= strategy.min_fit_clients:
@@ -402,6 +401,7 @@ def run_federation(
                 round_,
                 weights,
                 updates,
+                [a for r in replies for a in r.adverts],  # the answering clients' public keys
                 frozenset(int(c) for c in gone),
             )
             aggregated = len(secure_round.result.included)

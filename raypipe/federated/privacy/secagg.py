@@ -7,7 +7,9 @@ messages and sums; it never holds a client's private key, the self-mask seed of 
 dropped, or a single unmasked update. One round, over a ``num_shares``-regular neighbour graph
 (everybody when ``num_shares`` reaches the number of clients):
 
-1. ``advertise`` -- each client sends its two public keys.
+1. ``advertise`` -- each client sends its two public keys, generated when it has trained, with
+   its training answer (the keys do not depend on the round's plan, so this costs no message
+   of its own).
 2. ``share_keys`` -- each client Shamir-shares (threshold ``t``) its mask private key and ``b``
    among its neighbours and itself, and encrypts each neighbour's shares with
    ChaCha20-Poly1305 under the X25519 secret it agrees with that neighbour; the server forwards
@@ -279,8 +281,6 @@ class SecAggClient:
         The client's id.
     vector
         What it contributes to the sum (e.g. its clipped delta and a weight of 1).
-    setup
-        The server's :class:`RoundSetup`.
     rounding
         The generator of the stochastic rounding (default: a fresh one). It is no secret of the
         protocol -- it only keeps the rounding unbiased -- so a host may share one among its
@@ -289,8 +289,8 @@ class SecAggClient:
 
     client: int
     vector: np.ndarray
-    setup: RoundSetup
     rounding: np.random.Generator | None = field(default=None, repr=False)
+    setup: RoundSetup = field(init=False, repr=False)  # the server's plan, from step 2 on
     _cipher_key: X25519PrivateKey = field(init=False, repr=False)
     _mask_private: X25519PrivateKey = field(init=False, repr=False)
     _mask_key: bytes = field(init=False, repr=False)
@@ -326,8 +326,12 @@ class SecAggClient:
             self._channels[other] = ChaCha20Poly1305(key)
         return self._channels[other]
 
-    def share_keys(self, adverts: Mapping[int, KeyAdvert]) -> list[EncryptedShare]:
-        """Step 2: Shamir shares of the mask key and ``b``, one ciphertext per neighbour."""
+    def share_keys(
+        self, setup: RoundSetup, adverts: Mapping[int, KeyAdvert]
+    ) -> list[EncryptedShare]:
+        """Step 2: the server's plan and the neighbours' public keys in; Shamir shares of the mask
+        key and ``b`` out, one ciphertext per neighbour."""
+        self.setup = setup
         present = [j for j in self.neighbours if j in adverts]
         if len(present) + 1 < self.setup.threshold:
             raise RaypipeError(

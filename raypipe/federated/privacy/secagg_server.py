@@ -148,10 +148,10 @@ def secure_sum(
     setup = plan_round(round_, ids, size, config)
     server = SecAggServer(setup)
     rounding = np.random.default_rng()
-    clients = {c: SecAggClient(c, vectors[i], setup, rounding) for i, c in enumerate(ids)}
+    clients = {c: SecAggClient(c, vectors[i], rounding) for i, c in enumerate(ids)}
     routed = server.collect_adverts([c.advertise() for c in clients.values()])
     inbox = server.collect_shares(
-        [m for c, client in clients.items() for m in client.share_keys(routed[c])]
+        [m for c, client in clients.items() for m in client.share_keys(setup, routed[c])]
     )
     gone = {ids[i] for i in dropped_after_masking}
     uploads = [clients[c].masked_input(inbox.get(c, [])) for c in ids if c not in gone]

@@ -44,8 +44,9 @@ Per client and round: two X25519 key generations, ``2 k`` X25519 agreements (one
 for the share channel, one for the pairwise mask; both are needed -- a dropped client's mask key
 is revealed, its channel key must not be), one Shamir pass for both secrets, ``k + 1`` ChaCha20
 streams. The agreements and key generations are the floor -- on the measured 2-vCPU AMD EPYC
-about 41 us and 46 us each, some 1 ms of a client's 1.7 ms in a 10-neighbour round -- and
-nothing above is cached across rounds: keys, seeds and polynomials are fresh every round.
+about 41 us and 46 us each when the machine is quiet, two thirds of a client's time in a
+10-neighbour round -- and nothing is cached across rounds: keys, seeds and polynomials are
+fresh every round.
 Everything else is kept to one library call per pair, or per client: a public key is parsed
 once per process (it is public, and each of its ``k`` neighbours reads it), a client's ``k + 1``
 streams are read and summed in one numpy pass, a Shamir rebuild takes one modular inversion.

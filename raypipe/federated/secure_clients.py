@@ -95,7 +95,7 @@ class SecAggHost:
                 if c not in gone
             }
         if name == "unmask":
-            survivors, dropped = payload
+            survivors, dropped = (frozenset(ids) for ids in payload)  # once for all clients
             out = {
                 c: self._clients[c].unmask(survivors, dropped)
                 for c in survivors

@@ -57,7 +57,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -384,21 +384,26 @@ class SecAggClient:
         y = quantize(self.vector, config, rounding) + prg_sum(added, taken, size, config)
         return MaskedInput(self.client, y & config.ring_mask)
 
-    def unmask(self, survivors: Sequence[int], dropped: Sequence[int]) -> UnmaskReply:
-        """Step 4: shares owed to the server; refuses a request that would unmask anyone."""
-        both = set(survivors) & set(dropped)
-        if both or len(set(survivors)) < self.setup.threshold:
+    def unmask(self, survivors: Collection[int], dropped: Collection[int]) -> UnmaskReply:
+        """Step 4: shares owed to the server; refuses a request that would unmask anyone.
+
+        Pass frozensets when many clients answer the same request: the work per client is then
+        its ``k + 1`` held shares, not the round's number of clients.
+        """
+        survivors, dropped = frozenset(survivors), frozenset(dropped)  # no copy of a frozenset
+        both = survivors & dropped
+        if both or len(survivors) < self.setup.threshold:
             raise RaypipeError(
                 f"secure aggregation: client {self.client} refuses to unmask: "
                 + (
                     f"clients {sorted(both)} named both surviving and dropped"
                     if both
-                    else f"{len(set(survivors))} survivors, threshold {self.setup.threshold}"
+                    else f"{len(survivors)} survivors, threshold {self.setup.threshold}"
                 ),
                 hint="the aggregator broke the protocol; retry the round",
             )
         return UnmaskReply(
             self.client,
-            seed_shares={j: self._held[j][0] for j in survivors if j in self._held},
-            key_shares={j: self._held[j][1] for j in dropped if j in self._held},
+            seed_shares={j: held[0] for j, held in self._held.items() if j in survivors},
+            key_shares={j: held[1] for j, held in self._held.items() if j in dropped},
         )

@@ -18,8 +18,10 @@ from the object store), so it cannot delay later rounds. Actors reserve fraction
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
+import pickle
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -52,6 +54,10 @@ MEMORY_HEADROOM_BYTES = 64 * 1024**2
 class _GroupActor:
     def __init__(self, shard: ClientShard, failures: FailureInjection | None, index: int) -> None:
         self.group = ClientGroup(shard, failures, index)
+        # what a worker holds from start-up (Ray's and the libraries' objects, the shard) lives
+        # as long as it does: frozen out of the collector, a full collection scans only what the
+        # rounds create (measured: 90 ms over some 93,000 objects, once every ~15 secure rounds)
+        gc.freeze()
 
     def ready(self) -> bool:
         return True
@@ -67,8 +73,10 @@ class _GroupActor:
     def evaluate(self, spec: LocalTrainSpec | XgbTrainSpec, weights: np.ndarray) -> ClientEval:
         return self.group.evaluate(spec, weights)
 
-    def secagg_step(self, name: str, payload: Any) -> dict[int, Any]:
-        return self.group.secagg_step(name, payload)
+    def secagg_step(self, name: str, payload: bytes) -> bytes:
+        """One protocol step; payload and answer travel as one pickle each (see the caller)."""
+        answers = self.group.secagg_step(name, pickle.loads(payload))
+        return pickle.dumps(answers, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _shard_bytes(shard: ClientShard) -> int:
@@ -170,9 +178,18 @@ class RayFederation:
         Each actor receives only the part of the payload addressed to its clients (a round's
         inbox would otherwise be copied to, and decoded by, every actor). The driver never sees a
         client's secret or unmasked update.
+
+        Payloads and answers cross as one pickle each, made here: Ray's serializer walks nested
+        dicts with msgpack and hands every message object to cloudpickle, about five times
+        slower for a step's ten messages per client -- a tenth of a secure round, on the driver.
         """
         calls = {
-            actor.secagg_step.remote(name, step_payload_for(name, payload, members)): index
+            actor.secagg_step.remote(
+                name,
+                pickle.dumps(
+                    step_payload_for(name, payload, members), protocol=pickle.HIGHEST_PROTOCOL
+                ),
+            ): index
             for index, (actor, members) in enumerate(
                 zip(self._actors, self._member_sets, strict=True)
             )
@@ -181,7 +198,7 @@ class RayFederation:
         answers: dict[int, Any] = {}
         for ref in ready:
             try:
-                answers.update(ray.get(ref))
+                answers.update(pickle.loads(ray.get(ref)))
             except RayError as exc:
                 logger.warning("client group %d failed secure step %s: %s", calls[ref], name, exc)
         for ref in late:

@@ -25,6 +25,7 @@ from raypipe.federated.models import (
     with_padding_row,
 )
 from raypipe.federated.privacy.homomorphic import EncryptedVector, encrypt
+from raypipe.federated.privacy.secagg import KeyAdvert
 from raypipe.federated.secure_clients import SecAggHost, SecureFit, contribution
 from raypipe.federated.xgb_clients import XgbTrainSpec, array_to_model, boost, predict_model
 
@@ -177,6 +178,7 @@ class FitReply:
     seconds: float = 0.0
     models: tuple[bytes, ...] = ()
     encrypted: tuple[EncryptedVector, ...] = ()  # homomorphic: one per answering client
+    adverts: tuple[KeyAdvert, ...] = ()  # secure aggregation: each answering client's public keys
 
 
 def predict_global(
@@ -253,6 +255,7 @@ class ClientGroup:
             trained = None
         params = trained.params if trained else np.empty((0, request.weights.shape[0]))
         encrypted: tuple[EncryptedVector, ...] = ()
+        adverts: tuple[KeyAdvert, ...] = ()
         secure = request.secure
         if secure is not None and trained is not None:
             vectors = [
@@ -262,8 +265,9 @@ class ClientGroup:
             if secure.he_public is not None:  # only ciphertexts leave
                 encrypted = tuple(encrypt(secure.he_public, v, secure.he_slots) for v in vectors)
             else:  # the update stays here; only its masked form leaves, later
-                for cid, vector in zip(ok, vectors, strict=True):
-                    self.secagg.hold(cid, vector)
+                adverts = tuple(
+                    self.secagg.hold(cid, vector) for cid, vector in zip(ok, vectors, strict=True)
+                )
             params = np.empty((len(ok), 0))
         return FitReply(
             client_ids=np.array(ok, dtype=np.int64),
@@ -274,6 +278,7 @@ class ClientGroup:
             evaluation=evaluation,
             seconds=time.perf_counter() - started,
             encrypted=encrypted,
+            adverts=adverts,
         )
 
     def _fit_xgb(

@@ -3,26 +3,28 @@ hosts many).
 
 After local training, a :class:`SecAggHost` keeps each client's contribution (never sent in the
 clear): under DP the client's own delta clipped to ``clipping_norm`` and a weight of 1, else its
-parameters times its capped example weight and that weight. Each protocol step the server sends
-one payload for the whole round; the host hands every client only the messages addressed to it,
-and each :class:`~raypipe.federated.privacy.secagg.SecAggClient` keeps its secrets to itself.
+parameters times its capped example weight and that weight; each client draws its round's keys
+then, and their public halves go with the training answer. Each later protocol step the server
+sends one payload for the whole round; the host hands every client only the messages addressed
+to it, and each :class:`~raypipe.federated.privacy.secagg.SecAggClient` keeps its secrets to
+itself.
 With homomorphic aggregation the contribution is encrypted at once and sent with the answer.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from raypipe.federated.privacy.dp import clip_updates
-from raypipe.federated.privacy.secagg import RoundSetup, SecAggClient
+from raypipe.federated.privacy.secagg import KeyAdvert, RoundSetup, SecAggClient
 
 __all__ = ["SECAGG_STEPS", "SecAggHost", "SecureFit", "contribution", "step_payload_for"]
 
-SECAGG_STEPS = ("advertise", "share_keys", "masked_input", "unmask")
+SECAGG_STEPS = ("share_keys", "masked_input", "unmask")  # advertising rides on the fit answer
 
 
 @dataclass(frozen=True)
@@ -55,7 +57,8 @@ def step_payload_for(name: str, payload: Any, members: Collection[int]) -> Any:
     clients, which :class:`SecAggHost` would have picked out anyway.
     """
     if name == "share_keys":
-        return {c: payload[c] for c in members if c in payload}
+        setup, routed = payload
+        return setup, {c: routed[c] for c in members if c in routed}
     if name == "masked_input":
         inbox, gone = payload
         return {c: inbox[c] for c in members if c in inbox}, gone
@@ -66,27 +69,24 @@ class SecAggHost:
     """The clients of one group during a secure round."""
 
     def __init__(self) -> None:
-        self._pending: dict[int, np.ndarray] = {}
         self._clients: dict[int, SecAggClient] = {}
+        # stochastic rounding's generator: no secret (see SecAggClient), one per host
+        self._rounding = np.random.default_rng()
 
-    def hold(self, client: int, vector: np.ndarray) -> None:
-        """Keep a trained client's contribution until the protocol asks for it masked."""
-        self._pending[client] = vector
+    def hold(self, client: int, vector: np.ndarray) -> KeyAdvert:
+        """Keep a trained client's contribution until the protocol asks for it masked; the
+        client draws its fresh keys now and advertises their public halves with its answer."""
+        self._clients[client] = SecAggClient(client, vector, self._rounding)
+        return self._clients[client].advertise()
 
     def step(self, name: str, payload: Any) -> dict[int, Any]:
         """Run protocol step ``name`` for every hosted client concerned; answers by client."""
-        if name == "advertise":
-            setup: RoundSetup = payload
-            self._clients = {
-                c: SecAggClient(c, self._pending.pop(c), setup)
-                for c in setup.participants
-                if c in self._pending
-            }
-            self._pending.clear()
-            return {c: client.advertise() for c, client in self._clients.items()}
         if name == "share_keys":
-            routed: Mapping[int, Any] = payload
-            return {c: cl.share_keys(routed[c]) for c, cl in self._clients.items() if c in routed}
+            setup: RoundSetup
+            setup, routed = payload
+            # clients the plan left out (e.g. held in an attempt the round retried) drop now
+            self._clients = {c: cl for c, cl in self._clients.items() if c in routed}
+            return {c: cl.share_keys(setup, routed[c]) for c, cl in self._clients.items()}
         if name == "masked_input":
             inbox, gone = payload
             return {
@@ -95,7 +95,7 @@ class SecAggHost:
                 if c not in gone
             }
         if name == "unmask":
-            survivors, dropped = payload
+            survivors, dropped = (frozenset(ids) for ids in payload)  # once for all clients
             out = {
                 c: self._clients[c].unmask(survivors, dropped)
                 for c in survivors

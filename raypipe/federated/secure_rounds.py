@@ -10,7 +10,7 @@ mean (weights capped at ``secagg_max_weight``) goes to the strategy as one answe
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,48 +41,45 @@ class SecureRound:
     bytes_per_client: float
 
 
-def message_bytes(message: Any) -> int:
-    """Wire size of a protocol message (payload bytes, ids as 8 bytes)."""
-    if isinstance(message, EncryptedShare):  # the most numerous: checked first
-        return 16 + len(message.nonce) + len(message.ciphertext)
-    if isinstance(message, KeyAdvert):
-        return 8 + len(message.cipher_public) + len(message.mask_public)
-    if isinstance(message, MaskedInput):
-        return 8 + int(message.vector.nbytes)
-    if isinstance(message, UnmaskReply):
-        shares = [*message.seed_shares.values(), *message.key_shares.values()]
-        return 8 + sum(8 + len(s) for s in shares)
-    if isinstance(message, list | tuple):
-        return sum(map(message_bytes, message))
-    if isinstance(message, dict):
-        return sum(map(message_bytes, message.values()))
-    return 0
+def message_bytes(messages: Iterable[Any]) -> int:
+    """Wire size of protocol messages (payload bytes, ids as 8 bytes each)."""
+    return sum(_WIRE_SIZE[type(m)](m) for m in messages)
+
+
+_WIRE_SIZE: dict[type, Callable[[Any], int]] = {
+    EncryptedShare: lambda m: 16 + len(m.nonce) + len(m.ciphertext),
+    KeyAdvert: lambda m: 8 + len(m.cipher_public) + len(m.mask_public),
+    MaskedInput: lambda m: 8 + int(m.vector.nbytes),
+    UnmaskReply: lambda m: (
+        8 + sum(8 + len(s) for s in (*m.seed_shares.values(), *m.key_shares.values()))
+    ),
+}
 
 
 def run_protocol(
     step: StepFn,
-    participants: np.ndarray,
+    adverts: Sequence[KeyAdvert],
     size: int,
     config: SecAggConfig,
     round_: int,
     drop_after_sharing: frozenset[int] = frozenset(),
 ) -> SecureRound:
-    """One SecAgg+ round over the clients behind ``step``; the server sees only messages."""
-    setup = plan_round(round_, [int(c) for c in participants], size, config)
+    """One SecAgg+ round over the clients behind ``step`` that advertised keys with their answer;
+    the server sees only messages."""
+    setup = plan_round(round_, [a.client for a in adverts], size, config)
     server = SecAggServer(setup)
-    traffic = 0
-    adverts = step("advertise", setup)
-    routed = server.collect_adverts(adverts.values())
-    shares = step("share_keys", routed)
-    inbox = server.collect_shares([m for messages in shares.values() for m in messages])
+    routed = server.collect_adverts(adverts)
+    shares = step("share_keys", (setup, routed))
+    shared = [m for messages in shares.values() for m in messages]
+    inbox = server.collect_shares(shared)
     uploads = step("masked_input", (inbox, drop_after_sharing))
     survivors, dropped = server.collect_masked(uploads.values())
     replies = step("unmask", (survivors, dropped))
     result = server.collect_unmask(replies.values())
-    for sent in (adverts, shares, uploads, replies):
-        traffic += message_bytes(sent)
-    for received in (routed, inbox):
-        traffic += message_bytes(received)
+    sent = [*adverts, *shared, *uploads.values(), *replies.values()]
+    received = [a for keys in routed.values() for a in keys.values()]
+    received += [m for messages in inbox.values() for m in messages]
+    traffic = message_bytes(sent) + message_bytes(received)
     return SecureRound(result, traffic / max(len(setup.participants), 1))
 
 
@@ -93,13 +90,12 @@ def secure_aggregate(
     round_: int,
     weights: np.ndarray,
     answered: ClientUpdates,
+    adverts: Sequence[KeyAdvert],
     drop_after_sharing: frozenset[int] = frozenset(),
 ) -> tuple[np.ndarray, SecureRound]:
     """The next global weights from the clients' masked contributions (``answered`` carries no
-    parameters: only who trained, their losses and sizes)."""
-    secure = run_protocol(
-        step, answered.client_ids, weights.shape[0] + 1, config, round_, drop_after_sharing
-    )
+    parameters: only who trained, their losses and sizes; ``adverts`` their public keys)."""
+    secure = run_protocol(step, adverts, weights.shape[0] + 1, config, round_, drop_after_sharing)
     total, count = secure.result.total, len(secure.result.included)
     return aggregate_sum(strategy, round_, weights, total, count, answered), secure
 

@@ -24,10 +24,9 @@ from raypipe.federated.privacy.secagg import (
     SecAggConfig,
     UnmaskReply,
     dequantize,
-    pair_mask,
     pair_seed,
     plan_round,
-    prg,
+    prg_sum,
 )
 from raypipe.federated.privacy.shamir import reconstruct
 
@@ -101,17 +100,20 @@ class SecAggServer:
                 key_shares.setdefault(j, {})[reply.client] = s
         survivors = sorted(self._uploads)
         dropped = sorted(self._sharers - set(survivors))
-        total = np.zeros(size, dtype=np.uint64)
-        for y in self._uploads.values():
-            total = total + y
-        for c in survivors:
-            total = total - prg(self._secret(seed_shares, c, "self-mask seed"), size, config)
+        # what the uploads carry beyond the inputs: every survivor's self mask, and the pairwise
+        # masks survivors hold towards dropped clients (+PRG where the survivor's id is lower)
+        added = [self._secret(seed_shares, c, "self-mask seed") for c in survivors]
+        taken = []
         for d in dropped:
             mask_key = self._secret(key_shares, d, "mask key")
             for j in self.setup.neighbours[d]:
                 if j in self._uploads:  # j masked towards d (d's shares reached j): remove it
                     seed = pair_seed(mask_key, self._adverts[j].mask_public)
-                    total = total - pair_mask(j, d, seed, size, config)
+                    (added if j < d else taken).append(seed)
+        total = np.zeros(size, dtype=np.uint64)
+        for y in self._uploads.values():  # in place: no client-by-parameter matrix
+            total += y
+        total -= prg_sum(added, taken, size, config)
         return SecAggResult(
             total=dequantize(total, config), included=tuple(survivors), dropped=tuple(dropped)
         )
@@ -145,10 +147,11 @@ def secure_sum(
     ids = list(range(k)) if client_ids is None else [int(c) for c in client_ids]
     setup = plan_round(round_, ids, size, config)
     server = SecAggServer(setup)
-    clients = {c: SecAggClient(c, vectors[i], setup) for i, c in enumerate(ids)}
+    rounding = np.random.default_rng()
+    clients = {c: SecAggClient(c, vectors[i], rounding) for i, c in enumerate(ids)}
     routed = server.collect_adverts([c.advertise() for c in clients.values()])
     inbox = server.collect_shares(
-        [m for c, client in clients.items() for m in client.share_keys(routed[c])]
+        [m for c, client in clients.items() for m in client.share_keys(setup, routed[c])]
     )
     gone = {ids[i] for i in dropped_after_masking}
     uploads = [clients[c].masked_input(inbox.get(c, [])) for c in ids if c not in gone]

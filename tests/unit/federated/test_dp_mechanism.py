@@ -35,8 +35,12 @@ def _aggregate(
     if not secure:
         return dp.aggregate(1, weights, updates), len(updates)
     host = SecAggHost()  # client side: each client clips its own delta before masking
-    for cid, row, n in zip(updates.client_ids, updates.params, updates.num_examples, strict=True):
+    adverts = [
         host.hold(int(cid), contribution(row, weights, int(n), SecureFit(1000.0, dp.clipping_norm)))
+        for cid, row, n in zip(
+            updates.client_ids, updates.params, updates.num_examples, strict=True
+        )
+    ]
     answered = updates.with_params(np.empty((M, 0)))
     out, secure_round = secure_aggregate(
         lambda name, payload: host.step(name, payload),
@@ -45,6 +49,7 @@ def _aggregate(
         1,
         weights,
         answered,
+        adverts,
         frozenset(gone),
     )
     return out, len(secure_round.result.included)

@@ -94,10 +94,12 @@ def _run_round(vectors, config, drop_after_sharing=(), drop_before_sharing=()):
     ids = [10 * i + 3 for i in range(len(vectors))]  # ids are not positions
     setup = plan_round(1, ids, vectors.shape[1], config)
     server = SecAggServer(setup)
-    clients = {c: SecAggClient(c, vectors[i], setup) for i, c in enumerate(ids)}
+    clients = {c: SecAggClient(c, vectors[i]) for i, c in enumerate(ids)}
     routed = server.collect_adverts([c.advertise() for c in clients.values()])
     sharing = [c for c in ids if c not in drop_before_sharing]
-    inbox = server.collect_shares([m for c in sharing for m in clients[c].share_keys(routed[c])])
+    inbox = server.collect_shares(
+        [m for c in sharing for m in clients[c].share_keys(setup, routed[c])]
+    )
     uploading = [c for c in sharing if c not in drop_after_sharing]
     survivors, dropped = server.collect_masked(
         [clients[c].masked_input(inbox.get(c, [])) for c in uploading]
@@ -149,7 +151,8 @@ def test_the_aggregator_sees_masked_uploads_and_the_shares_it_is_owed_nothing_el
 
 def test_a_client_refuses_to_reveal_both_secrets_of_one_neighbour():
     setup = plan_round(1, [0, 1, 2, 3], 3, SecAggConfig(reconstruction_threshold=2))
-    client = SecAggClient(0, np.zeros(3), setup)
+    client = SecAggClient(0, np.zeros(3))
+    client.setup = setup  # as step 2 leaves it
     with pytest.raises(RaypipeError, match="both surviving and dropped"):
         client.unmask([0, 1, 2], [1])
     with pytest.raises(RaypipeError, match="1 survivors"):
@@ -162,10 +165,12 @@ def test_a_single_masked_upload_looks_uniform_whatever_the_input():
     for value in (0.0, 7.5):
         setup = plan_round(1, [0, 1, 2], 20_000, config)
         x = np.full((3, 20_000), value)
-        clients = [SecAggClient(c, x[c], setup) for c in range(3)]
+        clients = [SecAggClient(c, x[c]) for c in range(3)]
         server = SecAggServer(setup)
         routed = server.collect_adverts([c.advertise() for c in clients])
-        inbox = server.collect_shares([m for c in clients for m in c.share_keys(routed[c.client])])
+        inbox = server.collect_shares(
+            [m for c in clients for m in c.share_keys(setup, routed[c.client])]
+        )
         masked = clients[0].masked_input(inbox[0]).vector
         assert stats.kstest(masked / config.modulus_range, "uniform").pvalue > 1e-3
         seen.append(masked)
@@ -177,8 +182,7 @@ def test_each_group_receives_only_the_messages_addressed_to_its_clients():
     vectors = np.random.default_rng(3).normal(size=(12, 4))
     groups = [frozenset(range(0, 12, 2)), frozenset(range(1, 12, 2))]
     hosts = [SecAggHost(), SecAggHost()]
-    for c in range(12):
-        hosts[c % 2].hold(c, vectors[c])
+    adverts = [hosts[c % 2].hold(c, vectors[c]) for c in range(12)]
     seen: list[tuple[str, frozenset[int], object]] = []
 
     def step(name, payload):
@@ -190,12 +194,37 @@ def test_each_group_receives_only_the_messages_addressed_to_its_clients():
         return out
 
     config = SecAggConfig(num_shares=4, reconstruction_threshold=3)
-    result = run_protocol(step, np.arange(12), 4, config, 0).result
+    result = run_protocol(step, adverts, 4, config, 0).result
     step_ = 2 * config.clipping_range / config.quantization_range
     assert np.all(np.abs(result.total - vectors.sum(axis=0)) <= 12 * step_)
     for name, members, part in seen:
         if name == "share_keys":  # the neighbours' public keys, for this group's clients only
-            assert set(part) == members
+            assert set(part[1]) == members
         if name == "masked_input":  # the ciphertexts addressed to this group's clients only
             receivers = {m.receiver for messages in part[0].values() for m in messages}
             assert receivers == members
+
+
+def test_the_shamir_field_is_prime_and_holds_every_32_byte_secret():
+    from raypipe.federated.privacy.shamir import PRIME, SHARE_BYTES
+
+    assert PRIME > 2**256 and SHARE_BYTES == 33
+    # Miller-Rabin with 40 random bases: a composite passes with probability below 4^-40
+    d, r = PRIME - 1, 0
+    while d % 2 == 0:
+        d, r = d // 2, r + 1
+    for a in np.random.default_rng(0).integers(2, 2**62, size=40):
+        x = pow(int(a), d, PRIME)
+        if x in (1, PRIME - 1):
+            continue
+        for _ in range(r - 1):
+            x = pow(x, 2, PRIME)
+            if x == PRIME - 1:
+                break
+        else:
+            raise AssertionError(f"{PRIME} is composite (witness {a})")
+    # no smaller prime above 2^256: base 3 witnesses every odd candidate below it (base 2 does
+    # not: 2^256 + 1 is a Fermat number, a base-2 pseudoprime)
+    assert all(pow(3, c - 1, c) != 1 for c in range(2**256 + 1, PRIME, 2))
+    top = b"\xff" * 32
+    assert reconstruct(share(top, range(5), 3), 3) == top

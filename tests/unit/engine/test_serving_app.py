@@ -1,0 +1,23 @@
+"""The Serve application of a service, as built (no Ray started)."""
+
+from __future__ import annotations
+
+from raypipe.engine.serving import build_app
+from raypipe.serving.spec import ServiceSpec
+
+
+def _deployment(**kwargs: object):  # type: ignore[no-untyped-def]
+    spec = ServiceSpec("fraud", {"champion": "models:/fraud@champion"}, data_dir="/tmp", **kwargs)
+    return build_app(spec)._bound_deployment
+
+
+def test_no_serve_access_log_beside_the_request_log() -> None:
+    assert _deployment().logging_config["enable_access_log"] is False
+
+
+def test_autoscaling_bounds_or_a_fixed_count() -> None:
+    fixed = _deployment(min_replicas=2, max_replicas=2)
+    assert fixed.num_replicas == 2
+    scaled = _deployment(min_replicas=1, max_replicas=3, target_ongoing_requests=8.0)
+    config = scaled._deployment_config.autoscaling_config
+    assert (config.min_replicas, config.max_replicas, config.target_ongoing_requests) == (1, 3, 8.0)

@@ -8,6 +8,9 @@ request than a general HTTP library, which matters when client and server share 
 * open loop (``rate``): requests are due at fixed intervals and latency counts from the due
   time, so a stalled server cannot hide its queue (no coordinated omission).
 
+The connections are opened before the clock starts (as ``wrk`` does), so the first requests do
+not carry the TCP handshakes; a connection that breaks is reopened on the clock.
+
 A request fails when the connection breaks, times out, or the status is not 200.
 """
 
@@ -104,13 +107,19 @@ async def _load(
     host, port = parts.hostname or "127.0.0.1", parts.port or 80
     requests = [_request_bytes(f"{host}:{port}", parts.path or "/", b, token) for b in bodies]
     result = LoadResult()
+    opened = await asyncio.gather(
+        *(asyncio.open_connection(host, port) for _ in range(concurrency)), return_exceptions=True
+    )
     start = time.perf_counter()
     end = start + duration_s
     counter = iter(range(10**12))
     interval = 1.0 / rate if rate else 0.0
 
-    async def worker() -> None:
-        reader = writer = None
+    async def worker(connection: object) -> None:
+        reader: asyncio.StreamReader | None = None
+        writer: asyncio.StreamWriter | None = None
+        if isinstance(connection, tuple):
+            reader, writer = connection
         while True:
             n = next(counter)
             due = start + n * interval if rate else time.perf_counter()
@@ -139,7 +148,7 @@ async def _load(
         if writer is not None:
             writer.close()
 
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker(connection) for connection in opened))
     result.elapsed_s = time.perf_counter() - start
     return result
 

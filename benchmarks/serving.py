@@ -26,7 +26,8 @@ Variants:
 Per variant and path: closed-loop throughput, p50 and p99 at 1, 8 and 64 connections. Then, on
 raypipe's replica ports: p99 at an open-loop 200 requests/s with the lookup, the A/A and A/B
 routers' throughput against the single variant at 8 connections (median of 3 alternations), and a
-promotion of a new champion during a load loop (failed requests counted).
+promotion of a new champion during a load loop (failed requests counted). raypipe's services run
+with ``raypipe serve``'s defaults (alias check every 5 s, request log flushed every 5 s).
 
 Usage::
 
@@ -237,9 +238,7 @@ def run_raypipe(data_dir: str, port: int, plain_flags: bool) -> None:
         "data_dir": data_dir,
         "port": port,
         "replica_cpus": 0.5,
-        "reload_interval_s": 1.0,
         "throughput_optimized": not plain_flags,
-        "log_flush_s": 2.0,
     }
     specs = [
         ServiceSpec("direct", {"champion": uri}, route_prefix="/direct", **common),

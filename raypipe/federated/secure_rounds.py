@@ -77,7 +77,7 @@ def run_protocol(
     replies = step("unmask", (survivors, dropped))
     result = server.collect_unmask(replies.values())
     sent = [*adverts, *shared, *uploads.values(), *replies.values()]
-    received = [a for keys in routed.values() for a in keys.values()]
+    received: list[Any] = [a for keys in routed.values() for a in keys.values()]
     received += [m for messages in inbox.values() for m in messages]
     traffic = message_bytes(sent) + message_bytes(received)
     return SecureRound(result, traffic / max(len(setup.participants), 1))

@@ -174,10 +174,9 @@ def prg_sum(
     sealed = b"".join([ChaCha20Poly1305(s).encrypt(_ZERO_NONCE, zeros, None) for s in seeds])
     streams = np.frombuffer(sealed, dtype=np.uint64).reshape(len(seeds), size + 2)[:, :size]
     # uint64 wraps modulo 2^64, a multiple of the ring's modulus: reduce once at the end
-    total = streams[: len(added)].sum(axis=0, dtype=np.uint64) - streams[len(added) :].sum(
-        axis=0, dtype=np.uint64
-    )
-    return total & config.ring_mask
+    plus = streams[: len(added)].sum(axis=0, dtype=np.uint64)
+    minus = streams[len(added) :].sum(axis=0, dtype=np.uint64)
+    return np.asarray((plus - minus) & config.ring_mask)
 
 
 def _kdf(secret: bytes, purpose: bytes) -> bytes:

@@ -103,7 +103,7 @@ class SecAggServer:
         # what the uploads carry beyond the inputs: every survivor's self mask, and the pairwise
         # masks survivors hold towards dropped clients (+PRG where the survivor's id is lower)
         added = [self._secret(seed_shares, c, "self-mask seed") for c in survivors]
-        taken = []
+        taken: list[bytes] = []
         for d in dropped:
             mask_key = self._secret(key_shares, d, "mask key")
             for j in self.setup.neighbours[d]:

@@ -265,7 +265,7 @@ def run_raypipe(data_dir: str, port: int, plain_flags: bool) -> None:
             **common,
         ),
     ]
-    env = serving.serve_environment(specs[0])
+    env = serving.serve_environment(specs[0], local=True)
     os.environ.update(env)
     with RayRuntime(RuntimeOptions(worker_env={**WORKER_ENV, **env})):
         for spec in specs:

@@ -216,7 +216,7 @@ def _run(spec: object, address: str | None, detach: bool) -> None:
     from raypipe.serving.spec import ServiceSpec
 
     assert isinstance(spec, ServiceSpec)
-    env = serving.serve_environment(spec)
+    env = serving.serve_environment(spec, local=address is None)
     if address is None:
         os.environ.update(env)  # Serve's processes inherit a local Ray's environment
     runtime = RayRuntime(RuntimeOptions(address=address, worker_env={**WORKER_ENV, **env}))

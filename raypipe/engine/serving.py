@@ -56,15 +56,17 @@ THROUGHPUT_ENV = {
 _METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def serve_environment(spec: ServiceSpec) -> dict[str, str]:
+def serve_environment(spec: ServiceSpec, *, local: bool) -> dict[str, str]:
     """Environment variables Serve's processes need for ``spec`` (set before Ray starts).
 
-    Throughput mode also puts Serve's HAProxy ingress in front of the replicas
-    (:mod:`raypipe.engine.haproxy`), so the service's stable URL skips the Python proxy.
+    Throughput mode on a Ray that raypipe starts here (``local``) also puts Serve's HAProxy
+    ingress in front of the replicas (:mod:`raypipe.engine.haproxy`), so the service's URL skips
+    the Python proxy; its files and launcher live on this machine, so a cluster keeps its own
+    ingress settings.
     """
     if not spec.throughput_optimized:
         return {}
-    return {**THROUGHPUT_ENV, **haproxy_environment(spec.host)}
+    return {**THROUGHPUT_ENV, **(haproxy_environment(spec.host) if local else {})}
 
 
 class ServingReplica:

@@ -21,3 +21,15 @@ def test_autoscaling_bounds_or_a_fixed_count() -> None:
     scaled = _deployment(min_replicas=1, max_replicas=3, target_ongoing_requests=8.0)
     config = scaled._deployment_config.autoscaling_config
     assert (config.min_replicas, config.max_replicas, config.target_ongoing_requests) == (1, 3, 8.0)
+
+
+def test_haproxy_only_on_a_ray_started_here() -> None:
+    from raypipe.engine.serving import THROUGHPUT_ENV, serve_environment
+
+    spec = ServiceSpec("fraud", {"champion": "models:/fraud@champion"}, data_dir="/tmp")
+    local = serve_environment(spec, local=True)
+    assert local["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
+    # Joining a cluster: the flags travel, this machine's HAProxy files and launcher do not.
+    assert serve_environment(spec, local=False) == THROUGHPUT_ENV
+    plain = ServiceSpec("fraud", {"champion": "m"}, data_dir="/tmp", throughput_optimized=False)
+    assert serve_environment(plain, local=True) == {}

@@ -116,11 +116,12 @@ class OnlineService:
         variants = self.router.assign(keys)
         scores = np.empty(len(rows), dtype=np.float64)
         # One model for the whole batch per variant, even mid-swap; variants whose models have
-        # the same content share one model call.
-        models = {variant: self.slots[variant].current for variant in set(variants)}
+        # the same content share one model call. First-seen order, not set order: a batch is
+        # scored (and, when models fail, counted) the same way in every process.
+        models = {variant: self.slots[variant].current for variant in dict.fromkeys(variants)}
         groups: dict[str, list[str]] = {}
-        for variant in sorted(models, key=lambda v: v == self.spec.baseline):  # baseline last
-            groups.setdefault(models[variant].content, []).append(variant)
+        for variant, model in models.items():
+            groups.setdefault(model.content, []).append(variant)
         for group in groups.values():
             self._score_group(group, models, rows, variants, scores)
         versions = {variant: models[variant].version for variant in set(variants)}
@@ -184,8 +185,8 @@ class OnlineService:
                 self.guard.record(variant, False, 0.0)
         for i in index:
             variants[i] = baseline
-        fallback = models.get(baseline) or self.slots[baseline].current
-        models.setdefault(baseline, fallback)
+        # The batch's baseline model if it has one (even mid-swap); ``versions`` reads it back.
+        fallback = models.setdefault(baseline, self.slots[baseline].current)
         scores[index] = score_rows(fallback.predictor, [rows[i] for i in index])
 
     def _account(

@@ -187,6 +187,9 @@ def test_a_failing_candidate_falls_back_to_the_batchs_baseline_model(
     routed = service.router.assign([str(row["player_id"]) for row in rows])
     if batch == "candidate_only":  # the baseline has no rows, hence no model, in this batch
         rows = [row for row, variant in zip(rows, routed, strict=True) if variant == "candidate"]
+    else:  # candidate rows first: its group scores (and fails) before the baseline's group
+        pairs = sorted(zip(rows, routed, strict=True), key=lambda pair: pair[1] != "candidate")
+        rows = [row for row, _ in pairs]
     assert "candidate" in routed and len(rows) >= 10
     promoted = LoadedModel(Predictor(blobs["m@challenger"]), "promoted", "m@champion")
 
@@ -196,11 +199,21 @@ def test_a_failing_candidate_falls_back_to_the_batchs_baseline_model(
         raise ZeroDivisionError
 
     service.slots["candidate"].current.predictor.predict = broken  # type: ignore[method-assign]
+    champion = service.slots["champion"].current.predictor
+    scored: list[int] = []  # rows the champion's model scores, call by call
+    champion_predict = champion.predict
+
+    def counted(matrix: np.ndarray) -> np.ndarray:
+        scored.append(len(matrix))
+        return champion_predict(matrix)
+
+    champion.predict = counted  # type: ignore[method-assign]
     body = json.dumps({"instances": rows}).encode()
     predictions = service.score([parse_body(body, "player_id")])[0]["predictions"]
     assert {(p["variant"], p["version"]) for p in predictions} == {("champion", "m@champion")}
     expected = score_rows(Predictor(blobs["m@champion"]), rows)
     np.testing.assert_array_equal([p["score"] for p in predictions], expected)
+    assert sum(scored) == len(rows)  # every row scored once: fallen-back rows not again
     service.close()
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "THROUGHPUT_ENV",
     "ServingReplica",
     "build_app",
+    "build_deployment",
     "delete",
     "deploy",
     "direct_urls",
@@ -156,7 +157,12 @@ class ServingReplica:
 
 
 def build_app(spec: ServiceSpec) -> Any:
-    """The Serve application of ``spec``: one deployment, autoscaled within its bounds."""
+    """The Serve application of ``spec``: its one deployment, bound to ``spec``."""
+    return build_deployment(spec).bind(spec)
+
+
+def build_deployment(spec: ServiceSpec) -> serve.Deployment:
+    """The Serve deployment of ``spec``'s replicas, autoscaled within its bounds (unbound)."""
     options: dict[str, Any] = {
         "name": "raypipe_scorer",
         "max_ongoing_requests": spec.max_ongoing_requests,
@@ -175,7 +181,7 @@ def build_app(spec: ServiceSpec) -> Any:
         }
     else:
         options["num_replicas"] = spec.min_replicas
-    return serve.deployment(**options)(ServingReplica).bind(spec)
+    return serve.deployment(**options)(ServingReplica)
 
 
 def deploy(spec: ServiceSpec) -> None:

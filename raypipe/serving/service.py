@@ -116,13 +116,17 @@ class OnlineService:
         variants = self.router.assign(keys)
         scores = np.empty(len(rows), dtype=np.float64)
         # One model for the whole batch per variant, even mid-swap; variants whose models have
-        # the same content share one model call.
-        models = {variant: self.slots[variant].current for variant in set(variants)}
+        # the same content share one model call. First-seen order, not set order: a batch is
+        # scored (and, when models fail, counted) the same way in every process.
+        models = {variant: self.slots[variant].current for variant in dict.fromkeys(variants)}
         groups: dict[str, list[str]] = {}
-        for variant in sorted(models, key=lambda v: v == self.spec.baseline):  # baseline last
-            groups.setdefault(models[variant].content, []).append(variant)
-        for group in groups.values():
-            self._score_group(group, models, rows, variants, scores)
+        for variant, model in models.items():
+            groups.setdefault(model.content, []).append(variant)
+        # each group's rows are fixed before any group scores: rows that fall back to the
+        # baseline are scored by the fallback alone, not again by the baseline's group
+        indexes = [[i for i, v in enumerate(variants) if v in group] for group in groups.values()]
+        for group, index in zip(groups.values(), indexes, strict=True):
+            self._score_group(group, index, models, rows, variants, scores)
         versions = {variant: models[variant].version for variant in set(variants)}
         shadow = self.router.shadow()
         shadow_scores = None
@@ -154,19 +158,18 @@ class OnlineService:
     def _score_group(
         self,
         group: list[str],
+        index: list[int],
         models: dict[str, LoadedModel],
         rows: Sequence[Mapping[str, Any]],
         variants: list[str],
         scores: np.ndarray,
     ) -> None:
-        """Score the rows of ``group``'s variants with their (one) model, in place.
+        """Score the rows ``index`` of ``group``'s variants with their (one) model, in place.
 
         A failing variant must not fail the request: unless the group holds the baseline, its
         rows fall back to the baseline (``variants`` is updated), and the failures count
         against each variant's SLO (rollback).
         """
-        members = set(group)
-        index = [i for i, v in enumerate(variants) if v in members]
         try:
             scores[index] = score_rows(models[group[0]].predictor, [rows[i] for i in index])
             return
@@ -174,9 +177,9 @@ class OnlineService:
             raise
         except Exception:
             baseline = self.spec.baseline
-            if baseline in members:
+            if baseline in group:
                 raise
-            logger.exception("variants %s failed; their rows go to `%s`", sorted(members), baseline)
+            logger.exception("variants %s failed; their rows go to `%s`", sorted(group), baseline)
         for variant in group:
             count = sum(1 for i in index if variants[i] == variant)
             self.metrics.observe(variant, "500", 0.0, count)
@@ -184,8 +187,8 @@ class OnlineService:
                 self.guard.record(variant, False, 0.0)
         for i in index:
             variants[i] = baseline
-        fallback = models.get(baseline) or self.slots[baseline].current
-        models.setdefault(baseline, fallback)
+        # The batch's baseline model if it has one (even mid-swap); ``versions`` reads it back.
+        fallback = models.setdefault(baseline, self.slots[baseline].current)
         scores[index] = score_rows(fallback.predictor, [rows[i] for i in index])
 
     def _account(

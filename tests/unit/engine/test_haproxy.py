@@ -6,6 +6,7 @@ import os
 import stat
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -44,6 +45,8 @@ def fake_binary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     )
     binary.chmod(0o700)
     monkeypatch.setattr(haproxy, "haproxy_binary", lambda: str(binary))
+    # The services' folders, and the sweep for stale ones, stay in this test's folder.
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     return record
 
 
@@ -53,6 +56,8 @@ def test_loopback_service_gets_private_files_free_ports_and_a_rewriting_launcher
     env = haproxy.haproxy_environment("127.0.0.1")
     folder = Path(env["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"]).parent
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700  # the admin socket lives here
+    assert folder.parent == tmp_path
+    assert (folder / haproxy.OWNER_FILE).read_text().split()[0] == str(os.getpid())
     assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1"
     assert env["RAY_SERVE_HAPROXY_METRICS_ENABLED"] == "0"
     for key in ("SOCKET_PATH", "SERVER_STATE_FILE", "METRICS_SOCKET_PATH"):
@@ -86,3 +91,44 @@ def test_without_a_binary_serves_python_proxy_serves(monkeypatch: pytest.MonkeyP
 def test_the_bundled_binary_is_found() -> None:
     binary = haproxy.haproxy_binary()
     assert binary is not None and os.access(binary, os.X_OK)
+
+
+def _ended_pid() -> int:
+    """The PID of a process that has ended (and been reaped)."""
+    child = subprocess.Popen([sys.executable, "-c", ""])
+    child.wait(timeout=30)
+    return child.pid
+
+
+def test_only_folders_whose_raypipe_owner_ended_are_removed(
+    fake_binary: Path, tmp_path: Path
+) -> None:
+    ended = _ended_pid()
+
+    def folder(name: str, owner: int | None) -> Path:
+        path = tmp_path / name
+        path.mkdir()
+        (path / "haproxy.cfg").write_text(CONFIG)
+        if owner is not None:
+            haproxy._claim(path, owner)
+        return path
+
+    stale = folder("raypipe-haproxy-killed", ended)
+    live = folder("raypipe-haproxy-live", os.getpid())
+    unmarked = folder("raypipe-haproxy-unmarked", None)  # not raypipe's: never touched
+    unrelated = folder("someone-else", ended)  # a marker, but not a raypipe-haproxy-* folder
+    elsewhere = folder("raypipe-haproxy-elsewhere", None)  # a PID of another PID namespace
+    (elsewhere / haproxy.OWNER_FILE).write_text(f"{ended} pid:[0]\n")
+    link = tmp_path / "raypipe-haproxy-link"  # a link to a stale-looking folder is no folder
+    link.symlink_to(unrelated)
+
+    assert haproxy.remove_stale_folders(tmp_path) == [stale]
+    assert not stale.exists()
+    for kept in (live, unmarked, unrelated, elsewhere, link):
+        assert (kept / "haproxy.cfg").read_text() == CONFIG
+
+    # raypipe serve sweeps at start-up, before it makes its own folder.
+    again = folder("raypipe-haproxy-killed-again", ended)
+    env = haproxy.haproxy_environment("127.0.0.1")
+    assert not again.exists() and Path(env["RAY_SERVE_HAPROXY_CONFIG_FILE_LOC"]).parent.is_dir()
+    assert live.exists()

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from raypipe.engine.serving import build_app
+from typing import Any
+
+from ray import serve
+
+from raypipe.engine.serving import build_app, build_deployment
 from raypipe.serving.spec import ServiceSpec
 
 
-def _deployment(**kwargs: object):  # type: ignore[no-untyped-def]
+def _deployment(**kwargs: Any) -> serve.Deployment:
     spec = ServiceSpec("fraud", {"champion": "models:/fraud@champion"}, data_dir="/tmp", **kwargs)
-    return build_app(spec)._bound_deployment
+    return build_deployment(spec)
+
+
+def test_the_app_is_a_serve_application() -> None:
+    spec = ServiceSpec("fraud", {"champion": "models:/fraud@champion"}, data_dir="/tmp")
+    assert isinstance(build_app(spec), serve.Application)
 
 
 def test_no_serve_access_log_beside_the_request_log() -> None:
@@ -19,7 +28,9 @@ def test_autoscaling_bounds_or_a_fixed_count() -> None:
     fixed = _deployment(min_replicas=2, max_replicas=2)
     assert fixed.num_replicas == 2
     scaled = _deployment(min_replicas=1, max_replicas=3, target_ongoing_requests=8.0)
+    # Ray 2.60's Deployment has no public autoscaling accessor (`num_replicas` reads 1 here).
     config = scaled._deployment_config.autoscaling_config
+    assert config is not None
     assert (config.min_replicas, config.max_replicas, config.target_ongoing_requests) == (1, 3, 8.0)
 
 

@@ -160,6 +160,86 @@ def test_failing_variant_falls_back_then_is_rolled_back(
     assert "raypipe_serve_rollbacks_total" in service.metrics.render()
 
 
+def _ab_service(tmp_path: Path, blobs: dict[str, ModelBlob], candidate_uri: str) -> OnlineService:
+    """``champion`` (the baseline) and ``candidate`` at 50/50, no request log."""
+    from raypipe.serving.spec import TrafficSpec
+
+    return OnlineService(
+        spec(
+            tmp_path,
+            variants={"champion": "m@champion", "candidate": candidate_uri},
+            traffic=TrafficSpec("ab", weights={"champion": 0.5, "candidate": 0.5}),
+            log_requests=False,
+        ),
+        loader=static_loader(blobs, {"m@champion": "m@champion", "m@challenger": "m@challenger"}),
+        resolver=lambda uri: None,
+    )
+
+
+@pytest.mark.parametrize("batch", ["mixed", "candidate_only"])
+def test_a_failing_candidate_falls_back_to_the_batchs_baseline_model(
+    tmp_path: Path, table: pa.Table, blobs: dict[str, ModelBlob], batch: str
+) -> None:
+    from raypipe.serving.scorer import LoadedModel, score_rows
+
+    service = _ab_service(tmp_path, blobs, "m@challenger")
+    rows = _request_rows(table.slice(0, 60))
+    routed = service.router.assign([str(row["player_id"]) for row in rows])
+    if batch == "candidate_only":  # the baseline has no rows, hence no model, in this batch
+        rows = [row for row, variant in zip(rows, routed, strict=True) if variant == "candidate"]
+    else:  # candidate rows first: its group scores (and fails) before the baseline's group
+        pairs = sorted(zip(rows, routed, strict=True), key=lambda pair: pair[1] != "candidate")
+        rows = [row for row, _ in pairs]
+    assert "candidate" in routed and len(rows) >= 10
+    promoted = LoadedModel(Predictor(blobs["m@challenger"]), "promoted", "m@champion")
+
+    def broken(matrix: np.ndarray) -> np.ndarray:
+        if batch == "mixed":  # a promotion lands mid-batch: the batch keeps its own model
+            service.slots["champion"].current = promoted
+        raise ZeroDivisionError
+
+    service.slots["candidate"].current.predictor.predict = broken  # type: ignore[method-assign]
+    champion = service.slots["champion"].current.predictor
+    scored: list[int] = []  # rows the champion's model scores, call by call
+    champion_predict = champion.predict
+
+    def counted(matrix: np.ndarray) -> np.ndarray:
+        scored.append(len(matrix))
+        return champion_predict(matrix)
+
+    champion.predict = counted  # type: ignore[method-assign]
+    body = json.dumps({"instances": rows}).encode()
+    predictions = service.score([parse_body(body, "player_id")])[0]["predictions"]
+    assert {(p["variant"], p["version"]) for p in predictions} == {("champion", "m@champion")}
+    expected = score_rows(Predictor(blobs["m@champion"]), rows)
+    np.testing.assert_array_equal([p["score"] for p in predictions], expected)
+    assert sum(scored) == len(rows)  # every row scored once: fallen-back rows not again
+    service.close()
+
+
+@pytest.mark.parametrize("candidate_uri", ["m@challenger", "m@champion"], ids=["ab", "aa"])
+def test_a_failing_baseline_reports_the_error(
+    tmp_path: Path, table: pa.Table, blobs: dict[str, ModelBlob], candidate_uri: str
+) -> None:
+    """The baseline's failure is the answer (the caller sends a 500), after one model call:
+    there is nothing to fall back to. In an A/A test the candidate is the same model."""
+    service = _ab_service(tmp_path, blobs, candidate_uri)
+    broken_calls: list[int] = []
+
+    def broken(matrix: np.ndarray) -> np.ndarray:
+        broken_calls.append(len(matrix))
+        raise ZeroDivisionError
+
+    failing = ["champion", "candidate"] if candidate_uri == "m@champion" else ["champion"]
+    for variant in failing:
+        service.slots[variant].current.predictor.predict = broken  # type: ignore[method-assign]
+    body = json.dumps({"instances": _request_rows(table.slice(0, 60))}).encode()
+    with pytest.raises(ZeroDivisionError):
+        service.score([parse_body(body, "player_id")])
+    assert len(broken_calls) == 1
+    service.close()
+
+
 def test_shadow_is_scored_and_logged_but_never_answers(
     tmp_path: Path, table: pa.Table, blobs: dict[str, ModelBlob]
 ) -> None:

@@ -45,6 +45,7 @@ from summaries import (
     summarize_hpo,
     summarize_serving,
     summarize_studio,
+    summarize_studio_generation,
     summarize_synth,
 )
 
@@ -112,6 +113,13 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         in_quick=False,
     ),
     Benchmark("studio", "studio_models.py", summarize_studio),
+    Benchmark(
+        "studio_10m",
+        "studio_models.py",
+        summarize_studio_generation,
+        ("--generate-only", "--players", "10000000", "--set", "stages.simulate.with.seeds=2"),
+        in_quick=False,
+    ),
 )
 
 

@@ -391,3 +391,19 @@ def summarize_studio(data: Any) -> Summary:
         Check("each job < 2 min (Ray started)", all(row["seconds"] < 120 for row in data["rows"]))
     )
     return Summary(f"{size}: " + "; ".join(parts), tuple(checks))
+
+
+def summarize_studio_generation(data: Any) -> Summary:
+    """Issue 19: every studio generator as ``raypipe run`` at its largest size (10M players)."""
+    parts = []
+    for row in data["rows"]:
+        rows_out = sum(row["rows"].values())
+        parts.append(
+            f"{row['application']} {rows_out / 1e6:,.1f}M rows in {row['process_seconds']:.0f} s, "
+            f"peak {row['peak_mib']:,} MiB"
+        )
+    players = min(row["players"] for row in data["rows"])
+    return Summary(
+        f"{players:,} players, each generator in its own `raypipe run`: " + "; ".join(parts),
+        (Check("every generator runs at 10M players", players >= 10_000_000),),
+    )

@@ -43,8 +43,8 @@ def test_a_process_started_with_sigint_ignored_listens_after_interrupt_on_sigint
         "from raypipe.cli.signals import interrupt_on_sigint\n"
         "if sys.argv[1] == 'listen':\n"
         "    interrupt_on_sigint()\n"
-        "print('ready', flush=True)\n"
-        "try:\n"
+        "try:\n"  # from 'ready' on: a signal between the print and the try would escape
+        "    print('ready', flush=True)\n"
         "    time.sleep(30)\n"
         "except KeyboardInterrupt:\n"
         "    sys.exit(7)\n"

@@ -14,7 +14,9 @@ processes included), sampled every 0.25 s:
 (b) raydata ``ray.init``, then ``read_parquet().select_columns().map_batches(<class holding the
             booster>, compute=ActorPoolStrategy(size=2), num_cpus=0.5, batch_format="pyarrow",
             batch_size=65536).write_parquet()`` (``num_cpus=0.5``: the 2-CPU hang fix).
-(c) cli     ``raypipe infer --model M --input IN --output OUT --id-columns player_id``.
+(c) cli     ``raypipe infer --model M --input IN --output OUT --id-columns player_id``: with no
+            ``--address`` or ``--actors`` it scores in its own process on all CPUs (on one
+            machine Ray's default pool is one actor doing the same, after Ray's start-up).
 (d) job     ``raypipe run job.yaml --force score``: the ``inference.score`` stage through the
             driver, on the backend's warm actor pool; its input is an ``ingest`` stage committed
             once before the rounds (cached in every timed run). Its output is removed before
@@ -22,9 +24,9 @@ processes included), sampled every 0.25 s:
             (same model, same input) committed and score nothing.
 
 Start-up: (a) and (c) on one file of 1,000 rows, where the fixed cost is everything
-(``startup_s``); (c) scores such a small input in its own process, so its start on a local Ray
-is measured too, with ``--actors 1`` (``cli_ray``). Rounds alternate the variants (the machine
-is shared: alternation spreads other users' load over all). Outputs are checked equal to (a)'s.
+(``startup_s``); (c)'s start on a local Ray is measured too, with ``--actors 1``
+(``cli_ray``). Rounds alternate the variants (the machine is shared: alternation spreads other
+users' load over all). Outputs are checked equal to (a)'s.
 Data runs at 1x and 4x (``--quick``: small sizes, and (b) on 1x only: it is slow).
 
 Usage::

@@ -1,9 +1,11 @@
-"""``raypipe infer``: batch scoring of Parquet files with a model, on Ray.
+"""``raypipe infer``: batch scoring of Parquet files with a model, on Ray or in this process.
 
-Where it scores: on a cluster with ``--address``; in this process with ``--inline``; otherwise
-on a local Ray -- unless the input is so small that starting Ray would cost more than the
-scoring (:data:`IN_PROCESS_MAX_ROWS`), which then runs in this process. ``--actors`` asks for
-Ray's pool whatever the size.
+Where it scores: on a cluster with ``--address`` (or ``RAY_ADDRESS``); on a local Ray pool of
+``--actors N``; otherwise in this process. On one machine Ray's default pool is one actor per
+node with every CPU as a model thread, which is what this process does with all its CPUs --
+the same work, without the seconds Ray and its actor take to start (about 10 s on 2 CPUs,
+``benchmarks/batch_inference.py``). ``--actors N`` splits a machine into N workers, for models
+whose own threads do not use it all.
 """
 
 from __future__ import annotations
@@ -19,15 +21,9 @@ from raypipe.cli.options import AddressOption, InlineOption, TrackingUriOption, 
 if TYPE_CHECKING:
     from raypipe.inference.planning import OnBadFile
 
-__all__ = ["IN_PROCESS_MAX_ROWS", "infer", "register"]
+__all__ = ["infer", "register"]
 
 console = Console()
-
-#: Inputs up to this many rows are scored in this process when no flag says where. Starting a
-#: local Ray and its actors takes about 5 s on a 2-CPU machine (benchmarks/batch_inference.py),
-#: the time one process takes to score about 1.4M rows of 32 features with 200 trees; below
-#: 1M rows Ray's start-up would cost more than the scoring it parallelises on one machine.
-IN_PROCESS_MAX_ROWS = 1_000_000
 
 
 def infer(
@@ -48,8 +44,8 @@ def infer(
         Optional[int],  # noqa: UP045
         typer.Option(
             "--actors",
-            help="Scoring workers running at once (default: one per node, each using all its "
-            "CPUs as XGBoost threads).",
+            help="Score on a Ray pool of N workers (default: this process on one machine; "
+            "with `--address`, one worker per node, each using all its CPUs as model threads).",
         ),
     ] = None,
     partition_by: Annotated[
@@ -82,7 +78,7 @@ def infer(
         ),
     ] = False,
 ) -> None:
-    """Score every row of INPUT with MODEL into OUTPUT, exactly once, on Ray."""
+    """Score every row of INPUT with MODEL into OUTPUT, exactly once, here or on Ray."""
     from pydantic import ValidationError
 
     from raypipe.cli.boundary import require_writable
@@ -116,10 +112,7 @@ def infer(
     blob = read_model(model, tracking_uri=tracking_uri, allow_pickle=allow_pickle or None)
     # Loaded once here too, so a file that is not a model fails before Ray starts.
     Predictor(blob)
-    rows = _count_rows(
-        input_url, skip_unreadable=on_bad_file == "quarantine", stop_after=IN_PROCESS_MAX_ROWS
-    )
-    if not rows:
+    if not _has_rows(input_url, skip_unreadable=on_bad_file == "quarantine"):
         if not allow_empty:
             raise DataError(
                 f"`{input_url}` (`--input`) has no rows; expected at least one row to score",
@@ -132,13 +125,12 @@ def infer(
             highlight=False,
         )
     if not (inline or address or actors or os.environ.get("RAY_ADDRESS")):
-        inline = rows <= IN_PROCESS_MAX_ROWS
-        if inline:
-            console.print(
-                f"[dim]scoring {rows:,} rows in this process: fewer than starting Ray is worth "
-                "(pass `--actors N` or `--address` to score on Ray)[/]",
-                highlight=False,
-            )
+        inline = True
+        console.print(
+            "[dim]scoring in this process on all its CPUs, as Ray's default pool would on one "
+            "machine (pass `--address` for a cluster, `--actors N` for a local pool)[/]",
+            highlight=False,
+        )
     with open_backend(address, inline=inline) as backend:
         # The pool's actors start now, and load their libraries while the input is planned.
         pool = require(backend, ScoringBackend, stage="infer").scoring_pool(actors)
@@ -161,11 +153,10 @@ def infer(
         console.print(f"[dim]advice:[/] {line}", highlight=False)
 
 
-def _count_rows(input_url: str, *, skip_unreadable: bool, stop_after: int) -> int:
-    """INPUT's rows: its manifest's count, or its files' footers summed until the sum passes
-    ``stop_after`` (a larger input's exact count is not needed).
+def _has_rows(input_url: str, *, skip_unreadable: bool) -> bool:
+    """Whether INPUT has a row: its manifest's count, or its files' footers read until one has.
 
-    An unreadable file fails here, before Ray starts, unless it is to be quarantined.
+    An unreadable file read here fails before any scoring, unless it is to be quarantined.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -176,10 +167,9 @@ def _count_rows(input_url: str, *, skip_unreadable: bool, stop_after: int) -> in
     from raypipe.io.manifest import read_manifest
 
     try:
-        return read_manifest(input_url).rows
+        return read_manifest(input_url).rows > 0
     except DatasetNotCommittedError:
         pass  # plain Parquet: read the footers
-    total = 0
     for file in list_input_files(input_url):
         fs, path = resolve_fs(file.url)
         try:
@@ -193,10 +183,9 @@ def _count_rows(input_url: str, *, skip_unreadable: bool, stop_after: int) -> in
                 hint="the file is truncated or not Parquet; write it again or move it out of "
                 "the input, or pass `--on-bad-file quarantine` to score the others",
             ) from exc
-        total += rows
-        if total > stop_after:
-            break
-    return total
+        if rows:
+            return True
+    return False
 
 
 def register(app: typer.Typer) -> None:

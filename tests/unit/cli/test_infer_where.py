@@ -1,4 +1,4 @@
-"""``raypipe infer`` scores a small input in this process unless a flag asks for Ray."""
+"""``raypipe infer`` scores in this process unless a flag (or ``RAY_ADDRESS``) asks for Ray."""
 
 from __future__ import annotations
 
@@ -45,12 +45,12 @@ def _argv(tmp_path: Path, *extra: str) -> list[str]:
     ]
 
 
-def test_a_small_input_is_scored_in_this_process(
+def test_without_a_flag_it_scores_in_this_process(
     tmp_path: Path, no_ray: list[str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     main(_argv(tmp_path))
     assert no_ray == []
-    assert "scoring 600 rows in this process" in capsys.readouterr().out
+    assert "scoring in this process on all its CPUs" in capsys.readouterr().out
     table = read_dataset(str(tmp_path / "out"))
     expected = oracle_scores(tmp_path / "model.ubj", tmp_path / "in")
     got = dict(zip(table["player_id"].to_pylist(), table["score"].to_pylist(), strict=True))
@@ -67,12 +67,10 @@ def test_a_flag_asks_for_ray_whatever_the_size(
     assert no_ray == ["start"]
 
 
-def test_above_the_threshold_it_starts_ray(
+def test_ray_address_in_the_environment_asks_for_ray(
     tmp_path: Path, no_ray: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import raypipe.cli.infer
-
-    monkeypatch.setattr(raypipe.cli.infer, "IN_PROCESS_MAX_ROWS", 599)
+    monkeypatch.setenv("RAY_ADDRESS", "auto")
     with pytest.raises((RuntimeError, SystemExit)):
         main(_argv(tmp_path))
     assert no_ray == ["start"]

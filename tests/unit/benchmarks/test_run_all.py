@@ -147,7 +147,7 @@ SAMPLES = {
         "raypipe_s": 42.5,
         "scipy_s": 64.6,
         "same": True,
-        "scaling": [{"rows": 1_000_000, "columns": 100, "drifted_columns": ["c"] * 40}],
+        "scaling": [{"rows": 1_000_000, "columns": 100, "drifted_columns": 40}],
     },
     "inference": {
         "rows": 4_000_000,

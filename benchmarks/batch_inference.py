@@ -398,8 +398,8 @@ def report(results, scales, rows, sizes, trees, rounds, startup):  # type: ignor
         print(f"{scale}: raypipe vs single: {line} (target >= 0.9){vs_raydata}")
     print(
         f"start-up (1,000 rows): single {startup['single']:.2f} s, raypipe infer "
-        f"{startup['cli']:.2f} s (target <= 2 s; scored in process, as every input of at most "
-        f"1M rows without --actors/--address), on a local Ray (--actors 1) "
+        f"{startup['cli']:.2f} s (target <= 2 s; in process, as without --actors/--address), "
+        f"on a local Ray (--actors 1) "
         f"{startup['cli_ray']:.2f} s"
     )
     return summary

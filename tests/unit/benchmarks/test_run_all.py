@@ -497,6 +497,21 @@ def test_an_undecidable_target_is_unknown_and_a_vacuous_one_is_not_met(run_all) 
     assert "replica ports" not in run_all.summarize_serving(no_ports).figures
 
 
+def test_generators_at_the_jobs_own_sizes_are_not_10m(run_all) -> None:
+    rows = [
+        {
+            "application": "spend (LTV)",
+            "players": "job default",
+            "process_seconds": 9.0,
+            "peak_mib": 700,
+            "rows": {"players": 20_000},
+        }
+    ]
+    summary = run_all.summarize_studio_generation({"rows": rows})
+    assert summary.figures.startswith("job default sizes, each generator")
+    assert [check.holds for check in summary.checks] == [False]
+
+
 def test_a_lower_is_better_quality_beats_its_baseline_by_being_lower(run_all) -> None:
     rows = [
         studio_row("spend (LTV)", "rmse", 5.12, 4.60, 6.71),

@@ -18,8 +18,9 @@ processes included), sampled every 0.25 s:
             ``--address`` or ``--actors`` it scores in its own process on all CPUs (on one
             machine Ray's default pool is one actor doing the same, after Ray's start-up).
 (d) job     ``raypipe run job.yaml --force score``: the ``inference.score`` stage through the
-            driver, on the backend's warm actor pool; its input is an ``ingest`` stage committed
-            once before the rounds (cached in every timed run). Its output is removed before
+            driver; its input is an ``ingest`` stage committed once before the rounds (cached in
+            every timed run), so no stage asks for Ray and the stage scores where ``raypipe
+            infer`` does: in the driver's process, Ray never started. Its output is removed before
             each round: ``--force`` reruns the stage, and the stage would find the same run
             (same model, same input) committed and score nothing.
 

@@ -1,7 +1,8 @@
 """``raypipe infer``: batch scoring of Parquet files with a model, on Ray or in this process.
 
-Where it scores: on a cluster with ``--address`` (or ``RAY_ADDRESS``); on a local Ray pool of
-``--actors N``; otherwise in this process. On one machine Ray's default pool is one actor per
+Where it scores (the backend's choice, as for a job's ``inference.score`` stage): on a cluster
+with ``--address`` (or ``RAY_ADDRESS``); on a local Ray pool of ``--actors N``; otherwise in this
+process, and Ray never starts. On one machine Ray's default pool is one actor per
 node with every CPU as a model thread, which is what this process does with all its CPUs --
 the same work, without the seconds Ray and its actor take to start (about 10 s on 2 CPUs,
 ``benchmarks/batch_inference.py``). ``--actors N`` splits a machine into N workers, for models
@@ -10,7 +11,6 @@ whose own threads do not use it all.
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Annotated, Optional, cast
 
 import typer
@@ -85,7 +85,7 @@ def infer(
     from raypipe.cli.options import open_backend
     from raypipe.errors import DataError, SpecError
     from raypipe.inference.model import read_model
-    from raypipe.inference.pool import ScoringBackend, score_on_pool
+    from raypipe.inference.pool import InlineScoringPool, ScoringBackend, score_on_pool
     from raypipe.inference.predictor import Predictor
     from raypipe.inference.stage import ScoreOptions
     from raypipe.io.lease import ensure_writable_dataset
@@ -124,16 +124,16 @@ def infer(
             "output",
             highlight=False,
         )
-    if not (inline or address or actors or os.environ.get("RAY_ADDRESS")):
-        inline = True
-        console.print(
-            "[dim]scoring in this process on all its CPUs, as Ray's default pool would on one "
-            "machine (pass `--address` for a cluster, `--actors N` for a local pool)[/]",
-            highlight=False,
-        )
     with open_backend(address, inline=inline) as backend:
-        # The pool's actors start now, and load their libraries while the input is planned.
+        # Where it scores is the backend's choice (RayBackend.scoring_pool); a pool's actors
+        # start now, and load their libraries while the input is planned.
         pool = require(backend, ScoringBackend, stage="infer").scoring_pool(actors)
+        if isinstance(pool, InlineScoringPool) and not inline:
+            console.print(
+                "[dim]scoring in this process on all its CPUs, as Ray's default pool would on "
+                "one machine (pass `--address` for a cluster, `--actors N` for a local pool)[/]",
+                highlight=False,
+            )
         report = score_on_pool(blob, spec, pool, resume=resume)
     if report.already_done:
         console.print(

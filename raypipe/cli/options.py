@@ -120,6 +120,9 @@ def open_backend(
 ) -> Iterator[Backend]:
     """The backend of a command: in-process with ``inline``, else Ray (started or joined).
 
+    A local Ray starts when a stage first needs it (a task, an actor, a service); a cluster is
+    joined here. Either is stopped on leaving, if this command started it.
+
     Parameters
     ----------
     address
@@ -127,8 +130,7 @@ def open_backend(
     inline
         Run everything in this process; ``address`` is then ignored.
     runtime
-        A runtime the caller builds itself (more options: CPUs, dashboard, token policy);
-        started here and stopped on leaving.
+        A runtime the caller builds itself (more options: CPUs, dashboard, token policy).
     """
     if inline:
         from raypipe.engine.inline import InlineBackend
@@ -138,9 +140,14 @@ def open_backend(
     from raypipe.engine.backend import RayBackend
     from raypipe.engine.runtime import RayRuntime, RuntimeOptions
 
-    with runtime or RayRuntime(RuntimeOptions(address=address)) as started:
-        backend = RayBackend(started)
+    runtime = runtime or RayRuntime(RuntimeOptions(address=address))
+    if not runtime.is_local:
+        runtime.start()  # a cluster is joined at once: a wrong address fails before any work
+    try:
+        backend = RayBackend(runtime)
         try:
             yield backend
         finally:
             backend.close()
+    finally:
+        runtime.stop()

@@ -69,8 +69,9 @@ def run_spec(
                 allow_insecure_token=allow_insecure_token,
             )
         )
-    # Signals are taken over only once Ray runs (ray.init installs its own SIGTERM handler);
-    # leaving the block through the runtime shuts down the Ray this command started.
+    # A local Ray starts with the first stage that needs it, in that stage's thread, where
+    # ray.init leaves this block's signal handlers alone; leaving the block shuts down the Ray
+    # this command started.
     with (
         open_backend(inline=inline, runtime=runtime) as backend,
         cancel_on_signals(CancelToken()) as token,
@@ -84,7 +85,7 @@ def run_spec(
             record = run_job(
                 job,
                 backend=backend,
-                driver_node_id=runtime.driver_node_id if runtime is not None else "",
+                driver_node_id=runtime.driver_node_id if runtime and runtime.started else "",
                 options=RunOptions(resume=resume, force=frozenset(force)),
                 observer=observer,
                 cancel_token=token,

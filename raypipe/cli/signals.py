@@ -29,9 +29,10 @@ HANDLED = (signal.SIGINT, signal.SIGTERM)
 def cancel_on_signals(token: CancelToken) -> Iterator[CancelToken]:
     """Within the block, SIGINT and SIGTERM cancel ``token`` (exit code ``128 + signal``).
 
-    Enter it after Ray is started: ``ray.init`` installs its own SIGTERM handler (a bare
-    ``sys.exit``). The previous handlers are restored on exit. Outside the main thread (signals
-    go to the main thread only) the block changes nothing.
+    ``ray.init`` in the main thread installs its own SIGTERM handler (a bare ``sys.exit``):
+    enter the block after that, or start Ray from another thread (a job's stages do, where
+    ``ray.init`` leaves handlers alone). The previous handlers are restored on exit. Outside the
+    main thread (signals go to the main thread only) the block changes nothing.
     """
     if threading.current_thread() is not threading.main_thread():
         yield token

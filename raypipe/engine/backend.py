@@ -11,7 +11,8 @@ run. :mod:`raypipe.engine.inline` is the in-process twin (``--inline`` and unit 
 
 The scoring pool is the backend's, not a stage's: its actors start with the first request and
 stay warm for every later ``inference.score`` stage (and ``raypipe infer``) of the process,
-until :meth:`RayBackend.close`.
+until :meth:`RayBackend.close`. A local Ray starts with the first capability that needs it
+(:meth:`~raypipe.engine.runtime.RayRuntime.start`).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     from raypipe.federated.simulation import ClientBackend
     from raypipe.inference.ledger import UnitOutcome
     from raypipe.inference.planning import ScoringJob, ScoringUnit
-    from raypipe.inference.pool import PoolShape
+    from raypipe.inference.pool import PoolShape, ScoringPool
     from raypipe.serving.spec import ServiceSpec
     from raypipe.training.search import TrialRunner
     from raypipe.training.trial import TrialData
@@ -123,6 +124,7 @@ class RayBackend(RayExecutor):
     ) -> TrialRunner:
         from raypipe.engine.search import ActorPoolRunner
 
+        self._runtime.start()
         return ActorPoolRunner(data, actors=actors, threads=threads)
 
     def tune_search(
@@ -135,6 +137,7 @@ class RayBackend(RayExecutor):
     ) -> TuneSearchEngine:
         from raypipe.engine.tune_search import TuneSearchEngine  # Tune is slow to import
 
+        self._runtime.start()
         return TuneSearchEngine(
             data, threads=threads, concurrency=concurrency, grace_rounds=grace_rounds
         )
@@ -148,16 +151,30 @@ class RayBackend(RayExecutor):
     ) -> ClientBackend:
         from raypipe.engine.federation import RayFederation
 
+        self._runtime.start()
         return RayFederation(shards, num_cpus=num_cpus, failures=failures)
 
     def deploy_service(self, spec: ServiceSpec) -> None:
         from raypipe.engine.serving import deploy
 
+        self._runtime.start()
         deploy(spec)
 
-    def scoring_pool(self, actors: int | None = None) -> _SharedPool:
+    def scoring_pool(self, actors: int | None = None) -> ScoringPool:
+        """The warm actor pool of ``actors`` actors (default: one per node, all its CPUs).
+
+        On one machine whose Ray has not started, the default pool scores in this process:
+        Ray would start and give one actor with all the CPUs, the same work seconds later
+        (as ``raypipe infer`` does). Once Ray runs (another stage's tasks), the actor pool
+        keeps the CPUs it uses accounted for in Ray.
+        """
+        if actors is None and self._runtime.is_local and not self._runtime.started:
+            from raypipe.inference.pool import InlineScoringPool
+
+            return InlineScoringPool()
         from raypipe.engine.scoring import ActorPoolRunner, pool_shape
 
+        self._runtime.start()
         with self._pools.lock:
             pool = self._pools.pools.get(actors)
             if pool is None:

@@ -4,6 +4,11 @@
 left as Ray sets it) or joins a running cluster (``address="auto"``, ``ray://host:10001`` or the
 GCS address), and on exit shuts down only what it started. Nothing here runs on import.
 
+A local Ray starts when it is first needed (:meth:`RayRuntime.start`, called by the backend
+before any task, actor or service): a job whose stages are all cached, or that only scores on one
+machine, never pays Ray's seconds of start-up and shutdown. A cluster is joined at once, so a
+wrong address fails before any work.
+
 Joining an explicit address finds the auth token as ``submit`` and ``jobs`` do
 (:func:`raypipe.engine.auth.auth_token_for`) and turns on ``RAY_AUTH_MODE=token`` for it, which
 Ray does not do by itself for an explicit address.
@@ -13,13 +18,12 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
-
-import ray
 
 from raypipe.engine.auth import TOKEN_SOURCES_HINT, auth_token_for, enable_token_mode
 from raypipe.errors import RuntimeUnavailableError
@@ -27,6 +31,20 @@ from raypipe.errors import RuntimeUnavailableError
 __all__ = ["WORKER_ENV", "RayRuntime", "RuntimeOptions"]
 
 logger = logging.getLogger(__name__)
+_worker_logger = logging.getLogger("ray._private.worker")
+
+
+def _connected() -> bool:
+    """Whether this process is connected to Ray, without importing ``ray`` (0.7 s) to know."""
+    ray = sys.modules.get("ray")
+    return ray is not None and bool(ray.is_initialized())
+
+
+def _not_main_thread_warning(record: logging.LogRecord) -> bool:
+    """Drops ray.init's warning that it sets no SIGTERM handler outside the main thread: a Ray
+    started by a stage's thread leaves the command's own handlers (stop the run) as they are."""
+    return not str(record.msg).startswith("SIGTERM handler is not set")
+
 
 #: Thread pools inside Ray workers default to the machine's core count whatever a task asked for;
 #: one thread per task keeps N tasks on N CPUs from oversubscribing the node.
@@ -79,8 +97,22 @@ class RayRuntime:
     def __init__(self, options: RuntimeOptions | None = None) -> None:
         self.options = options or RuntimeOptions()
         self._started_here = False
+        self._start_lock = threading.Lock()
+        self._on_node_death: Callable[[str], None] | None = None
+        self._watch_interval_s = 0.5
+        self._release_owner: threading.Event | None = None  # see _init_in_owner_thread
         #: Why the local node died (see :meth:`watch_local_node`); ``None`` while it lives.
         self.node_death: str | None = None
+
+    @property
+    def is_local(self) -> bool:
+        """Whether :meth:`start` starts a Ray on this machine (no address, no ``RAY_ADDRESS``)."""
+        return self.options.address is None and not os.environ.get("RAY_ADDRESS")
+
+    @property
+    def started(self) -> bool:
+        """Whether this process is connected to Ray (started here or before)."""
+        return _connected()
 
     def __enter__(self) -> RayRuntime:
         self.start()
@@ -95,9 +127,57 @@ class RayRuntime:
         self.stop()
 
     def start(self) -> None:
-        """Start or join Ray, unless this process is already connected."""
-        if ray.is_initialized():
-            return
+        """Start or join Ray, unless this process is already connected (thread-safe: stages
+        running at once may all ask for it)."""
+        with self._start_lock:
+            if _connected():
+                return
+            if threading.current_thread() is threading.main_thread():
+                self._init()
+            else:
+                self._init_in_owner_thread()
+            if self._on_node_death is not None:
+                self._watch_raylet(self._on_node_death)
+
+    def _init_in_owner_thread(self) -> None:
+        """``ray.init`` from a thread that lives until :meth:`stop`.
+
+        Ray starts its local processes (GCS, raylet) with ``PR_SET_PDEATHSIG``, which Linux ties
+        to the *thread* that started them: Ray started from a stage's thread would be killed
+        when that thread ends. The owner thread ends only after ``ray.shutdown``.
+
+        This driver's C++ failure-signal handler (Abseil's) stays off: installed after the
+        command's SIGINT/SIGTERM handlers (stop at the next safe point), which a thread cannot
+        install again, it would take SIGTERM first and abort the process at exit (measured: exit
+        -6 instead of 143). Ray's documented switch, for this process only; workers keep theirs.
+        """
+        ready = threading.Event()
+        failure: list[BaseException] = []
+        release = self._release_owner = threading.Event()
+
+        def own() -> None:
+            from ray._private import ray_constants
+
+            ray_constants.RAY_DISABLE_FAILURE_SIGNAL_HANDLER = True
+            _worker_logger.addFilter(_not_main_thread_warning)
+            try:
+                self._init()
+            except BaseException as exc:
+                failure.append(exc)
+                return
+            finally:
+                _worker_logger.removeFilter(_not_main_thread_warning)
+                ready.set()
+            release.wait()
+
+        threading.Thread(target=own, name="raypipe-ray-owner", daemon=True).start()
+        ready.wait()
+        if failure:
+            raise failure[0]
+
+    def _init(self) -> None:
+        import ray
+
         options = self.options
         kwargs: dict[str, Any] = {
             "address": options.address,
@@ -131,19 +211,33 @@ class RayRuntime:
 
     def stop(self) -> None:
         """Shut down Ray if this runtime started or joined it."""
-        if self._started_here and ray.is_initialized():
+        if self._started_here and _connected():
+            import ray
+
             ray.shutdown()
         self._started_here = False
+        if self._release_owner is not None:
+            self._release_owner.set()
+            self._release_owner = None
 
     def watch_local_node(self, on_death: Callable[[str], None], interval_s: float = 0.5) -> None:
         """Call ``on_death(reason)`` once if the raylet of the local Ray this runtime started
-        exits (killed, out of memory) while the runtime runs.
+        exits (killed, out of memory) while the runtime runs; a Ray not started yet is watched
+        from its start.
 
         Ray's own reaction is to end the driver process with exit code 1 after some seconds,
         without a word from raypipe; watching the process lets the driver say what happened
         and stop at a safe point first. Joined clusters are not watched (their nodes are not
         this process's children).
         """
+        with self._start_lock:
+            self._on_node_death = on_death
+            self._watch_interval_s = interval_s
+            if self._started_here:
+                self._watch_raylet(on_death)
+
+    def _watch_raylet(self, on_death: Callable[[str], None]) -> None:
+        interval_s = self._watch_interval_s
         raylet = self._local_raylet()
         if raylet is None:
             return
@@ -175,14 +269,22 @@ class RayRuntime:
 
     @property
     def cpus(self) -> int:
-        """CPUs of the whole cluster."""
+        """CPUs of the whole cluster (of a local Ray not started yet: those it will have)."""
+        if self.is_local and not _connected():
+            return self.options.num_cpus or os.cpu_count() or 1
+        import ray
+
         return max(1, int(ray.cluster_resources().get("CPU", 1)))
 
     @property
     def driver_node_id(self) -> str:
+        import ray
+
         return str(ray.get_runtime_context().get_node_id())
 
     @staticmethod
     def node_ids() -> list[str]:
         """Ids of the cluster's live nodes."""
+        import ray
+
         return [node["NodeID"] for node in ray.nodes() if node.get("Alive")]

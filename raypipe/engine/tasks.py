@@ -9,6 +9,7 @@ code on the same input fails the same way.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -16,9 +17,6 @@ import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-
-import ray
-from ray.exceptions import RayError
 
 from raypipe.engine.runtime import RayRuntime
 from raypipe.errors import RaypipeError, TaskError
@@ -67,6 +65,8 @@ def _call_captured(fn: Callable[[Any], Any], item: Any) -> _TaskOutcome:
     previous_level = root.level
     root.addHandler(handler)
     root.setLevel(min(previous_level, logging.INFO) if previous_level else logging.INFO)
+    import ray
+
     started = time.perf_counter()
     node_id = str(ray.get_runtime_context().get_node_id())
     try:
@@ -100,7 +100,12 @@ def _is_picklable_error(exc: BaseException) -> bool:
     return True
 
 
-_remote_call = ray.remote(_call_captured)
+@functools.cache
+def _remote_call() -> Any:
+    """The remote version of :func:`_call_captured` (``ray`` is imported once a task runs)."""
+    import ray
+
+    return ray.remote(_call_captured)
 
 
 class RayExecutor:
@@ -109,7 +114,7 @@ class RayExecutor:
     Parameters
     ----------
     runtime
-        The started runtime (gives the cluster's CPU count).
+        The runtime (gives the cluster's CPU count); started by the first :meth:`map`.
     on_progress
         Called with ``(name, done, total)`` as tasks finish.
     cancel_token
@@ -153,6 +158,9 @@ class RayExecutor:
         if not items:
             return []
         self._cancel_token.raise_if_cancelled(f"task `{name}`")
+        self._runtime.start()  # a local Ray starts with the first task that needs it
+        import ray
+
         options: dict[str, Any] = {
             "name": name,
             "num_cpus": num_cpus,
@@ -162,7 +170,7 @@ class RayExecutor:
         if memory_bytes:
             options["memory"] = memory_bytes
         fn_ref = ray.put(with_pins(fn))  # the stage's pinned input versions travel along
-        refs = [_remote_call.options(**options).remote(fn_ref, item) for item in items]
+        refs = [_remote_call().options(**options).remote(fn_ref, item) for item in items]
         index_of = {ref: index for index, ref in enumerate(refs)}
         results: list[Any] = [None] * len(refs)
         pending = list(refs)
@@ -190,6 +198,9 @@ class RayExecutor:
         return results
 
     def _get(self, ref: Any, name: str) -> _TaskOutcome:
+        import ray
+        from ray.exceptions import RayError
+
         try:
             outcome: _TaskOutcome = ray.get(ref)
         except RayError as exc:

@@ -12,22 +12,6 @@ from raypipe.io.dataset import read_dataset
 from tests.unit.inference.data import oracle_scores, train_model, write_files
 
 
-@pytest.fixture
-def no_ray(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Records (and refuses) any attempt to start or join Ray."""
-    from raypipe.engine import runtime
-
-    attempts: list[str] = []
-
-    def refuse(self: object) -> None:
-        attempts.append("start")
-        raise RuntimeError("this test must not start Ray")
-
-    monkeypatch.setattr(runtime.RayRuntime, "start", refuse)
-    monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    return attempts
-
-
 def _argv(tmp_path: Path, *extra: str) -> list[str]:
     model = train_model(tmp_path / "model.ubj")
     write_files(tmp_path / "in", files=2, rows=300)

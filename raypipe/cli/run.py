@@ -69,6 +69,10 @@ def run_spec(
                 allow_insecure_token=allow_insecure_token,
             )
         )
+
+    def driver_node() -> str:  # asked as each stage ends: Ray may start with a later stage
+        return runtime.driver_node_id if runtime is not None and runtime.started else ""
+
     # A local Ray starts with the first stage that needs it, in that stage's thread, where
     # ray.init leaves this block's signal handlers alone; leaving the block shuts down the Ray
     # this command started.
@@ -85,7 +89,7 @@ def run_spec(
             record = run_job(
                 job,
                 backend=backend,
-                driver_node_id=runtime.driver_node_id if runtime and runtime.started else "",
+                driver_node_id=driver_node,
                 options=RunOptions(resume=resume, force=frozenset(force)),
                 observer=observer,
                 cancel_token=token,

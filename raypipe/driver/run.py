@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -126,7 +127,7 @@ def run_job(
     job: Job,
     *,
     backend: Backend,
-    driver_node_id: str = "",
+    driver_node_id: str | Callable[[], str] = "",
     options: RunOptions | None = None,
     observer: RunObserver | None = None,
     cancel_token: CancelToken | None = None,
@@ -137,6 +138,10 @@ def run_job(
     ----------
     backend
         What the stages run on (each gets :meth:`~raypipe.stages.backend.Backend.for_stage`).
+    driver_node_id
+        The Ray node of this driver, recorded for a stage that ran no task (its work ran in the
+        driver or on actors); a callable is asked as each stage ends (a local Ray starts with
+        the first stage that needs it, so the node may not exist when the run begins).
     cancel_token
         Cancelled by the caller (the CLI's signal handler) to stop the run at the next safe
         point.
@@ -251,7 +256,7 @@ class _StageRunner:
         state: DriverState,
         record: RunRecord,
         backend: Backend,
-        driver_node_id: str,
+        driver_node_id: str | Callable[[], str],
         options: RunOptions,
         observer: RunObserver,
         token: CancelToken,
@@ -312,6 +317,10 @@ class _StageRunner:
             raise
         pool.shutdown(wait=True)
         return errors
+
+    def _driver_node_id(self) -> str:
+        node = self.driver_node_id
+        return node() if callable(node) else node
 
     def _interrupt(self, stage: JobStage) -> None:
         self._mark(stage, StageStatus.INTERRUPTED, error=f"interrupted ({self.token.reason})")
@@ -420,7 +429,7 @@ class _StageRunner:
                 )
                 for name, manifest in result.outputs.items()
             },
-            node_ids=sorted(backend.node_ids or {self.driver_node_id} - {""}),
+            node_ids=sorted(backend.node_ids or {self._driver_node_id()} - {""}),
             metrics=dict(result.metrics),
         )
         self.state.write_stage_commit(stage_record)

@@ -82,6 +82,7 @@ def test_a_job_whose_only_work_is_scoring_never_starts_ray(
     assert no_ray == []  # `raw` cached, `score` in this process: Ray had nothing to do
     assert record.stages["raw"].status == "cached"
     assert record.stages["score"].status == "succeeded"
+    assert record.stages["score"].node_ids == []  # it ran in this process, on no Ray node
     again = read_dataset(str(scores))
     expected = oracle_scores(model, tmp_path / "in")
     assert sorted(again["player_id"].to_pylist()) == sorted(expected)

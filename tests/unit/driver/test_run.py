@@ -59,6 +59,15 @@ def test_runs_in_dependency_order_and_writes_a_run_record(tmp_path: Path) -> Non
     assert saved["stages"]["left"]["outputs"]["data"]["version"] == left.outputs["data"].version
 
 
+def test_the_driver_node_is_asked_as_each_stage_ends(tmp_path: Path) -> None:
+    """A local Ray starts with the first stage that needs it: a stage that ran no task records
+    the driver's node as it is when the stage ends, not when the run began."""
+    nodes = iter(["", "node-1", "node-1", "node-1"])  # no Ray yet for `make`; started after
+    record = run_job(load(tmp_path), backend=InlineBackend(), driver_node_id=lambda: next(nodes))
+    assert record.stages["make"].node_ids == []
+    assert record.stages["final"].node_ids == ["node-1"]
+
+
 def test_unchanged_stages_are_cached_and_changed_ones_rerun(tmp_path: Path) -> None:
     first, _ = run(load(tmp_path))
     RUN_LOG.clear()

@@ -166,7 +166,8 @@ class RayBackend(RayExecutor):
         On one machine whose Ray has not started, the default pool scores in this process:
         Ray would start and give one actor with all the CPUs, the same work seconds later
         (as ``raypipe infer`` does). Once Ray runs (another stage's tasks), the actor pool
-        keeps the CPUs it uses accounted for in Ray.
+        keeps the CPUs it uses accounted for in Ray. A stage that starts Ray while this process
+        scores shares the CPUs with it unaccounted until the scoring ends.
         """
         if actors is None and self._runtime.is_local and not self._runtime.started:
             from raypipe.inference.pool import InlineScoringPool

@@ -34,12 +34,6 @@ logger = logging.getLogger(__name__)
 _worker_logger = logging.getLogger("ray._private.worker")
 
 
-def _connected() -> bool:
-    """Whether this process is connected to Ray, without importing ``ray`` (0.7 s) to know."""
-    ray = sys.modules.get("ray")
-    return ray is not None and bool(ray.is_initialized())
-
-
 def _not_main_thread_warning(record: logging.LogRecord) -> bool:
     """Drops ray.init's warning that it sets no SIGTERM handler outside the main thread: a Ray
     started by a stage's thread leaves the command's own handlers (stop the run) as they are."""
@@ -98,8 +92,8 @@ class RayRuntime:
         self.options = options or RuntimeOptions()
         self._started_here = False
         self._start_lock = threading.Lock()
-        self._on_node_death: Callable[[str], None] | None = None
-        self._watch_interval_s = 0.5
+        #: ``(on_death, interval_s)`` of :meth:`watch_local_node`, kept for a Ray started later.
+        self._node_watch: tuple[Callable[[str], None], float] | None = None
         self._release_owner: threading.Event | None = None  # see _init_in_owner_thread
         #: Why the local node died (see :meth:`watch_local_node`); ``None`` while it lives.
         self.node_death: str | None = None
@@ -111,8 +105,10 @@ class RayRuntime:
 
     @property
     def started(self) -> bool:
-        """Whether this process is connected to Ray (started here or before)."""
-        return _connected()
+        """Whether this process is connected to Ray (started here or before); ``ray`` is not
+        imported (0.7 s) to know."""
+        ray = sys.modules.get("ray")
+        return ray is not None and bool(ray.is_initialized())
 
     def __enter__(self) -> RayRuntime:
         self.start()
@@ -130,14 +126,14 @@ class RayRuntime:
         """Start or join Ray, unless this process is already connected (thread-safe: stages
         running at once may all ask for it)."""
         with self._start_lock:
-            if _connected():
+            if self.started:
                 return
             if threading.current_thread() is threading.main_thread():
                 self._init()
             else:
                 self._init_in_owner_thread()
-            if self._on_node_death is not None:
-                self._watch_raylet(self._on_node_death)
+            if self._node_watch is not None:
+                self._watch_raylet(*self._node_watch)
 
     def _init_in_owner_thread(self) -> None:
         """``ray.init`` from a thread that lives until :meth:`stop`.
@@ -211,7 +207,7 @@ class RayRuntime:
 
     def stop(self) -> None:
         """Shut down Ray if this runtime started or joined it."""
-        if self._started_here and _connected():
+        if self._started_here and self.started:
             import ray
 
             ray.shutdown()
@@ -231,13 +227,11 @@ class RayRuntime:
         this process's children).
         """
         with self._start_lock:
-            self._on_node_death = on_death
-            self._watch_interval_s = interval_s
+            self._node_watch = (on_death, interval_s)
             if self._started_here:
-                self._watch_raylet(on_death)
+                self._watch_raylet(on_death, interval_s)
 
-    def _watch_raylet(self, on_death: Callable[[str], None]) -> None:
-        interval_s = self._watch_interval_s
+    def _watch_raylet(self, on_death: Callable[[str], None], interval_s: float) -> None:
         raylet = self._local_raylet()
         if raylet is None:
             return
@@ -270,7 +264,7 @@ class RayRuntime:
     @property
     def cpus(self) -> int:
         """CPUs of the whole cluster (of a local Ray not started yet: those it will have)."""
-        if self.is_local and not _connected():
+        if self.is_local and not self.started:
             return self.options.num_cpus or os.cpu_count() or 1
         import ray
 

@@ -3,10 +3,9 @@
 Why actors and not Ray Data: on the measured 2-CPU machine Ray Data spends 60 % of the time on
 its own overheads and its object-store round trips, while one process using all its CPUs is close
 to the model's limit. So each actor owns a share of a node's CPUs and scores that many units
-(files) at once, each on one XGBoost thread: against one unit on all threads this was measured
-10-15 % faster on 2 CPUs (no OpenMP fork and join per batch, and one unit's reading and writing
-overlap the other's predicting), while the units share the process's model and libraries. With
-fewer units than CPUs a unit gets the spare threads. Actors read their files straight from
+(files) at once, each on one XGBoost thread, as the in-process pool does
+(:func:`~raypipe.inference.work.units_at_once` says why), while the units share the process's
+model and libraries. Actors read their files straight from
 storage and write their output straight to storage: the only things that cross the object store
 are the model bytes (put once per run) and small outcome records.
 
@@ -37,7 +36,7 @@ from raypipe.errors import RaypipeError, TaskError
 from raypipe.inference.ledger import UnitOutcome
 from raypipe.inference.planning import ScoringJob, ScoringUnit
 from raypipe.inference.pool import PoolShape
-from raypipe.inference.work import UnitWorker
+from raypipe.inference.work import UnitWorker, units_at_once
 
 __all__ = ["ActorPoolRunner", "pool_shape"]
 
@@ -167,8 +166,7 @@ class ActorPoolRunner:
         token = uuid.uuid4().hex
         job_box = [ray.put(job)]  # held until the run ends: a restarted actor fetches it again
         actors = self._pool(max(1, min(self.shape.actors, len(units))))
-        at_once = max(1, min(self.shape.threads, math.ceil(len(units) / len(actors))))
-        nthread = max(1, self.shape.threads // at_once)
+        at_once, nthread = units_at_once(self.shape.threads, math.ceil(len(units) / len(actors)))
         queue = list(reversed(units))
         in_flight: dict[Any, tuple[Any, ScoringUnit]] = {}
 

@@ -40,7 +40,12 @@ from raypipe.inference.planning import (
     run_key,
 )
 from raypipe.inference.predictor import Predictor
-from raypipe.inference.work import UnitWorker, score_unit_group
+from raypipe.inference.work import (
+    UnitWorker,
+    score_concurrently,
+    score_unit_group,
+    units_at_once,
+)
 
 __all__ = [
     "InferenceReport",
@@ -90,10 +95,15 @@ class InferenceReport:
 
 
 def inline_runner(job: ScoringJob, units: Sequence[ScoringUnit]) -> Iterable[UnitOutcome]:
-    """Score units one after another in this process, all CPUs to the model."""
-    worker = UnitWorker(job, nthread=os.cpu_count() or 1)
-    for unit in units:
-        yield worker(unit)
+    """Score units in this process with one loaded model: as many at once as there are CPUs,
+    each on one XGBoost thread (see :func:`~raypipe.inference.work.units_at_once`)."""
+    at_once, nthread = units_at_once(os.cpu_count() or 1, len(units))
+    worker = UnitWorker(job, nthread=nthread)
+    if at_once == 1:
+        for unit in units:
+            yield worker(unit)
+        return
+    yield from score_concurrently(worker, units, at_once)
 
 
 def executor_runner(executor: Any, *, workers: int, threads: int = 1) -> UnitRunner:

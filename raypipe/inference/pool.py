@@ -63,7 +63,8 @@ class ScoringBackend(Protocol):
 
 
 class InlineScoringPool:
-    """Scores in this process, one unit after another on all CPUs (``--inline``, unit tests)."""
+    """Scores in this process on all its CPUs, one unit per CPU at once, like an actor of the Ray
+    pool (one machine without a started Ray, ``--inline``, unit tests)."""
 
     def __init__(self) -> None:
         cpus = os.cpu_count() or 1

@@ -11,10 +11,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from raypipe.errors import DataError, DatasetNotCommittedError, SchemaError
-from raypipe.inference.batch import executor_runner, inline_runner, run_batch_inference
+from raypipe.inference.batch import executor_runner, run_batch_inference
 from raypipe.inference.ledger import UnitOutcome
 from raypipe.inference.model import read_model
 from raypipe.inference.planning import InferenceSpec, ScoringJob, ScoringUnit
+from raypipe.inference.work import UnitWorker
 from raypipe.io.dataset import read_dataset
 from raypipe.io.manifest import read_manifest
 
@@ -65,8 +66,12 @@ class _DriverDiesError(Exception):
 
 
 def _dying_runner(after: int):
+    """Scores one unit after another, then dies as unit ``after`` has written its marker."""
+
     def run(job: ScoringJob, units: Sequence[ScoringUnit]) -> Iterable[UnitOutcome]:
-        for index, outcome in enumerate(inline_runner(job, units)):
+        worker = UnitWorker(job)
+        for index, unit in enumerate(units):
+            outcome = worker(unit)
             if index == after:
                 raise _DriverDiesError
             yield outcome
@@ -97,7 +102,6 @@ def test_a_unit_killed_after_staging_files_is_rescored_without_duplicates(
 ) -> None:
     from raypipe.inference.batch import _carried_schema
     from raypipe.inference.planning import list_input_files, plan_units
-    from raypipe.inference.work import UnitWorker
 
     inputs = tmp_path / "in"
     write_files(inputs, files=3, rows=100)

@@ -134,6 +134,8 @@ def child_numpy(path: str, partition: str, rounds: int) -> dict:
 
 
 PROTECTIONS = ("plain", "dp", "secagg", "he", "dp+secagg", "dp+he")
+#: The smoke run's: each mechanism, and DP composed with one (each variant is a process and a Ray).
+QUICK_PROTECTIONS = "secagg,he,dp+secagg"
 
 
 def protected(protection: str, rounds: int) -> tuple:
@@ -338,12 +340,18 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke: 40k rows, 5 rounds, the IID split, fewer protected variants",
+    )
     parser.add_argument("--json", type=Path)
     parser.add_argument("--rows", type=int)
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--rounds", type=int)
-    parser.add_argument("--partitions", help="default: iid,dir (iid above 200 clients)")
+    parser.add_argument(
+        "--partitions", help="default: iid,dir (iid above 200 clients or with --quick)"
+    )
     parser.add_argument("--no-flower", action="store_true")
     parser.add_argument("--timeout", type=int, default=600)
     parser.add_argument("--child")
@@ -352,8 +360,8 @@ def main() -> None:
     parser.add_argument("--protection", default="plain", choices=PROTECTIONS)
     parser.add_argument(
         "--protections",
-        default=",".join(PROTECTIONS[1:]),
-        help="raypipe variants beyond plain, on the IID split (comma-separated; '' for none)",
+        help="raypipe variants beyond plain, on the IID split (comma-separated; '' for none; "
+        f"default: {','.join(PROTECTIONS[1:])}, with --quick {QUICK_PROTECTIONS})",
     )
     args = parser.parse_args()
     if args.child:
@@ -367,8 +375,10 @@ def main() -> None:
 
     rows = args.rows or (40_000 if args.quick else 200_000)
     if args.partitions is None:
-        args.partitions = "iid,dir" if args.clients <= 200 else "iid"
-    rounds = args.rounds or (10 if args.quick else 20)
+        args.partitions = "iid" if args.quick or args.clients > 200 else "iid,dir"
+    rounds = args.rounds or (5 if args.quick else 20)
+    if args.protections is None:
+        args.protections = QUICK_PROTECTIONS if args.quick else ",".join(PROTECTIONS[1:])
     flower = None if args.no_flower else ensure_flower()
     report: dict = {
         "rows": rows,

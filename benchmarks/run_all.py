@@ -200,20 +200,29 @@ def load_outcome(
     return Outcome(benchmark, data, returncode, seconds, log=str(out / f"{benchmark.name}.log"))
 
 
+def unsummarizable(outcome: Outcome) -> str | None:
+    """Why the summary cannot read ``outcome``'s JSON (a figure it reads is missing), or None."""
+    try:
+        outcome.benchmark.summarize(outcome.data)
+    except (KeyError, IndexError, TypeError, ZeroDivisionError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
 def render_row(outcome: Outcome) -> str:
     benchmark = outcome.benchmark
     command = f"`{benchmark.display()}`"
     if outcome.data is None:
         failed = f"failed (exit {outcome.returncode})" if outcome.returncode else "not run"
         return f"| {command} | {failed}, no JSON; see `{Path(outcome.log).name}` | — | — |"
-    try:
-        summary = benchmark.summarize(outcome.data)
-    except (KeyError, IndexError, TypeError, ZeroDivisionError) as exc:
+    problem = unsummarizable(outcome)
+    if problem is not None:
         # The benchmark changed what it writes: say so instead of guessing a figure.
         return (
-            f"| {command} | JSON without the expected figures ({type(exc).__name__}: {exc}); "
+            f"| {command} | JSON without the expected figures ({problem}); "
             f"update `{benchmark.summarize.__name__}` in summaries.py | — | — |"
         )
+    summary = benchmark.summarize(outcome.data)
     if outcome.returncode:
         summary = Summary(f"{summary.figures} (exit {outcome.returncode})", summary.checks)
     targets = "; ".join(check.target for check in summary.checks) or "—"
@@ -297,9 +306,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         README.write_text(replace_figures(README.read_text(), figures))
         logger.info("rewrote the figures in %s", README)
-    failed = [o.benchmark.name for o in outcomes if o.returncode or o.data is None]
+    failed = [
+        o.benchmark.name
+        for o in outcomes
+        if o.returncode or o.data is None or unsummarizable(o) is not None
+    ]
     if failed:
-        logger.error("failed or without JSON: %s", ", ".join(failed))
+        logger.error("failed, without JSON, or without the expected figures: %s", ", ".join(failed))
     return 1 if failed else 0
 
 

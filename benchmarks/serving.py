@@ -28,6 +28,7 @@ raypipe's replica ports: p99 at an open-loop 200 requests/s with the lookup, the
 routers' throughput against the single variant at 8 connections (median of 3 alternations), and a
 promotion of a new champion during a load loop (failed requests counted). raypipe's services run
 with ``raypipe serve``'s defaults (alias check every 5 s, request log flushed every 5 s).
+``--quick`` (CI's smoke run): 1 s per point, one alternation, and no (d).
 
 Usage::
 
@@ -386,7 +387,12 @@ def swap_under_load(url: str, requests: list[bytes], data_dir: str, model: bytes
 
 
 def measure_raypipe(
-    base: str, endpoints: dict[str, str], requests: list[bytes], seconds: float
+    base: str,
+    endpoints: dict[str, str],
+    requests: list[bytes],
+    seconds: float,
+    *,
+    router_rounds: int = 3,
 ) -> dict[str, Any]:
     """raypipe through its URL (already swept) and, when Serve reports them, the replicas' ports.
 
@@ -408,7 +414,7 @@ def measure_raypipe(
     out["p99_ms_at_200rps"] = round(at_200.percentile(99), 3)
     out["rps_at_200rps"] = round(at_200.rps, 1)
     ratios: dict[str, list[float]] = {"ab": [], "ab2": []}
-    for _ in range(3):  # alternate, so drift hits all equally
+    for _ in range(router_rounds):  # alternate, so drift hits all equally
         single = run_load(url["direct"], requests, concurrency=8, duration_s=seconds)
         for name, found in ratios.items():
             routed = run_load(url[name], requests, concurrency=8, duration_s=seconds)
@@ -422,7 +428,11 @@ def measure_raypipe(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="2 s per point instead of 15 s")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke: 1 s per point, one router round, no run without the throughput flags",
+    )
     parser.add_argument("--seconds", type=float, default=15.0)
     parser.add_argument("--entities", type=int, default=100_000)
     parser.add_argument("--json", type=Path)
@@ -443,7 +453,7 @@ def main() -> None:
             run_uvicorn(model_path, args.data_dir, args.namespace, port)
         return
 
-    seconds = 2.0 if args.quick else args.seconds
+    seconds = 1.0 if args.quick else args.seconds
     entities = 10_000 if args.quick else args.entities
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     summary: dict[str, Any] = {"seconds_per_point": seconds, "entities": entities}
@@ -467,7 +477,11 @@ def main() -> None:
                 summary[f"{role}_p99_ms"] = direct["p99_ms_at_max"]
                 summary[f"{role}_lookup_max_rps"] = lookup["max_rps"]
                 if role == "raypipe":
-                    summary.update(measure_raypipe(base, endpoints, requests, seconds))
+                    summary.update(
+                        measure_raypipe(
+                            base, endpoints, requests, seconds, router_rounds=1 if args.quick else 3
+                        )
+                    )
                     if "_replica_port" in summary:
                         summary["raypipe"]["replica_port"] = summary.pop("_replica_port")
                     second = train_model(1, rounds=60)
@@ -479,14 +493,16 @@ def main() -> None:
             finally:
                 stop_server(process)
         # What Serve's throughput flags buy raypipe: the same service without them (proxy path;
-        # without the flags there are no replica ports).
-        process = start_server("raypipe", [*server_args, "--plain-flags"], {})
-        try:
-            plain = sweep(f"http://127.0.0.1:{PORTS['raypipe']}/direct", requests, seconds)
-            summary["raypipe_without_flags"] = plain
-            summary["raypipe_without_flags_max_rps"] = plain["max_rps"]
-        finally:
-            stop_server(process)
+        # without the flags there are no replica ports). A what-if, left out of the smoke run.
+        summary["raypipe_without_flags_max_rps"] = None
+        if not args.quick:
+            process = start_server("raypipe", [*server_args, "--plain-flags"], {})
+            try:
+                plain = sweep(f"http://127.0.0.1:{PORTS['raypipe']}/direct", requests, seconds)
+                summary["raypipe_without_flags"] = plain
+                summary["raypipe_without_flags_max_rps"] = plain["max_rps"]
+            finally:
+                stop_server(process)
     # Headline like for like: raypipe and Serve both through their service URL. Replica ports,
     # when Serve reports them, skip the URL's hop; they are reported beside, never as the URL.
     serve_rps = summary["serve_max_rps"]

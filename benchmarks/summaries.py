@@ -114,7 +114,7 @@ def summarize_batch_inference(data: Any) -> Summary:
         size = f"{4 * data['rows'] / 1e6:g}M"
         single_s, cli_s, job_s = (detail[f"4x_{v}"]["s"] for v in ("single", "cli", "job"))
         figures += f"; {size} rows: cli {_x(single_s / cli_s)}, job {_x(single_s / job_s)} single"
-        raydata_4x = detail.get("4x_raydata")  # not run in --quick
+        raydata_4x = detail.get("4x_raydata")  # absent from older sittings
         vs_raydata = None if raydata_4x is None else raydata_4x["s"] / max(cli_s, job_s)
         if vs_raydata is not None:
             figures += f", {_x(vs_raydata)} Ray Data (the slower of cli and job)"
@@ -281,6 +281,10 @@ def _two_models(data: Any) -> str:
     return f", A/B of two models {data['ab_two_models_overhead'] * 100:.0f} % below one"
 
 
+def _rps(value: float | None) -> str:
+    return "not run" if value is None else f"{value:.0f} rps"
+
+
 def summarize_serving(data: Any) -> Summary:
     """Issue 17. The throughput target is judged like for like: raypipe and Serve each through
     its service URL (``raypipe_*``); replica ports (``raypipe_replica_port_*``, only when Serve
@@ -302,8 +306,8 @@ def summarize_serving(data: Any) -> Summary:
         f"({data['serve_p99_ms']:.0f} ms), uvicorn {data['uvicorn_max_rps']:.0f} rps "
         f"({data['uvicorn_p99_ms']:.0f} ms); at Serve's p99: raypipe "
         f"{data['raypipe_rps_at_serve_p99']:.0f} rps = {_x(at_serve_p99)} Serve{ports}; "
-        "without the throughput flags "
-        f"{data['raypipe_without_flags_max_rps']:.0f} rps; with the lookup: raypipe "
+        f"without the throughput flags {_rps(data['raypipe_without_flags_max_rps'])}; "
+        "with the lookup: raypipe "
         f"{data['raypipe_lookup_max_rps']:.0f}, Serve {data['serve_lookup_max_rps']:.0f}, uvicorn "
         f"{data['uvicorn_lookup_max_rps']:.0f} rps; open loop 200 rps with the lookup: "
         f"{data['rps_at_200rps']:.0f} rps served, p99 {data['p99_ms_at_200rps']:.1f} ms; A/B "

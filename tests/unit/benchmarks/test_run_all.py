@@ -478,6 +478,17 @@ def test_a_quick_sitting_never_touches_the_readme(
     assert "at smoke sizes (`--quick`)" in capsys.readouterr().out
 
 
+def test_a_smoke_sitting_whose_json_lost_a_figure_fails(
+    run_all, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    readme = tmp_path / "README.md"
+    readme.write_text(f"x\n{run_all.BEGIN}\nold\n{run_all.END}\n")
+    monkeypatch.setattr(run_all, "README", readme)
+    write_sitting(tmp_path / "results", quick=True)
+    (tmp_path / "results" / "hpo.json").write_text(json.dumps({"optuna_s": 1.0}))
+    assert run_all.main(["--render-only", "--out", str(tmp_path / "results")]) == 1
+
+
 def test_an_undecidable_target_is_unknown_and_a_vacuous_one_is_not_met(run_all) -> None:
     # Flower that crashed (not timed out) has no time to compare: the lead is unknown.
     crashed = {**SAMPLES["federated"], "flower_s": None, "flower_error": "Traceback\nOSError: x\n"}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict
@@ -34,11 +35,23 @@ from raypipe.io.hive import restore_value
 if TYPE_CHECKING:
     from raypipe.io.dataset import DatasetWriter
 
-__all__ = ["UnitWorker", "read_ahead", "score_concurrently", "score_unit_group", "units_at_once"]
+__all__ = [
+    "UnitStoppedError",
+    "UnitWorker",
+    "read_ahead",
+    "score_concurrently",
+    "score_unit_group",
+    "units_at_once",
+]
 
 T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
+
+
+class UnitStoppedError(Exception):
+    """A unit given up between two batches because its run stopped (another unit failed, or the
+    caller quit): its staged files are never committed and it has no marker."""
 
 
 class UnitWorker:
@@ -65,12 +78,14 @@ class UnitWorker:
             with open(os.path.join(spec.worker_pid_dir, str(self.pid)), "w") as handle:
                 handle.write(str(self.pid))
 
-    def __call__(self, unit: ScoringUnit) -> UnitOutcome:
+    def __call__(self, unit: ScoringUnit, stop: threading.Event | None = None) -> UnitOutcome:
+        """Score ``unit`` (or return its marked outcome); with ``stop`` set, give up at the next
+        batch with :class:`UnitStoppedError`, leaving no marker."""
         done = self.ledger.read(unit.unit_id)
         if done is not None:
             return done
         try:
-            outcome = self._score(unit)
+            outcome = self._score(unit, stop)
         except DataError as exc:
             if self.job.spec.on_bad_file != "quarantine":
                 raise
@@ -85,7 +100,7 @@ class UnitWorker:
         self.ledger.write(outcome)
         return outcome
 
-    def _score(self, unit: ScoringUnit) -> UnitOutcome:
+    def _score(self, unit: ScoringUnit, stop: threading.Event | None = None) -> UnitOutcome:
         from raypipe.io.dataset import DatasetWriter
 
         spec = self.job.spec
@@ -103,6 +118,8 @@ class UnitWorker:
         pending_bytes = 0
         part = 0
         for batch in read_ahead(self._read_batches(unit, timings)):
+            if stop is not None and stop.is_set():
+                raise UnitStoppedError(unit.file.url)
             started = time.perf_counter()
             scored = self.predictor(batch)
             timings["predict"] += time.perf_counter() - started
@@ -260,9 +277,9 @@ def units_at_once(threads: int, units: int) -> tuple[int, int]:
     threads of each: one unit per thread on one XGBoost thread, the spare threads to fewer units.
 
     Against one unit at a time on all threads this was measured 10-15 % faster on 2 CPUs in an
-    actor, and 1.4x in one process (4M rows, 16 files, 2026-12-07): the model's own threads do
-    not scale to two on this model, there is no OpenMP fork and join per batch, and one unit's
-    reading and writing overlap another's predicting.
+    actor, and 1.4x for the read-predict-write loop alone in one process (4M rows in 16 files,
+    2026-12-07): XGBoost's own threads gave 1.3-1.7x for two on this model, there is no OpenMP
+    fork and join per batch, and one unit's reading and writing overlap another's predicting.
     """
     at_once = max(1, min(threads, units))
     return at_once, max(1, threads // at_once)
@@ -273,20 +290,22 @@ def score_concurrently(
 ) -> Iterator[UnitOutcome]:
     """Score ``units`` with ``worker`` on ``at_once`` threads, yielding outcomes as they finish.
 
-    The first failure is raised once the units already running have finished (their markers
-    written, so a resumed run keeps them); units not started are dropped. However the caller
-    stops, no thread scores after this generator ends.
+    The first failure is raised as soon as it is seen; units not started are dropped, and units
+    still running stop at their next batch (:class:`UnitStoppedError`, no marker: a resumed run
+    scores them again). So a failure or Ctrl-C waits one batch, not a whole file, and however
+    the caller stops, no thread scores after this generator ends.
     """
     from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
     waiting = iter(units)
+    stop = threading.Event()
     with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="raypipe-score") as pool:
         running: set[Future[UnitOutcome]] = set()
 
         def submit_next() -> None:
             unit = next(waiting, None)
             if unit is not None:
-                running.add(pool.submit(worker, unit))
+                running.add(pool.submit(worker, unit, stop))
 
         for _ in range(at_once):
             submit_next()
@@ -299,6 +318,7 @@ def score_concurrently(
                     submit_next()  # before yielding: the thread never waits for the caller
                     yield outcome
         finally:
+            stop.set()
             for future in running:
                 future.cancel()
 

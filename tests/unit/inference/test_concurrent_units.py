@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from raypipe.inference.work import score_concurrently, units_at_once
+from raypipe.inference.model import read_model
+from raypipe.inference.planning import InferenceSpec, ScoringJob, list_input_files, plan_units
+from raypipe.inference.work import UnitStoppedError, UnitWorker, score_concurrently, units_at_once
+
+from .data import train_model, write_files
 
 
 @pytest.mark.parametrize(
@@ -31,15 +36,20 @@ class _RecordingWorker:
         self.started: list[int] = []
         self.finished: list[int] = []
 
-    def __call__(self, unit: Any) -> int:
+    def __call__(self, unit: Any, stop: threading.Event) -> int:
         with self.lock:
             self.started.append(unit)
             self.running += 1
             self.most = max(self.most, self.running)
-        time.sleep(0.05)
-        with self.lock:
-            self.running -= 1
-            self.finished.append(unit)
+        try:
+            for _ in range(5):  # five "batches"
+                if stop.is_set():
+                    raise UnitStoppedError(str(unit))
+                time.sleep(0.01)
+        finally:
+            with self.lock:
+                self.running -= 1
+                self.finished.append(unit)
         if unit == self.fail_on:
             raise ValueError(f"unit {unit} is corrupt")
         return unit
@@ -52,7 +62,7 @@ def test_every_unit_is_scored_once_with_at_most_at_once_running() -> None:
     assert worker.most == 2 and sorted(worker.started) == list(range(7))
 
 
-def test_the_first_failure_is_raised_after_the_running_units_finish_and_no_more_start() -> None:
+def test_the_first_failure_stops_the_running_units_and_starts_no_more() -> None:
     worker = _RecordingWorker(fail_on=1)
     with pytest.raises(ValueError, match="unit 1 is corrupt"):
         list(score_concurrently(worker, list(range(10)), at_once=2))  # type: ignore[arg-type]
@@ -67,3 +77,24 @@ def test_a_caller_that_stops_early_leaves_no_thread_scoring() -> None:
     outcomes.close()
     assert worker.running == 0 and len(worker.started) <= 4
     assert sorted(worker.started) == sorted(worker.finished)
+
+
+def test_a_stopped_unit_gives_up_at_its_next_batch_and_leaves_no_marker(tmp_path: Path) -> None:
+    from raypipe.inference.batch import _carried_schema
+
+    write_files(tmp_path / "in", files=1, rows=500)
+    model = read_model(str(train_model(tmp_path / "model.ubj")))
+    spec = InferenceSpec(
+        input_url=str(tmp_path / "in"),
+        output_url=str(tmp_path / "out"),
+        id_columns=("player_id",),
+        batch_rows=100,
+    )
+    units = plan_units(list_input_files(spec.input_url), model, spec)
+    worker = UnitWorker(ScoringJob(model, spec, _carried_schema(units, spec)))
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(UnitStoppedError):
+        worker(units[0], stop)
+    assert worker.ledger.read(units[0].unit_id) is None
+    assert worker(units[0]).status == "ok", "the same unit scores when nothing stops it"

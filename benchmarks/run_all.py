@@ -97,7 +97,8 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "federated_1000",
         "federated.py",
         summarize_federated,
-        ("--clients", "1000", "--partitions", "iid", "--timeout", "900"),
+        # Flower did not finish in 900 s here: 300 s still bounds its lead from below (> 25x).
+        ("--clients", "1000", "--partitions", "iid", "--timeout", "300"),
         in_quick=False,
     ),
     Benchmark("hpo", "hpo.py", summarize_hpo, ("--seeds", "3")),

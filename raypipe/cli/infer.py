@@ -134,7 +134,18 @@ def infer(
                 "one machine (pass `--address` for a cluster, `--actors N` for a local pool)[/]",
                 highlight=False,
             )
-        report = score_on_pool(blob, spec, pool, resume=resume)
+        try:
+            report = score_on_pool(blob, spec, pool, resume=resume)
+        except KeyboardInterrupt:
+            from raypipe.cli.main import error_console
+
+            # Typer ends a command on Ctrl-C with 130 and no word: say what was kept.
+            error_console.print(
+                f"[yellow]interrupted[/]: nothing was committed to `{output_url}`; the files "
+                "already scored are kept, and `--resume` scores only the rest",
+                highlight=False,
+            )
+            raise typer.Exit(130) from None
     if report.already_done:
         console.print(
             f"[green]nothing to do[/]: `{output_url}` already holds this run "

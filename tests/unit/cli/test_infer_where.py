@@ -58,3 +58,22 @@ def test_ray_address_in_the_environment_asks_for_ray(
     with pytest.raises((RuntimeError, SystemExit)):
         main(_argv(tmp_path))
     assert no_ray == ["start"]
+
+
+def test_ctrl_c_while_scoring_exits_130_and_says_how_to_resume(
+    tmp_path: Path,
+    no_ray: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import raypipe.inference.pool as pool
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(pool, "score_on_pool", interrupted)
+    with pytest.raises(SystemExit) as info:
+        main(_argv(tmp_path))
+    assert info.value.code == 130
+    err = capsys.readouterr().err
+    assert "interrupted" in err and "nothing was committed" in err and "--resume" in err

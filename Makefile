@@ -42,7 +42,7 @@ test-unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
-# Every benchmark at smoke size (CI); prints the table, leaves the README as it is.
+# Every benchmark at smoke size; prints the table, leaves the README as it is.
 bench-quick: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py --quick
 

@@ -28,7 +28,7 @@ Start-up: (a) and (c) on one file of 1,000 rows, where the fixed cost is everyth
 (``startup_s``); (c)'s start on a local Ray is measured too, with ``--actors 1``
 (``cli_ray``). Rounds alternate the variants (the machine is shared: alternation spreads other
 users' load over all). Outputs are checked equal to (a)'s.
-Data runs at 1x and 4x (``--quick``, CI's smoke run: small sizes, 1x only).
+Data runs at 1x and 4x (``--quick``, the smoke run: small sizes, 1x only).
 
 Usage::
 

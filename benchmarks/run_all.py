@@ -9,7 +9,7 @@ machine (CPU model, cores, memory) and the date. Each row's figures and targets 
 Usage::
 
     python benchmarks/run_all.py                 # full sizes (hours); rewrites the README table
-    python benchmarks/run_all.py --quick         # smoke sizes (CI); writes results/figures.md only
+    python benchmarks/run_all.py --quick         # smoke sizes; writes results/figures.md only
     python benchmarks/run_all.py --render-only   # re-render the table from results/*.json
 
 ``make bench`` and ``make bench-quick`` run the first two.

@@ -28,7 +28,7 @@ raypipe's replica ports: p99 at an open-loop 200 requests/s with the lookup, the
 routers' throughput against the single variant at 8 connections (median of 3 alternations), and a
 promotion of a new champion during a load loop (failed requests counted). raypipe's services run
 with ``raypipe serve``'s defaults (alias check every 5 s, request log flushed every 5 s).
-``--quick`` (CI's smoke run): 1 s per point, one alternation, and no (d).
+``--quick`` (the smoke run): 1 s per point, one alternation, and no (d).
 
 Usage::
 

@@ -89,7 +89,7 @@ def run_spec(
             record = run_job(
                 job,
                 backend=backend,
-                driver_node_id=driver_node,
+                driver_node=driver_node,
                 options=RunOptions(resume=resume, force=frozenset(force)),
                 observer=observer,
                 cancel_token=token,

@@ -127,7 +127,7 @@ def run_job(
     job: Job,
     *,
     backend: Backend,
-    driver_node_id: str | Callable[[], str] = "",
+    driver_node: Callable[[], str] | None = None,
     options: RunOptions | None = None,
     observer: RunObserver | None = None,
     cancel_token: CancelToken | None = None,
@@ -138,10 +138,10 @@ def run_job(
     ----------
     backend
         What the stages run on (each gets :meth:`~raypipe.stages.backend.Backend.for_stage`).
-    driver_node_id
-        The Ray node of this driver, recorded for a stage that ran no task (its work ran in the
-        driver or on actors); a callable is asked as each stage ends (a local Ray starts with
-        the first stage that needs it, so the node may not exist when the run begins).
+    driver_node
+        Gives the Ray node of this driver (``""`` for none), recorded for a stage that ran no
+        task (its work ran in the driver or on actors); asked as each stage ends, since a local
+        Ray starts with the first stage that needs it.
     cancel_token
         Cancelled by the caller (the CLI's signal handler) to stop the run at the next safe
         point.
@@ -159,7 +159,7 @@ def run_job(
     state = DriverState(job.data_dir, job.name, job.storage_options)
     record, lease = _start_record(job, state, options)
     try:
-        runner = _StageRunner(job, state, record, backend, driver_node_id, options, observer, token)
+        runner = _StageRunner(job, state, record, backend, driver_node, options, observer, token)
         started = time.perf_counter()
         errors = runner.run_all()
         record.seconds = round(record.seconds + time.perf_counter() - started, 3)
@@ -256,7 +256,7 @@ class _StageRunner:
         state: DriverState,
         record: RunRecord,
         backend: Backend,
-        driver_node_id: str | Callable[[], str],
+        driver_node: Callable[[], str] | None,
         options: RunOptions,
         observer: RunObserver,
         token: CancelToken,
@@ -265,7 +265,7 @@ class _StageRunner:
         self.state = state
         self.record = record
         self.backend = backend
-        self.driver_node_id = driver_node_id
+        self.driver_node = driver_node
         self.options = options
         self.observer = observer
         self.token = token
@@ -319,8 +319,7 @@ class _StageRunner:
         return errors
 
     def _driver_node_id(self) -> str:
-        node = self.driver_node_id
-        return node() if callable(node) else node
+        return self.driver_node() if self.driver_node is not None else ""
 
     def _interrupt(self, stage: JobStage) -> None:
         self._mark(stage, StageStatus.INTERRUPTED, error=f"interrupted ({self.token.reason})")

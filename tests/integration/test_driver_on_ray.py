@@ -31,7 +31,7 @@ def test_stages_run_on_ray_and_record_node_ids(ray_runtime, tmp_path: Path) -> N
     record = run_job(
         job,
         backend=RayBackend(ray_runtime),
-        driver_node_id=ray_runtime.driver_node_id,
+        driver_node=lambda: ray_runtime.driver_node_id,
         options=RunOptions(),
     )
     assert record.status == StageStatus.SUCCEEDED
@@ -48,7 +48,7 @@ def test_a_task_failure_fails_the_stage_with_the_workers_error(ray_runtime, tmp_
         run_job(
             job,
             backend=RayBackend(ray_runtime),
-            driver_node_id=ray_runtime.driver_node_id,
+            driver_node=lambda: ray_runtime.driver_node_id,
         )
     assert isinstance(info.value.first_error, TaskError)
     assert "ValueError: part" in info.value.first_error.message

@@ -50,7 +50,7 @@ def test_installed_stage_kinds_run_on_ray(ray_runtime, tmp_path: Path) -> None:
     record = run_job(
         job,
         backend=RayBackend(ray_runtime),
-        driver_node_id=ray_runtime.driver_node_id,
+        driver_node=lambda: ray_runtime.driver_node_id,
         options=RunOptions(),
     )
     assert record.status == StageStatus.SUCCEEDED

@@ -59,7 +59,7 @@ def test_job_records_quality(
     record = run_job(
         job,
         backend=RayBackend(ray_runtime),
-        driver_node_id=ray_runtime.driver_node_id,
+        driver_node=lambda: ray_runtime.driver_node_id,
         options=RunOptions(),
     )
     assert record.status == StageStatus.SUCCEEDED

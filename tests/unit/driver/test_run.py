@@ -37,7 +37,7 @@ def run(job, **options):
     record = run_job(
         job,
         backend=InlineBackend(),
-        driver_node_id="node-0",
+        driver_node=lambda: "node-0",
         options=RunOptions(**options),
     )
     return record, progress
@@ -63,7 +63,7 @@ def test_the_driver_node_is_asked_as_each_stage_ends(tmp_path: Path) -> None:
     """A local Ray starts with the first stage that needs it: a stage that ran no task records
     the driver's node as it is when the stage ends, not when the run began."""
     nodes = iter(["", "node-1", "node-1", "node-1"])  # no Ray yet for `make`; started after
-    record = run_job(load(tmp_path), backend=InlineBackend(), driver_node_id=lambda: next(nodes))
+    record = run_job(load(tmp_path), backend=InlineBackend(), driver_node=lambda: next(nodes))
     assert record.stages["make"].node_ids == []
     assert record.stages["final"].node_ids == ["node-1"]
 

@@ -37,7 +37,7 @@ def run(spec: Path, *overrides: str):
     return run_job(
         load_job(spec, overrides=overrides, env={}),
         backend=InlineBackend(),
-        driver_node_id="node-0",
+        driver_node=lambda: "node-0",
         options=RunOptions(),
     )
 

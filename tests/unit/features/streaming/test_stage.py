@@ -91,7 +91,7 @@ def test_the_driver_reruns_it_every_time_new_files_are_seen(tmp_path: Path) -> N
         record = run_job(
             load_job(spec, env={}),
             backend=InlineBackend(),
-            driver_node_id="node-0",
+            driver_node=lambda: "node-0",
             options=RunOptions(),
         )
         return record.stages["purchases"]

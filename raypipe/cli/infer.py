@@ -83,7 +83,7 @@ def infer(
 
     from raypipe.cli.boundary import require_writable
     from raypipe.cli.options import open_backend
-    from raypipe.errors import DataError, SpecError
+    from raypipe.errors import DataError, RunInterruptedError, SpecError
     from raypipe.inference.model import read_model
     from raypipe.inference.pool import InlineScoringPool, ScoringBackend, score_on_pool
     from raypipe.inference.predictor import Predictor
@@ -136,16 +136,12 @@ def infer(
             )
         try:
             report = score_on_pool(blob, spec, pool, resume=resume)
-        except KeyboardInterrupt:
-            from raypipe.cli.main import error_console
-
-            # Typer ends a command on Ctrl-C with 130 and no word: say what was kept.
-            error_console.print(
-                f"[yellow]interrupted[/]: nothing was committed to `{output_url}`; the files "
-                "already scored are kept, and `--resume` scores only the rest",
-                highlight=False,
-            )
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt:  # Typer would end the command with 130 and no word
+            raise RunInterruptedError(
+                f"Scoring was interrupted: nothing was committed to `{output_url}`",
+                hint="the files already scored are kept: rerun with `--resume` to score only "
+                "the rest",
+            ) from None
     if report.already_done:
         console.print(
             f"[green]nothing to do[/]: `{output_url}` already holds this run "

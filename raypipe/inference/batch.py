@@ -98,12 +98,7 @@ def inline_runner(job: ScoringJob, units: Sequence[ScoringUnit]) -> Iterable[Uni
     """Score units in this process with one loaded model: as many at once as there are CPUs,
     each on one XGBoost thread (see :func:`~raypipe.inference.work.units_at_once`)."""
     at_once, nthread = units_at_once(os.cpu_count() or 1, len(units))
-    worker = UnitWorker(job, nthread=nthread)
-    if at_once == 1:
-        for unit in units:
-            yield worker(unit)
-        return
-    yield from score_concurrently(worker, units, at_once)
+    yield from score_concurrently(UnitWorker(job, nthread=nthread), units, at_once)
 
 
 def executor_runner(executor: Any, *, workers: int, threads: int = 1) -> UnitRunner:

@@ -461,13 +461,28 @@ class _StageRunner:
         if getattr(stage.stage_class, "always_runs", False):
             return None  # its input is outside raypipe (e.g. a folder files land in)
         commit = self.state.read_stage_commit(stage.name)
-        if commit is None or commit.fingerprint != fingerprint:
+        if commit is None:
             return None
-        for output in commit.outputs.values():
+        if commit.fingerprint != fingerprint:
+            logger.info(
+                "stage %s runs again: its code, options or inputs changed since its last commit",
+                stage.name,
+            )
+            return None
+        for name, output in commit.outputs.items():
             try:
-                if read_manifest(output.url, self.job.storage_options).version != output.version:
-                    return None
-            except DataError:
+                version = read_manifest(output.url, self.job.storage_options).version
+            except DataError as error:
+                logger.info("stage %s runs again: output %s: %s", stage.name, name, error.message)
+                return None
+            if version != output.version:
+                logger.info(
+                    "stage %s runs again: output %s is at version %s, not its commit's %s",
+                    stage.name,
+                    name,
+                    version,
+                    output.version,
+                )
                 return None
         commit.status, commit.cached, commit.seconds = StageStatus.CACHED, True, 0.0
         commit.node_ids = []

@@ -229,7 +229,7 @@ def test_killed_driver_resubmitted_with_resume_redoes_no_committed_stage(
     record = only_run(data_dir)  # the same run, continued: no second record
     assert record.run_id == killed.run_id and record.attempts == 2 and record.succeeded
     numbers, totals = record.stages["numbers"], record.stages["totals"]
-    assert numbers.cached and numbers.status == "cached"
+    assert numbers.cached and numbers.status == "cached", log[-6000:]
     assert numbers.outputs["data"].version == killed.stages["numbers"].outputs["data"].version
     assert totals.status == "succeeded" and not totals.cached
     assert "stage numbers cached" in log

@@ -1,15 +1,17 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from raypipe.driver import JobFailedError, RunOptions, StageStatus, run_job
 from raypipe.engine.inline import InlineBackend
 from raypipe.errors import RaypipeError
-from raypipe.io.dataset import read_dataset
+from raypipe.io.dataset import DatasetWriter, read_dataset
 from raypipe.spec import load_job
 from tests.support.fake_stages import RUN_LOG, fake_kinds  # noqa: F401 - fixture
 
@@ -68,7 +70,10 @@ def test_the_driver_node_is_asked_as_each_stage_ends(tmp_path: Path) -> None:
     assert record.stages["final"].node_ids == ["node-1"]
 
 
-def test_unchanged_stages_are_cached_and_changed_ones_rerun(tmp_path: Path) -> None:
+def test_unchanged_stages_are_cached_and_changed_ones_rerun(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="raypipe.driver.run")
     first, _ = run(load(tmp_path))
     RUN_LOG.clear()
     second, _ = run(load(tmp_path))
@@ -80,6 +85,29 @@ def test_unchanged_stages_are_cached_and_changed_ones_rerun(tmp_path: Path) -> N
     third, _ = run(load(tmp_path, "stages.right.with.factor=6"))
     assert sorted(RUN_LOG) == ["final", "right"]
     assert third.stages["left"].cached and not third.stages["right"].cached
+    reruns = [r.getMessage() for r in caplog.records if "runs again" in r.getMessage()]
+    assert reruns == [
+        f"stage {name} runs again: its code, options or inputs changed since its last commit"
+        for name in ("right", "final")
+    ]
+
+
+def test_a_stage_whose_output_moved_since_its_commit_runs_again_and_says_why(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="raypipe.driver.run")
+    first, _ = run(load(tmp_path))
+    output = first.stages["make"].outputs["data"]
+    writer = DatasetWriter(output.url)
+    moved = writer.commit(writer.write(pa.table({"x": [1]}), part=0))
+    RUN_LOG.clear()
+    again, _ = run(load(tmp_path))
+    assert RUN_LOG == ["make"]  # it rewrote its rows: the same version, so the rest is cached
+    assert again.stages["make"].outputs["data"].version == output.version
+    assert (
+        f"stage make runs again: output data is at version {moved.version}, "
+        f"not its commit's {output.version}"
+    ) in caplog.messages
 
 
 def test_force_reruns_a_stage_and_same_data_keeps_its_version(tmp_path: Path) -> None:

@@ -7,14 +7,13 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from raypipe.cli.consoles import console
 from raypipe.cli.options import AddressOption, InlineOption, open_backend
 
 __all__ = ["register"]
 
-console = Console()
 group = typer.Typer(help="Data quality: rules, profiles, quarantine.", no_args_is_help=True)
 
 

@@ -9,9 +9,9 @@ from collections.abc import Callable
 from typing import Annotated, Any, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from raypipe.cli.consoles import console
 from raypipe.cli.options import (
     AddressOption,
     DataDirOption,
@@ -23,8 +23,6 @@ from raypipe.cli.options import (
 )
 
 __all__ = ["add_commands"]
-
-console = Console()
 
 
 def _lag(seconds: float | None) -> str:

@@ -6,13 +6,11 @@ import time
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
+from raypipe.cli.consoles import console
 from raypipe.cli.options import AddressOption, InlineOption, open_backend
 
 __all__ = ["generate", "register"]
-
-console = Console()
 
 
 def generate(

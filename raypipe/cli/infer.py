@@ -14,16 +14,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Optional, cast
 
 import typer
-from rich.console import Console
 
+from raypipe.cli.consoles import console
 from raypipe.cli.options import AddressOption, InlineOption, TrackingUriOption, split_list
 
 if TYPE_CHECKING:
     from raypipe.inference.planning import OnBadFile
 
 __all__ = ["infer", "register"]
-
-console = Console()
 
 
 def infer(

@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from raypipe.cli.boundary import explain
+from raypipe.cli.consoles import console, error_console
 from raypipe.cli.options import SetOption
 from raypipe.errors import RaypipeError
 
@@ -29,9 +29,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-#: Not a terminal (CI logs, files): wide enough that tables and paths do not wrap.
-console = Console(width=None if sys.stdout.isatty() else 160)
-error_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 #: Modules that add commands with ``register(app)``; one line per area.
 COMMAND_MODULES: tuple[str, ...] = (

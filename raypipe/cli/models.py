@@ -10,9 +10,9 @@ import json
 from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from raypipe.cli.consoles import console
 from raypipe.cli.options import DataDirOption, TrackingUriOption
 
 if TYPE_CHECKING:  # the CLI imports the tracking stack only when a command runs
@@ -20,7 +20,6 @@ if TYPE_CHECKING:  # the CLI imports the tracking stack only when a command runs
 
 __all__ = ["register"]
 
-console = Console()
 group = typer.Typer(
     help="Registered models: list, show, promote and roll back (audited).", no_args_is_help=True
 )

@@ -41,7 +41,7 @@ def run_spec(
 ) -> RunRecord:
     """Run ``job`` on a Ray runtime started (or joined) for it, or in this process with
     ``inline``, showing progress."""
-    from raypipe.cli.main import console
+    from raypipe.cli.consoles import console
     from raypipe.cli.observers import RichObserver, make_observer
     from raypipe.cli.options import open_backend
     from raypipe.cli.render import run_table
@@ -174,7 +174,7 @@ def _demo_spec(spec: Path) -> Path:
 
 def _print_where(record: RunRecord) -> None:
     """Where the run's record and outputs are; its reports; last, how to open the MLflow UI."""
-    from raypipe.cli.main import console
+    from raypipe.cli.consoles import console
     from raypipe.driver.state import DriverState
 
     run_url = DriverState(record.data_dir, record.job).run_url(record.run_id)

@@ -15,9 +15,9 @@ from pathlib import Path
 from typing import Annotated, Optional, cast
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from raypipe.cli.consoles import console
 from raypipe.cli.options import (
     AddressOption,
     DataDirOption,
@@ -30,7 +30,6 @@ from raypipe.errors import RaypipeError, SpecError
 
 __all__ = ["register", "serve"]
 
-console = Console()
 COMMANDS = ("status", "stop", "switch", "report")
 TOKEN_ENV = "RAYPIPE_SERVE_TOKEN"
 

@@ -48,7 +48,7 @@ def submit(
     allow_insecure_token: InsecureTokenOption = False,
 ) -> None:
     """Submit a job to a Ray cluster, follow its log, exit with its status."""
-    from raypipe.cli.main import console, error_console
+    from raypipe.cli.consoles import console, error_console
     from raypipe.engine import submission
     from raypipe.spec import load_job
 
@@ -92,7 +92,7 @@ def list_(address: AddressOption = None, allow_insecure_token: InsecureTokenOpti
     """List the cluster's jobs, newest first."""
     from rich.table import Table
 
-    from raypipe.cli.main import console
+    from raypipe.cli.consoles import console
     from raypipe.engine import submission
 
     table = Table("submission id", "status", "started (UTC)", "entrypoint")
@@ -131,7 +131,7 @@ def stop(
     allow_insecure_token: InsecureTokenOption = False,
 ) -> None:
     """Stop a running job."""
-    from raypipe.cli.main import console
+    from raypipe.cli.consoles import console
     from raypipe.engine import submission
 
     client = submission.connect(address, allow_insecure_token=allow_insecure_token)

@@ -28,12 +28,16 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/mypy
 
-# Unit tests run in a process of their own: the integration tests' session-scoped Ray runtime
-# must not be up while code that runs in-process is tested. The slowest tests are listed at
-# the end of each run: the suite's budget is 15 minutes on 2 CPUs.
+# Unit tests run in processes of their own: the integration tests' session-scoped Ray runtime
+# must not be up while code that runs in-process is tested. Two pytest workers each: most of
+# an integration test's time is Ray and subprocesses starting, which overlap well on 2 CPUs;
+# `--dist loadfile` keeps a module's tests (and its module-scoped cluster) on one worker, and
+# each worker shares one Ray runtime between its tests. The slowest tests are listed at the
+# end of each run: the suite's budget is 15 minutes on 2 CPUs.
+PYTEST_WORKERS ?= 2
 test: $(STAMP) system-deps lint
-	$(BIN)/python -m pytest tests/unit --durations=5
-	$(BIN)/python -m pytest tests/integration tests/e2e --durations=15
+	$(BIN)/python -m pytest tests/unit -n $(PYTEST_WORKERS) --durations=5
+	$(BIN)/python -m pytest tests/integration tests/e2e -n $(PYTEST_WORKERS) --dist loadfile --durations=15
 
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit -q

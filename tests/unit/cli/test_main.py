@@ -43,6 +43,18 @@ def test_validate_and_plan_a_good_spec(tmp_path: Path, capsys: pytest.CaptureFix
     assert "<- data = a.data" in out
 
 
+def test_off_a_terminal_a_long_path_is_printed_whole(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Output piped to a file or a CI log keeps a path a user copies in one piece."""
+    deep = tmp_path.joinpath(*["a_folder_with_a_rather_long_name"] * 8)
+    deep.mkdir(parents=True)
+    spec = write(deep, "name: j\nstages:\n  a: {uses: test.make}\n")
+    assert len(str(spec)) > 200
+    main(["validate", str(spec)])
+    assert f"ok: `{spec}` is a valid job `j` with 1 stages" in capsys.readouterr().out
+
+
 def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["frobnicate"])

@@ -46,7 +46,8 @@ test-unit: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py
 
-# Every benchmark at smoke size; prints the table, leaves the README as it is.
+# Every benchmark at smoke size (CI runs it after `make test`); prints the table, leaves the
+# README as it is.
 bench-quick: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py --quick
 

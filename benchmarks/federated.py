@@ -59,6 +59,8 @@ import numpy as np
 HERE = Path(__file__).resolve()
 ROOT = HERE.parents[1]
 FLOWER_VENV = Path(os.environ.get("FLWR_VENV", "/tmp/flwr-venv"))
+#: The Flower release every figure in benchmarks/README.md was measured with.
+FLOWER_VERSION = "1.42.0"
 ENV = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 BATCH, LR = 64, 0.1
 
@@ -274,7 +276,15 @@ def ensure_flower() -> Path | None:
     try:
         subprocess.run(["python3", "-m", "venv", str(FLOWER_VENV)], check=True)
         subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "flwr[simulation]", "numpy"],
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                f"flwr[simulation]=={FLOWER_VERSION}",
+                "numpy",
+            ],
             check=True,
             timeout=900,
         )

@@ -5,6 +5,10 @@ turns an exception into a picklable failure record. The driver then shows the er
 worker's own log lines, not a wall of Ray output. A worker or node that dies is retried by Ray
 (``max_retries``); an exception raised by the function is not retried, since rerunning the same
 code on the same input fails the same way.
+
+``ray`` itself is imported where a task first runs, not at the top: every command builds its
+backend before a local Ray starts (or is ever needed), and a run that never needs Ray, such as
+``raypipe infer`` scoring in its own process, must not pay the import (~0.5 s here).
 """
 
 from __future__ import annotations

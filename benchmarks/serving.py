@@ -231,7 +231,6 @@ def run_uvicorn(model_path: str, data_dir: str, namespace: str, port: int) -> No
 
 def run_raypipe(data_dir: str, port: int, plain_flags: bool) -> None:
     from raypipe.engine import serving
-    from raypipe.engine.runtime import WORKER_ENV, RayRuntime, RuntimeOptions
     from raypipe.serving.spec import ServiceSpec, TrafficSpec
 
     uri = f"models:/{MODEL}@champion"
@@ -266,9 +265,7 @@ def run_raypipe(data_dir: str, port: int, plain_flags: bool) -> None:
             **common,
         ),
     ]
-    env = serving.serve_environment(specs[0], local=True)
-    os.environ.update(env)
-    with RayRuntime(RuntimeOptions(worker_env={**WORKER_ENV, **env})):
+    with serving.serving_runtime(specs[0]):  # as `raypipe serve` starts its local Ray
         for spec in specs:
             serving.deploy(spec)
         for spec in specs:

@@ -210,15 +210,11 @@ def _default_name(target: str) -> str:
 def _run(spec: object, address: str | None, detach: bool) -> None:
     from raypipe.cli.signals import interrupt_on_sigint
     from raypipe.engine import serving
-    from raypipe.engine.runtime import WORKER_ENV, RayRuntime, RuntimeOptions
     from raypipe.serving.record import ServiceRecord
     from raypipe.serving.spec import ServiceSpec
 
     assert isinstance(spec, ServiceSpec)
-    env = serving.serve_environment(spec, local=address is None)
-    if address is None:
-        os.environ.update(env)  # Serve's processes inherit a local Ray's environment
-    runtime = RayRuntime(RuntimeOptions(address=address, worker_env={**WORKER_ENV, **env}))
+    runtime = serving.serving_runtime(spec, address)
     runtime.start()
     record = ServiceRecord(
         spec.name, spec.url, 0 if detach else os.getpid(), address, dict(spec.variants)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import os
 import time
 from typing import Any
 
@@ -27,6 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 from raypipe.engine.haproxy import haproxy_environment
+from raypipe.engine.runtime import WORKER_ENV, RayRuntime, RuntimeOptions
 from raypipe.errors import RuntimeUnavailableError
 from raypipe.serving.requests import ParsedRequest, RequestError, parse_body
 from raypipe.serving.service import OnlineService
@@ -42,6 +44,7 @@ __all__ = [
     "deploy",
     "direct_urls",
     "serve_environment",
+    "serving_runtime",
     "status",
 ]
 
@@ -68,6 +71,19 @@ def serve_environment(spec: ServiceSpec, *, local: bool) -> dict[str, str]:
     if not spec.throughput_optimized:
         return {}
     return {**THROUGHPUT_ENV, **(haproxy_environment(spec.host) if local else {})}
+
+
+def serving_runtime(spec: ServiceSpec, address: str | None = None) -> RayRuntime:
+    """The (not yet started) runtime to serve ``spec`` on: the cluster at ``address``, or a
+    local Ray whose processes get :func:`serve_environment`.
+
+    For a local Ray the variables are also set in this process's environment now: Serve's
+    controller and proxy are started by Ray, not as this runtime's workers, and inherit it.
+    """
+    env = serve_environment(spec, local=address is None)
+    if address is None:
+        os.environ.update(env)
+    return RayRuntime(RuntimeOptions(address=address, worker_env={**WORKER_ENV, **env}))
 
 
 class ServingReplica:

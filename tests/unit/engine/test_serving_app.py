@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
+import pytest
 from ray import serve
 
 from raypipe.engine.serving import build_app, build_deployment
@@ -44,3 +46,26 @@ def test_haproxy_only_on_a_ray_started_here() -> None:
     assert serve_environment(spec, local=False) == THROUGHPUT_ENV
     plain = ServiceSpec("fraud", {"champion": "m"}, data_dir="/tmp", throughput_optimized=False)
     assert serve_environment(plain, local=True) == {}
+
+
+def test_a_local_serving_runtime_hands_the_environment_to_every_process(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from raypipe.engine.runtime import WORKER_ENV
+    from raypipe.engine.serving import THROUGHPUT_ENV, serving_runtime
+
+    monkeypatch.setattr(os, "environ", dict(os.environ))  # this test's changes end with it
+    joined = serving_runtime(_spec(), "ray://head:10001")  # not started: nothing connects
+    assert joined.options.address == "ray://head:10001"
+    assert joined.options.worker_env == {**WORKER_ENV, **THROUGHPUT_ENV}
+    assert "RAY_SERVE_ENABLE_HA_PROXY" not in os.environ  # a cluster keeps its own settings
+    local = serving_runtime(_spec())
+    assert local.options.address is None
+    env = {k: v for k, v in local.options.worker_env.items() if k not in WORKER_ENV}
+    assert env["RAY_SERVE_ENABLE_HA_PROXY"] == "1" and THROUGHPUT_ENV.items() <= env.items()
+    # Serve's controller and proxy are Ray's processes, not workers: they inherit this one's.
+    assert {name: os.environ[name] for name in env} == env
+
+
+def _spec() -> ServiceSpec:
+    return ServiceSpec("fraud", {"champion": "models:/fraud@champion"}, data_dir="/tmp")

@@ -55,6 +55,9 @@ class _SharedPool:
         self._runner = runner
         self._lock = threading.Lock()
 
+    def for_stage(self, node_ids: set[str]) -> _StagePool:
+        return _StagePool(self, node_ids)
+
     @property
     def shape(self) -> PoolShape:
         return self._runner.shape
@@ -67,8 +70,33 @@ class _SharedPool:
         with self._lock:
             yield from self._runner(job, units)
 
+    def node_ids(self) -> set[str]:
+        return set(self._runner.nodes.gather())
+
     def close(self) -> None:
         self._runner.close()
+
+
+class _StagePool:
+    """A stage's use of a shared pool: the nodes of the pool's actors go in its record."""
+
+    def __init__(self, shared: _SharedPool, node_ids: set[str]) -> None:
+        self._shared = shared
+        self._node_ids = node_ids
+
+    @property
+    def shape(self) -> PoolShape:
+        return self._shared.shape
+
+    @property
+    def cluster_cpus(self) -> int:
+        return self._shared.cluster_cpus
+
+    def __call__(self, job: ScoringJob, units: Sequence[ScoringUnit]) -> Iterator[UnitOutcome]:
+        try:
+            yield from self._shared(job, units)
+        finally:
+            self._node_ids |= self._shared.node_ids()
 
 
 class RayBackend(RayExecutor):
@@ -125,7 +153,7 @@ class RayBackend(RayExecutor):
         from raypipe.engine.search import ActorPoolRunner
 
         self._runtime.start()
-        return ActorPoolRunner(data, actors=actors, threads=threads)
+        return ActorPoolRunner(data, actors=actors, threads=threads, node_ids=self.node_ids)
 
     def tune_search(
         self,
@@ -152,7 +180,7 @@ class RayBackend(RayExecutor):
         from raypipe.engine.federation import RayFederation
 
         self._runtime.start()
-        return RayFederation(shards, num_cpus=num_cpus, failures=failures)
+        return RayFederation(shards, num_cpus=num_cpus, failures=failures, node_ids=self.node_ids)
 
     def deploy_service(self, spec: ServiceSpec) -> None:
         from raypipe.engine.serving import deploy
@@ -182,4 +210,4 @@ class RayBackend(RayExecutor):
                 runner = ActorPoolRunner(pool_shape(actors), cluster_cpus=self._runtime.cpus)
                 runner.start()  # actors start while the caller reads the model and plans
                 pool = self._pools.pools[actors] = _SharedPool(runner)
-        return pool
+        return pool.for_stage(self.node_ids)

@@ -30,6 +30,7 @@ import numpy as np
 import ray
 from ray.exceptions import GetTimeoutError, RayError
 
+from raypipe.engine.nodes import ActorNodes, NodeReporting
 from raypipe.federated.clients import (
     ClientEval,
     ClientGroup,
@@ -51,7 +52,7 @@ ACTOR_MAX_RESTARTS = 3
 MEMORY_HEADROOM_BYTES = 64 * 1024**2
 
 
-class _GroupActor:
+class _GroupActor(NodeReporting):
     def __init__(self, shard: ClientShard, failures: FailureInjection | None, index: int) -> None:
         self.group = ClientGroup(shard, failures, index)
         # what a worker holds from start-up (Ray's and the libraries' objects, the shard) lives
@@ -94,6 +95,8 @@ class RayFederation:
         CPUs each actor reserves (fractional: two actors on a 2-CPU node leave room for tasks).
     failures
         Injected failures (tests and drills).
+    node_ids
+        Where the nodes of the actors are added (the stage backend's ``node_ids``).
     """
 
     def __init__(
@@ -102,7 +105,9 @@ class RayFederation:
         *,
         num_cpus: float = 0.5,
         failures: FailureInjection | None = None,
+        node_ids: set[str] | None = None,
     ) -> None:
+        self.nodes = ActorNodes(node_ids)
         self._ids = np.sort(np.concatenate([s.client_ids for s in shards]))
         self._members = [s.client_ids for s in shards]
         self._member_sets = [frozenset(int(c) for c in s.client_ids) for s in shards]
@@ -115,7 +120,7 @@ class RayFederation:
                 max_restarts=ACTOR_MAX_RESTARTS,
                 max_task_retries=0,
             )
-            self._actors.append(actor_cls.remote(ref, failures, index))
+            self._actors.append(self.nodes.watch(actor_cls.remote(ref, failures, index)))
 
     @property
     def client_ids(self) -> np.ndarray:
@@ -206,6 +211,7 @@ class RayFederation:
         return answers
 
     def close(self) -> None:
+        self.nodes.gather()
         for actor in self._actors:
             ray.kill(actor)
         self._actors = []

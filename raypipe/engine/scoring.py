@@ -32,6 +32,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayError
 
+from raypipe.engine.nodes import ActorNodes, NodeReporting
 from raypipe.errors import RaypipeError, TaskError
 from raypipe.inference.ledger import UnitOutcome
 from raypipe.inference.planning import ScoringJob, ScoringUnit
@@ -66,7 +67,7 @@ def pool_shape(actors: int | None = None) -> PoolShape:
     return PoolShape(actors=count, threads=threads, num_cpus=0.0)
 
 
-class _ScoringActor:
+class _ScoringActor(NodeReporting):
     """The Ray actor: the :class:`UnitWorker` of the run it serves; exceptions become data.
 
     The job comes with every call as a reference inside a list, which Ray passes through
@@ -127,6 +128,7 @@ class ActorPoolRunner:
     def __init__(self, shape: PoolShape, *, cluster_cpus: int | None = None) -> None:
         self.shape = shape
         self.cluster_cpus = cluster_cpus or shape.actors * shape.threads
+        self.nodes = ActorNodes()
         self._actors: list[Any] = []
 
     def start(self) -> None:
@@ -155,7 +157,9 @@ class ActorPoolRunner:
                 scheduling_strategy="SPREAD",
                 max_concurrency=self.shape.threads,
             )
-            self._actors += [actor_class.remote() for _ in range(count - len(self._actors))]
+            self._actors += [
+                self.nodes.watch(actor_class.remote()) for _ in range(count - len(self._actors))
+            ]
         return self._actors[:count]
 
     def __call__(self, job: ScoringJob, units: Sequence[ScoringUnit]) -> Iterator[UnitOutcome]:

@@ -20,6 +20,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError, RayError
 
+from raypipe.engine.nodes import ActorNodes, NodeReporting
 from raypipe.training.trial import TrialData, TrialRequest, TrialResult, TrialWorker
 
 __all__ = ["ActorPoolRunner"]
@@ -29,7 +30,7 @@ logger = logging.getLogger(__name__)
 ACTOR_MAX_RESTARTS = 2
 
 
-class _TrialActor:
+class _TrialActor(NodeReporting):
     def __init__(self, data: TrialData, nthread: int) -> None:
         self.worker = TrialWorker(data, nthread=nthread)
 
@@ -51,10 +52,20 @@ class ActorPoolRunner:
         Pool size (default: cluster CPUs // ``threads``, at least 1).
     threads
         Threads per trial.
+    node_ids
+        Where the nodes of the pool's actors are added (the stage backend's ``node_ids``).
     """
 
-    def __init__(self, data: TrialData, *, actors: int | None = None, threads: int = 1) -> None:
+    def __init__(
+        self,
+        data: TrialData,
+        *,
+        actors: int | None = None,
+        threads: int = 1,
+        node_ids: set[str] | None = None,
+    ) -> None:
         self.threads = max(1, threads)
+        self.nodes = ActorNodes(node_ids)
         cpus = int(ray.cluster_resources().get("CPU", 1))
         self.size = max(1, actors or cpus // self.threads)
         started = time.perf_counter()
@@ -70,7 +81,7 @@ class ActorPoolRunner:
         self._inflight: dict[Any, tuple[int, TrialRequest, float]] = {}
 
     def _new_actor(self) -> Any:
-        return self._remote_cls.remote(self._data_ref, self.threads)
+        return self.nodes.watch(self._remote_cls.remote(self._data_ref, self.threads))
 
     @property
     def slots(self) -> int:
@@ -109,6 +120,7 @@ class ActorPoolRunner:
 
     def close(self) -> None:
         """Kill the pool's actors (their data goes with them)."""
+        self.nodes.gather()
         for actor in self._actors:
             ray.kill(actor)
         self._actors = []

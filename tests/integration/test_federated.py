@@ -34,12 +34,14 @@ def test_actors_host_many_clients_and_match_the_in_process_run(ray_runtime) -> N
         np.zeros(7),
         test=(x[:1000], y[:1000]),
     )
-    backend = RayBackend(ray_runtime).federation(shards, num_cpus=0.5)
+    ray_backend = RayBackend(ray_runtime)
+    backend = ray_backend.federation(shards, num_cpus=0.5)
     assert isinstance(backend, RayFederation) and backend.size == 2
     try:
         on_ray = run_federation(backend, FedAvg(), spec, np.zeros(7), test=(x[:1000], y[:1000]))
     finally:
         backend.close()
+    assert ray_backend.node_ids == {ray_runtime.driver_node_id}  # its actors', no task ran
     np.testing.assert_allclose(on_ray.weights, inline.weights, rtol=1e-12)
     assert [r.clients["auc"] for r in on_ray.history] == pytest.approx(
         [r.clients["auc"] for r in inline.history]

@@ -135,6 +135,7 @@ def test_one_runner_keeps_its_actor_warm_across_runs_and_models(
         import ray
 
         assert ray.available_resources().get("CPU") == ray.cluster_resources()["CPU"]
+        assert runner.nodes.gather() == {ray_runtime.driver_node_id}  # type: ignore[attr-defined]
     _wait_for(lambda: _ended(loaded_in[0]), timeout=30)  # closing the runner ended it
 
 

@@ -78,6 +78,9 @@ def test_actor_pool_runs_a_multi_fidelity_search(ray_executor: object) -> None:
         assert all(runner.next_result().ok for _ in range(2))
     finally:
         runner.close()
+    # No task ran: the stage's nodes are those of its trial actors, gathered as the pool ended.
+    driver_node = ray_executor._runtime.driver_node_id  # type: ignore[attr-defined]
+    assert ray_executor.node_ids == {driver_node}  # type: ignore[attr-defined]
 
 
 @pytest.mark.ray

@@ -128,7 +128,8 @@ class RayExecutor:
     Attributes
     ----------
     node_ids
-        Ray node ids that ran at least one task of this executor.
+        Ray node ids that ran at least one task of this executor (a :class:`RayBackend` adds
+        the nodes of the actors it started for the stage).
     task_seconds
         Summed run time of this executor's tasks.
     """

@@ -42,7 +42,7 @@ class Backend(Executor, Protocol):
     name
         ``"ray"`` or ``"inline"``: named in errors about a missing capability.
     node_ids
-        Ray node ids that ran at least one task of this (stage's) backend.
+        Ray node ids that ran at least one task or actor of this (stage's) backend.
     """
 
     name: str

@@ -128,8 +128,9 @@ class RayExecutor:
     Attributes
     ----------
     node_ids
-        Ray node ids that ran at least one task of this executor (a :class:`RayBackend` adds
-        the nodes of the actors it started for the stage).
+        Ray node ids that ran at least one task of this executor
+        (:class:`~raypipe.engine.backend.RayBackend` adds the nodes of the actors it started for
+        the stage).
     task_seconds
         Summed run time of this executor's tasks.
     """

@@ -83,14 +83,8 @@ class _StagePool:
     def __init__(self, shared: _SharedPool, node_ids: set[str]) -> None:
         self._shared = shared
         self._node_ids = node_ids
-
-    @property
-    def shape(self) -> PoolShape:
-        return self._shared.shape
-
-    @property
-    def cluster_cpus(self) -> int:
-        return self._shared.cluster_cpus
+        self.shape = shared.shape
+        self.cluster_cpus = shared.cluster_cpus
 
     def __call__(self, job: ScoringJob, units: Sequence[ScoringUnit]) -> Iterator[UnitOutcome]:
         try:

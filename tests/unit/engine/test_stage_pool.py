@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from raypipe.engine.backend import _SharedPool
+from raypipe.inference.pool import PoolShape
 
 
 class _FakeNodes:
@@ -22,6 +23,8 @@ class _FakeRunner:
     """Stands in for the engine's actor pool: yields one outcome per unit."""
 
     def __init__(self, fail_after: int | None = None) -> None:
+        self.shape = PoolShape(actors=2, threads=1, num_cpus=0.0)
+        self.cluster_cpus = 2
         self.nodes = _FakeNodes()
         self.fail_after = fail_after
 
@@ -36,7 +39,9 @@ def test_each_stage_records_the_nodes_of_the_pool_it_scored_on() -> None:
     shared = _SharedPool(_FakeRunner())  # type: ignore[arg-type]
     first: set[str] = {"task-node"}
     second: set[str] = set()
-    assert list(shared.for_stage(first)(None, [1, 2])) == [1, 2]  # type: ignore[arg-type]
+    pool = shared.for_stage(first)
+    assert (pool.shape.actors, pool.cluster_cpus) == (2, 2)  # the advice reads them
+    assert list(pool(None, [1, 2])) == [1, 2]  # type: ignore[arg-type]
     assert first == {"task-node", "node-a", "node-b"}
     assert second == set(), "a stage that did not score records nothing of the pool"
     list(shared.for_stage(second)(None, [3]))  # type: ignore[arg-type]

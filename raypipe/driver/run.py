@@ -139,9 +139,9 @@ def run_job(
     backend
         What the stages run on (each gets :meth:`~raypipe.stages.backend.Backend.for_stage`).
     driver_node
-        Gives the Ray node of this driver (``""`` for none), recorded for a stage that ran no
-        task (its work ran in the driver or on actors); asked as each stage ends, since a local
-        Ray starts with the first stage that needs it.
+        Gives the Ray node of this driver (``""`` for none), recorded for a stage whose backend
+        names no node (no task or actor of it ran: its work ran in the driver); asked as each
+        stage ends, since a local Ray starts with the first stage that needs it.
     cancel_token
         Cancelled by the caller (the CLI's signal handler) to stop the run at the next safe
         point.

@@ -10,6 +10,7 @@ the pool started on.
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Any
 
 import ray
@@ -41,19 +42,23 @@ class ActorNodes:
     def __init__(self, into: set[str] | None = None) -> None:
         self.ids: set[str] = into if into is not None else set()
         self._asked: list[Any] = []
+        self._lock = threading.Lock()  # a shared scoring pool grows while a stage gathers
 
     def watch(self, actor: Any) -> Any:
         """Ask ``actor`` (a handle of a :class:`NodeReporting` actor) for its node; returns it."""
-        self._asked.append(actor.node_id.remote())
+        with self._lock:
+            self._asked.append(actor.node_id.remote())
         return actor
 
     def gather(self, timeout_s: float = GATHER_TIMEOUT_S) -> set[str]:
         """Add the answers that came (waiting up to ``timeout_s`` for the rest) to :attr:`ids`."""
-        if self._asked:
-            answered, self._asked = ray.wait(
-                self._asked, num_returns=len(self._asked), timeout=timeout_s
-            )
+        with self._lock:
+            asked, self._asked = self._asked, []
+        if asked:
+            answered, unanswered = ray.wait(asked, num_returns=len(asked), timeout=timeout_s)
             for ref in answered:
                 with contextlib.suppress(RayError):  # the actor died before it could answer
                     self.ids.add(str(ray.get(ref)))
+            with self._lock:
+                self._asked += unanswered
         return self.ids

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
 from raypipe.federated.clients import ClientGroup, FailureInjection, build_shards
 from raypipe.federated.partition import partition_dirichlet
-from raypipe.federated.simulation import FederationSpec, InlineFederation, run_federation
+from raypipe.federated.simulation import (
+    FederationSpec,
+    InlineFederation,
+    RoundRecord,
+    run_federation,
+)
 from raypipe.federated.strategies import FedAvg
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
@@ -57,8 +64,16 @@ def test_a_dead_or_late_actor_leaves_its_clients_out_and_comes_back(ray_runtime)
     backend = RayFederation(shards, failures=failures)
     backend.wait_ready()
     spec = FederationSpec(rounds=8, round_timeout_s=3.0, evaluate_clients=False)
+
+    def after(record: RoundRecord) -> None:
+        # Called once the next round is done. A killed actor takes seconds to come back (more
+        # on a busy machine) while a round without it takes milliseconds: wait for it here, so
+        # the hang of round 4 and the last round meet a live actor, however long its restart.
+        if record.round in (2, 4):
+            _wait_until_every_actor_answers(backend)
+
     try:
-        result = run_federation(backend, FedAvg(), spec, np.zeros(7), test=(x, y))
+        result = run_federation(backend, FedAvg(), spec, np.zeros(7), test=(x, y), on_round=after)
     finally:
         backend.close()
     answered = [r.answered for r in result.history]
@@ -68,6 +83,20 @@ def test_a_dead_or_late_actor_leaves_its_clients_out_and_comes_back(ray_runtime)
     assert {"timed out after 3.0 s"} == set(result.history[3].failed.values())
     assert answered[-1] == 20  # restarted by Ray, its clients reloaded from the object store
     assert result.final_test["auc"] > 0.7
+
+
+def _wait_until_every_actor_answers(backend: object, timeout_s: float = 120.0) -> None:
+    from ray.exceptions import RayError
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            backend.wait_ready()  # type: ignore[attr-defined]
+            return
+        except RayError:  # still restarting
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def test_federated_xgboost_on_actors_matches_the_in_process_run(ray_runtime) -> None:

@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from raypipe.driver.record import RunRecord
 from raypipe.driver.state import DriverState
 from raypipe.engine import submission as jobs
 from tests.support.cluster import LocalCluster, local_cluster
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -101,14 +101,6 @@ def output_versions(record: RunRecord) -> dict[str, str]:
         for stage in record.stages.values()
         for name, output in stage.outputs.items()
     }
-
-
-def wait_until(condition: object, what: str, timeout_s: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
 
 
 def test_churn_job_submitted_through_the_cli_runs_on_both_nodes(

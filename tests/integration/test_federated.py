@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -16,6 +14,7 @@ from raypipe.federated.simulation import (
     run_federation,
 )
 from raypipe.federated.strategies import FedAvg
+from tests.support.waiting import wait_until
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -85,18 +84,17 @@ def test_a_dead_or_late_actor_leaves_its_clients_out_and_comes_back(ray_runtime)
     assert result.final_test["auc"] > 0.7
 
 
-def _wait_until_every_actor_answers(backend: object, timeout_s: float = 120.0) -> None:
+def _wait_until_every_actor_answers(backend: object) -> None:
     from ray.exceptions import RayError
 
-    deadline = time.monotonic() + timeout_s
-    while True:
+    def answers() -> bool:
         try:
             backend.wait_ready()  # type: ignore[attr-defined]
-            return
         except RayError:  # still restarting
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.2)
+            return False
+        return True
+
+    wait_until(answers, "the restarted actor to answer")
 
 
 def test_federated_xgboost_on_actors_matches_the_in_process_run(ray_runtime) -> None:

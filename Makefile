@@ -43,12 +43,12 @@ test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit -q
 
 # Every benchmark at full size, one after another (hours); rewrites benchmarks/README.md's figures.
-bench: $(STAMP)
+bench: $(STAMP) system-deps
 	$(BIN)/python benchmarks/run_all.py
 
 # Every benchmark at smoke size (CI runs it after `make test`); prints the table, leaves the
 # README as it is.
-bench-quick: $(STAMP)
+bench-quick: $(STAMP) system-deps
 	$(BIN)/python benchmarks/run_all.py --quick
 
 clean:

@@ -40,9 +40,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from peer_venv import peer_python
+
 HERE = Path(__file__).resolve()
 ROOT = HERE.parents[1]
 FEAST_VENV = Path(os.environ.get("FEAST_VENV", "/tmp/feast-venv"))
+#: The Feast release every figure in benchmarks/README.md was measured with.
+FEAST_VERSION = "0.67.0"
 FEATURES = 50
 START = dt.datetime(2026, 1, 1)
 
@@ -225,15 +229,7 @@ def feast_side(arguments: dict) -> dict:
 def run_feast(
     work: Path, parquet: Path, redis_port: int, sample: list[int], reads: int, rows: int
 ) -> dict:
-    python = FEAST_VENV / "bin" / "python"
-    if not python.exists():
-        subprocess.run(
-            [sys.executable.replace(sys.executable, "python3"), "-m", "venv", str(FEAST_VENV)],
-            check=True,
-        )
-        subprocess.run(
-            [str(python), "-m", "pip", "install", "-q", "feast[redis]==0.67.0"], check=True
-        )
+    python = peer_python(FEAST_VENV, "feast", FEAST_VERSION, extras="redis")
     arguments = {
         "work": str(work),
         "parquet": str(parquet),

@@ -55,6 +55,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from peer_venv import peer_python
 
 HERE = Path(__file__).resolve()
 ROOT = HERE.parents[1]
@@ -269,29 +270,12 @@ def child_flower(path: str, partition: str, rounds: int) -> dict:
 
 # ----------------------------------------------------------------------------- parent
 def ensure_flower() -> Path | None:
-    python = FLOWER_VENV / "bin/python"
-    if python.exists():
-        return python
-    print(f"creating {FLOWER_VENV} with flwr[simulation] (pins its own Ray) ...", flush=True)
+    """Flower's own venv (created or completed here), or None when it cannot be installed."""
     try:
-        subprocess.run(["python3", "-m", "venv", str(FLOWER_VENV)], check=True)
-        subprocess.run(
-            [
-                str(python),
-                "-m",
-                "pip",
-                "install",
-                "-q",
-                f"flwr[simulation]=={FLOWER_VERSION}",
-                "numpy",
-            ],
-            check=True,
-            timeout=900,
-        )
+        return peer_python(FLOWER_VENV, "flwr", FLOWER_VERSION, extras="simulation")
     except (subprocess.SubprocessError, OSError) as exc:
         print(f"Flower could not be installed: {exc}")
         return None
-    return python
 
 
 def run_child(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional, cast
 
@@ -214,18 +215,21 @@ def _run(spec: object, address: str | None, detach: bool) -> None:
     from raypipe.serving.spec import ServiceSpec
 
     assert isinstance(spec, ServiceSpec)
+    _refuse_a_running_namesake(spec.data_dir, spec.name)
     runtime = serving.serving_runtime(spec, address)
     runtime.start()
-    record = ServiceRecord(
-        spec.name, spec.url, 0 if detach else os.getpid(), address, dict(spec.variants)
-    )
+    # Recorded before it can answer, so that from a client's first request on `serve stop`
+    # finds the process that owns it; recorded again, ready, once it is deployed.
+    pid = 0 if detach else os.getpid()
+    record = ServiceRecord(spec.name, spec.url, pid, address, dict(spec.variants), ready=False)
+    record.write(spec.data_dir)
+    deployed = False
     try:
         serving.deploy(spec)
-        direct = serving.direct_urls(spec)
-        record = ServiceRecord(
-            record.name, record.url, record.pid, address, record.variants, direct_urls=direct
-        )
+        record = replace(record, direct_urls=serving.direct_urls(spec), ready=True)
         record.write(spec.data_dir)
+        deployed = True
+        direct = record.direct_urls
         console.print(
             f"[green]serving[/] `{spec.name}` at {spec.url}/predict "
             f"(health: {spec.url}/healthz, metrics: {spec.url}/metrics)"
@@ -245,6 +249,27 @@ def _run(spec: object, address: str | None, detach: bool) -> None:
                 serving.delete(spec.name)
             finally:
                 runtime.stop()
+        elif not deployed:
+            record.remove(spec.data_dir)
+
+
+def _refuse_a_running_namesake(data_dir: str, name: str) -> None:
+    """Refuse to start service ``name`` while a recorded one of that name runs or answers.
+
+    Starting would overwrite its record, and stopping the new one would delete its app.
+    """
+    from raypipe.serving.record import list_records, probe, process_alive
+
+    for record in list_records(data_dir):
+        if record.name != name:
+            continue
+        owner = record.pid > 0 and process_alive(record.pid)
+        if owner or probe(record.url) is not None:
+            raise RaypipeError(
+                f"service `{name}` is already running at {record.url}"
+                + (f" (process {record.pid})" if owner else ""),
+                hint=f"stop it with `raypipe serve stop {name}`, or give this one `--name`",
+            )
 
 
 def _status(data_dir: str, name: str | None) -> None:
@@ -254,7 +279,7 @@ def _status(data_dir: str, name: str | None) -> None:
     table = Table("service", "url", "state", "variants", "replica ports")
     for record in records:
         health = probe(record.url)
-        state = "UP" if health else "DOWN"
+        state = "UP" if health else "STARTING" if record.starting else "DOWN"
         shown = health["variants"] if health else record.variants
         variants = ", ".join(
             f"{k}={v['version'] if isinstance(v, dict) else v}" for k, v in shown.items()

@@ -2,8 +2,10 @@
 
 ``<data_dir>/serving/<name>/service.json`` holds the URL, the process that owns the service
 (``raypipe serve`` in the foreground), the Ray address it runs on and the variants. It is
-written atomically once the service answers and removed when the owner stops it. ``status``
-asks the service itself (``GET /healthz``), so a record whose process died reads as ``DOWN``.
+written atomically before the service can answer (``ready`` false: from the first request a
+client can make, ``stop`` finds the owner), again once it is deployed, and removed when the owner
+stops it. ``status`` asks the service itself (``GET /healthz``): a record whose service does not
+answer reads ``STARTING`` while its owner is deploying it, ``DOWN`` otherwise.
 """
 
 from __future__ import annotations
@@ -31,7 +33,8 @@ class ServiceRecord:
     """Where service ``name`` runs and who owns it.
 
     ``direct_urls`` are the replicas' own ports (throughput mode): one hop less than ``url``,
-    but they change when a replica restarts, and ``url`` balances over replicas.
+    but they change when a replica restarts, and ``url`` balances over replicas. ``ready`` is
+    false while the owner is still deploying the service.
     """
 
     name: str
@@ -41,6 +44,12 @@ class ServiceRecord:
     variants: dict[str, str]
     started_at: float = field(default_factory=time.time)
     direct_urls: list[str] = field(default_factory=list)
+    ready: bool = True
+
+    @property
+    def starting(self) -> bool:
+        """Whether the service is still being deployed by a live owner."""
+        return not self.ready and self.pid > 0 and process_alive(self.pid)
 
     def write(self, data_dir: str) -> Path:
         path = record_path(data_dir, self.name)

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
@@ -67,6 +69,37 @@ def test_stop_signals_the_owner_and_removes_the_record(tmp_path: Path) -> None:
     assert list_records(str(tmp_path)) == []
     with pytest.raises(RaypipeError, match="no service `svc` is recorded"):
         ServiceRecord.read(str(tmp_path), "svc")
+
+
+def test_a_service_being_deployed_reads_starting_until_its_owner_is_gone(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    # `raypipe serve` records its service before it can answer (ready false), so that `stop`
+    # finds the owner from a client's first request on.
+    starting = ServiceRecord(
+        "svc", "http://127.0.0.1:9", os.getpid(), None, {"champion": "m"}, ready=False
+    )
+    starting.write(str(tmp_path))
+    assert _cli(["serve", "status", "--data-dir", str(tmp_path)]) == 0
+    assert "STARTING" in capsys.readouterr().out
+    owner = subprocess.Popen([sys.executable, "-c", "pass"])
+    owner.wait()
+    replace(starting, pid=owner.pid).write(str(tmp_path))  # its owner died while deploying
+    assert _cli(["serve", "status", "--data-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "DOWN" in out and "STARTING" not in out
+
+
+def test_a_second_service_of_a_running_name_is_refused_before_ray_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    running = ServiceRecord("fraud", "http://127.0.0.1:9", os.getpid(), None, {"champion": "m"})
+    running.write(str(tmp_path))
+    code = _cli(["serve", "models:/fraud@champion", "--data-dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code != 0 and "service `fraud` is already running" in err
+    assert f"process {os.getpid()}" in err and "--name" in err
+    assert ServiceRecord.read(str(tmp_path), "fraud") == running  # its record is untouched
 
 
 def test_switch_writes_the_control_state(tmp_path: Path) -> None:

@@ -42,7 +42,8 @@ test: $(STAMP) system-deps lint
 test-unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit -q
 
-# Every benchmark at full size, one after another (an hour or more on 2 cores); rewrites benchmarks/README.md's figures.
+# Every benchmark at full size, one after another (an hour or more on 2 cores); rewrites
+# benchmarks/README.md's figures.
 bench: $(STAMP) system-deps
 	$(BIN)/python benchmarks/run_all.py
 

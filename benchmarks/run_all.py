@@ -8,7 +8,7 @@ machine (CPU model, cores, memory) and the date. Each row's figures and targets 
 
 Usage::
 
-    python benchmarks/run_all.py                 # full sizes (an hour or more); rewrites the README table
+    python benchmarks/run_all.py                 # full sizes (an hour or more): rewrites the README
     python benchmarks/run_all.py --quick         # smoke sizes; writes results/figures.md only
     python benchmarks/run_all.py --render-only   # re-render the table from results/*.json
 

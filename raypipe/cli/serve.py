@@ -222,9 +222,9 @@ def _run(spec: object, address: str | None, detach: bool) -> None:
     # finds the process that owns it; recorded again, ready, once it is deployed.
     pid = 0 if detach else os.getpid()
     record = ServiceRecord(spec.name, spec.url, pid, address, dict(spec.variants), ready=False)
-    record.write(spec.data_dir)
     deployed = False
     try:
+        record.write(spec.data_dir)
         serving.deploy(spec)
         record = replace(record, direct_urls=serving.direct_urls(spec), ready=True)
         record.write(spec.data_dir)

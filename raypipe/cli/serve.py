@@ -222,20 +222,19 @@ def _run(spec: object, address: str | None, detach: bool) -> None:
     # finds the process that owns it; recorded again, ready, once it is deployed.
     pid = 0 if detach else os.getpid()
     record = ServiceRecord(spec.name, spec.url, pid, address, dict(spec.variants), ready=False)
-    deployed = False
     try:
         record.write(spec.data_dir)
         serving.deploy(spec)
         record = replace(record, direct_urls=serving.direct_urls(spec), ready=True)
         record.write(spec.data_dir)
-        deployed = True
-        direct = record.direct_urls
         console.print(
             f"[green]serving[/] `{spec.name}` at {spec.url}/predict "
             f"(health: {spec.url}/healthz, metrics: {spec.url}/metrics)"
         )
-        if direct:
-            console.print(f"replicas' own endpoints (one hop less): {', '.join(direct)}")
+        if record.direct_urls:
+            console.print(
+                f"replicas' own endpoints (one hop less): {', '.join(record.direct_urls)}"
+            )
         if detach:
             return
         console.print("Ctrl-C or `raypipe serve stop " + spec.name + "` stops it")
@@ -249,7 +248,7 @@ def _run(spec: object, address: str | None, detach: bool) -> None:
                 serving.delete(spec.name)
             finally:
                 runtime.stop()
-        elif not deployed:
+        elif not record.ready:  # a detached service that never came up leaves no record
             record.remove(spec.data_dir)
 
 
@@ -258,18 +257,18 @@ def _refuse_a_running_namesake(data_dir: str, name: str) -> None:
 
     Starting would overwrite its record, and stopping the new one would delete its app.
     """
-    from raypipe.serving.record import list_records, probe, process_alive
+    from raypipe.serving.record import ServiceRecord, probe
 
-    for record in list_records(data_dir):
-        if record.name != name:
-            continue
-        owner = record.pid > 0 and process_alive(record.pid)
-        if owner or probe(record.url) is not None:
-            raise RaypipeError(
-                f"service `{name}` is already running at {record.url}"
-                + (f" (process {record.pid})" if owner else ""),
-                hint=f"stop it with `raypipe serve stop {name}`, or give this one `--name`",
-            )
+    record = ServiceRecord.find(data_dir, name)
+    if record is None:
+        return
+    owner = record.owner_alive
+    if owner or probe(record.url) is not None:
+        raise RaypipeError(
+            f"service `{name}` is already running at {record.url}"
+            + (f" (process {record.pid})" if owner else ""),
+            hint=f"stop it with `raypipe serve stop {name}`, or give this one `--name`",
+        )
 
 
 def _status(data_dir: str, name: str | None) -> None:
@@ -293,7 +292,7 @@ def _stop(data_dir: str, name: str) -> None:
     from raypipe.serving.record import ServiceRecord, process_alive
 
     record = ServiceRecord.read(data_dir, name)
-    if record.pid and process_alive(record.pid):
+    if record.owner_alive:
         # SIGINT, as Ctrl-C: the owner deletes the app and shuts Ray down (Ray logs a stack for
         # SIGTERM).
         os.kill(record.pid, signal.SIGINT)

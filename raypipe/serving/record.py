@@ -47,9 +47,14 @@ class ServiceRecord:
     ready: bool = True
 
     @property
+    def owner_alive(self) -> bool:
+        """Whether the process that owns the service (``raypipe serve`` in the foreground) runs."""
+        return self.pid > 0 and process_alive(self.pid)
+
+    @property
     def starting(self) -> bool:
         """Whether the service is still being deployed by a live owner."""
-        return not self.ready and self.pid > 0 and process_alive(self.pid)
+        return not self.ready and self.owner_alive
 
     def write(self, data_dir: str) -> Path:
         path = record_path(data_dir, self.name)
@@ -60,16 +65,25 @@ class ServiceRecord:
         return path
 
     @classmethod
-    def read(cls, data_dir: str, name: str) -> ServiceRecord:
-        path = record_path(data_dir, name)
+    def find(cls, data_dir: str, name: str) -> ServiceRecord | None:
+        """The record of service ``name``, or None when none is recorded."""
         try:
-            return cls(**json.loads(path.read_text()))
+            return cls(**json.loads(record_path(data_dir, name).read_text()))
         except FileNotFoundError:
+            return None
+
+    @classmethod
+    def read(cls, data_dir: str, name: str) -> ServiceRecord:
+        """The record of service ``name``; a clear error naming the recorded ones if none."""
+        record = cls.find(data_dir, name)
+        if record is None:
             known = ", ".join(f"`{r.name}`" for r in list_records(data_dir)) or "none"
             raise RaypipeError(
-                f"no service `{name}` is recorded under `{path.parent.parent}` (running: {known})",
+                f"no service `{name}` is recorded under "
+                f"`{record_path(data_dir, name).parent.parent}` (running: {known})",
                 hint="start one with `raypipe serve models:/NAME@ALIAS`, or pass its `--data-dir`",
-            ) from None
+            )
+        return record
 
     def remove(self, data_dir: str) -> None:
         record_path(data_dir, self.name).unlink(missing_ok=True)

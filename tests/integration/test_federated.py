@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pytest
 
@@ -15,6 +17,9 @@ from raypipe.federated.simulation import (
 )
 from raypipe.federated.strategies import FedAvg
 from tests.support.waiting import wait_until
+
+if TYPE_CHECKING:
+    from raypipe.engine.federation import RayFederation
 
 pytestmark = [pytest.mark.ray, pytest.mark.slow]
 
@@ -84,12 +89,12 @@ def test_a_dead_or_late_actor_leaves_its_clients_out_and_comes_back(ray_runtime)
     assert result.final_test["auc"] > 0.7
 
 
-def _wait_until_every_actor_answers(backend: object) -> None:
+def _wait_until_every_actor_answers(backend: RayFederation) -> None:
     from ray.exceptions import RayError
 
     def answers() -> bool:
         try:
-            backend.wait_ready()  # type: ignore[attr-defined]
+            backend.wait_ready()
         except RayError:  # still restarting
             return False
         return True

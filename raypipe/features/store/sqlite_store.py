@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import sqlite3
+import time
 from collections.abc import Sequence
 
 from raypipe.features.store.online import (
@@ -41,6 +42,26 @@ WHERE (excluded.event_ts, excluded.created_ts) > (online_values.event_ts, online
 """
 #: SQLite's default bound-parameter limit is 32766; stay well below it.
 _READ_CHUNK = 30_000
+#: How long a writer waits for another's lock before it fails.
+_BUSY_TIMEOUT_S = 60.0
+
+
+def _enable_wal(db: sqlite3.Connection) -> None:
+    """Put the file in WAL mode (it persists in the file), waiting like any other lock.
+
+    Switching the journal mode takes an exclusive lock for which SQLite does not call the busy
+    handler: two processes opening a new file at once (two materialize tasks) get "database is
+    locked" at once -- 18 of 120 openings in a test of two processes racing on fresh files.
+    """
+    deadline = time.monotonic() + _BUSY_TIMEOUT_S
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 class SqliteOnlineStore:
@@ -49,8 +70,10 @@ class SqliteOnlineStore:
     def __init__(self, path: str) -> None:
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         self.path = path
-        self._db = sqlite3.connect(path, timeout=60, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db = sqlite3.connect(
+            path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+        )
+        _enable_wal(self._db)
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
 

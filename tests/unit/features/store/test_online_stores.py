@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -197,3 +198,37 @@ def test_sqlite_keeps_rows_whatever_the_expiry(tmp_path) -> None:
         assert value.status is Status.OUTSIDE_MAX_AGE
     finally:
         store.close()
+
+
+def _open_and_write(path: str, start: Any, errors: Any, entity: str) -> None:
+    from raypipe.features.store.sqlite_store import SqliteOnlineStore
+
+    start.wait()
+    try:
+        SqliteOnlineStore(path).write("v", [OnlineRow(entity, 1, 1, "{}")])
+    except Exception as exc:  # reported to the test, which names it
+        errors.put(repr(exc))
+
+
+def test_two_processes_opening_a_new_sqlite_store_at_once_both_write(tmp_path) -> None:
+    # Two materialize tasks open the same new file at once. Switching it to WAL takes a lock for
+    # which SQLite calls no busy handler: without waiting for it, about one opening in seven
+    # failed with "database is locked".
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    errors = context.Queue()
+    for trial in range(20):
+        path = str(tmp_path / f"online-{trial}.sqlite")
+        start = context.Barrier(2)
+        writers = [
+            context.Process(target=_open_and_write, args=(path, start, errors, str(k)))
+            for k in range(2)
+        ]
+        for writer in writers:
+            writer.start()
+        for writer in writers:
+            writer.join(60)
+        assert errors.empty(), errors.get()
+        rows = open_store(StoreConfig("sqlite", path=path)).read("v", ["0", "1"])
+        assert [row.status for row in rows] == [Status.PRESENT, Status.PRESENT]

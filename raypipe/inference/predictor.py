@@ -3,7 +3,9 @@
 A plain callable class: unit tests call it directly, and Ray runs it unchanged inside a
 long-lived actor (the shape of Ray Data's ``map_batches(Predictor, ...)``). Arrow columns go to
 one F-ordered float32 matrix with a single memcpy per column (a float32 column without nulls is
-viewed, not converted), then ``Booster.inplace_predict`` with ``nthread`` threads.
+viewed, not converted), then ``Booster.inplace_predict`` with ``nthread`` threads. Scoring a
+batch reuses its thread's matrix of the previous batch: a fresh one is fresh memory, which the
+kernel zeroes page by page before the copy writes it.
 
 Missing values: nulls and NaNs in feature columns are allowed and mean "missing", which XGBoost
 routes down each tree's default branch, exactly as in training. Integer and boolean feature
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -115,6 +118,7 @@ class Predictor:
         self._booster: Any = None
         self._sklearn: Any = None
         self._openmp: Any = None
+        self._scratch = threading.local()  # per scoring thread: the matrix batches are copied into
         self._preprocessor: TablePreprocessor | None = None
         self._encoding = "native"
         self.categorical_: tuple[str, ...] = ()
@@ -177,17 +181,27 @@ class Predictor:
             names.append(f"{SHAP_PREFIX}bias")
         return names
 
-    def feature_matrix(self, batch: pa.Table | pa.RecordBatch) -> np.ndarray:
+    def feature_matrix(
+        self, batch: pa.Table | pa.RecordBatch, *, reuse: bool = False
+    ) -> np.ndarray:
         """The batch's feature columns as one F-ordered float32 matrix (one copy per column).
 
+        With ``reuse`` the matrix is this thread's scratch matrix, overwritten by its next call
+        with ``reuse``: for a caller that is done with it before then (:meth:`__call__`).
         A raypipe-trained model with an encoding state applies that state instead (categoricals
         as codes or target means, exactly as in training).
         """
         if self._preprocessor is not None:
             table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
             return self._preprocessor.transform(table, self._encoding).values
-        rows = batch.num_rows
-        matrix = np.empty((rows, len(self.feature_names_)), dtype=np.float32, order="F")
+        shape = (batch.num_rows, len(self.feature_names_))
+        size = shape[0] * shape[1]
+        cells = getattr(self._scratch, "cells", None) if reuse else None
+        if cells is None or cells.size < size:  # grows to the largest batch, then stays
+            cells = np.empty(size, dtype=np.float32)
+            if reuse:
+                self._scratch.cells = cells
+        matrix = cells[:size].reshape(shape, order="F")  # a prefix: F-contiguous, any row count
         for index, name in enumerate(self.feature_names_):
             column = batch.column(name)
             if column.type != pa.float32():
@@ -241,7 +255,7 @@ class Predictor:
 
     def __call__(self, batch: pa.Table | pa.RecordBatch) -> pa.Table:
         """Score a batch: its id columns, then ``score`` (then the SHAP columns)."""
-        matrix = self.feature_matrix(batch)
+        matrix = self.feature_matrix(batch, reuse=True)  # scores and contributions are copies
         scores = self.predict(matrix)
         columns: dict[str, Any] = {name: batch.column(name) for name in self.id_columns}
         if scores.ndim == 1:

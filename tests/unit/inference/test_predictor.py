@@ -41,6 +41,25 @@ def test_scores_match_a_fresh_dmatrix_and_keep_id_columns(model_path: Path) -> N
     np.testing.assert_allclose(scored["score"].to_numpy(), _oracle(model_path, table), rtol=1e-6)
 
 
+def test_batches_of_any_size_and_threads_at_once_score_like_fresh_matrices(
+    model_path: Path,
+) -> None:
+    """__call__ copies each batch into its thread's reused matrix: a smaller batch after a
+    larger one, a larger one after it, and two threads at once each score exactly their rows."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    predictor = Predictor(read_model(str(model_path)), id_columns=("player_id",))
+    tables = [make_table(rows, seed=rows) for rows in (700, 300, 900, 300)]
+    expected = [predictor.predict(predictor.feature_matrix(table)) for table in tables]
+    for table, scores in zip(tables, expected, strict=True):
+        np.testing.assert_array_equal(predictor(table)["score"].to_numpy(), scores)
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for _ in range(20):
+            got = list(pool.map(lambda t: predictor(t)["score"].to_numpy(), tables))
+            for scores, want in zip(got, expected, strict=True):
+                np.testing.assert_array_equal(scores, want)
+
+
 def test_json_and_ubj_models_score_the_same(tmp_path: Path) -> None:
     json_path = train_model(tmp_path / "model.json")
     ubj_path = train_model(tmp_path / "model.ubj")

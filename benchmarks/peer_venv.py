@@ -27,7 +27,7 @@ def peer_python(
     install fails or runs past ``timeout_s``; callers decide whether the peer is then skipped.
     """
     python = venv / "bin" / "python"
-    if python.exists() and installed_version(python, distribution) == version:
+    if python.exists() and _installed_version(python, distribution) == version:
         return python
     started = time.perf_counter()
     requirement = f"{distribution}{f'[{extras}]' if extras else ''}=={version}"
@@ -43,7 +43,7 @@ def peer_python(
     return python
 
 
-def installed_version(python: Path, distribution: str) -> str | None:
+def _installed_version(python: Path, distribution: str) -> str | None:
     """The version of ``distribution`` installed for ``python``, or None."""
     probe = (
         "import importlib.metadata as m, sys\n"

@@ -289,7 +289,7 @@ def _status(data_dir: str, name: str | None) -> None:
 
 
 def _stop(data_dir: str, name: str) -> None:
-    from raypipe.serving.record import ServiceRecord, process_alive
+    from raypipe.serving.record import ServiceRecord
 
     record = ServiceRecord.read(data_dir, name)
     if record.owner_alive:
@@ -297,9 +297,9 @@ def _stop(data_dir: str, name: str) -> None:
         # SIGTERM).
         os.kill(record.pid, signal.SIGINT)
         deadline = time.monotonic() + 120
-        while process_alive(record.pid) and time.monotonic() < deadline:
+        while record.owner_alive and time.monotonic() < deadline:
             time.sleep(0.5)
-        if process_alive(record.pid):
+        if record.owner_alive:
             raise RaypipeError(
                 f"service `{name}` (process {record.pid}) did not stop within 120 s",
                 hint=f"look at that process; `kill -INT {record.pid}` interrupts it",

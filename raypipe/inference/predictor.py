@@ -195,13 +195,10 @@ class Predictor:
             table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
             return self._preprocessor.transform(table, self._encoding).values
         shape = (batch.num_rows, len(self.feature_names_))
-        size = shape[0] * shape[1]
-        cells = getattr(self._scratch, "cells", None) if reuse else None
-        if cells is None or cells.size < size:  # grows to the largest batch, then stays
-            cells = np.empty(size, dtype=np.float32)
-            if reuse:
-                self._scratch.cells = cells
-        matrix = cells[:size].reshape(shape, order="F")  # a prefix: F-contiguous, any row count
+        if reuse:
+            matrix = self._scratch_matrix(shape)
+        else:
+            matrix = np.empty(shape, dtype=np.float32, order="F")
         for index, name in enumerate(self.feature_names_):
             column = batch.column(name)
             if column.type != pa.float32():
@@ -210,6 +207,16 @@ class Predictor:
                 column = column.chunk(0)
             matrix[:, index] = column.to_numpy(zero_copy_only=False)
         return matrix
+
+    def _scratch_matrix(self, shape: tuple[int, int]) -> np.ndarray:
+        """This thread's F-ordered matrix of ``shape``: a prefix of cells that grow to the
+        largest batch and then stay (F-contiguous for any row count, so a file's short last
+        batch takes no new memory)."""
+        size = shape[0] * shape[1]
+        cells = getattr(self._scratch, "cells", None)
+        if cells is None or cells.size < size:
+            cells = self._scratch.cells = np.empty(size, dtype=np.float32)
+        return cells[:size].reshape(shape, order="F")
 
     def _threads(self) -> Any:
         """Let OpenMP use ``nthread`` threads for the call (restored afterwards).

@@ -70,6 +70,19 @@ def test_json_and_ubj_models_score_the_same(tmp_path: Path) -> None:
     assert read_model(str(json_path)).format == "xgboost-json"
 
 
+def test_a_json_model_loaded_again_scores_as_xgboost_loads_it(tmp_path: Path) -> None:
+    """A process parses a JSON model once and loads it again from XGBoost's binary form."""
+    json_path = train_model(tmp_path / "model.json", seed=3)
+    blob = read_model(str(json_path))
+    table = make_table(200)
+    first, again = Predictor(blob), Predictor(blob, nthread=2)
+    direct = xgb.Booster(model_file=str(json_path))
+    assert first.feature_names_ == again.feature_names_ == tuple(direct.feature_names or ())
+    want = direct.inplace_predict(first.feature_matrix(table)).astype(np.float32)
+    np.testing.assert_array_equal(first(table)["score"].to_numpy(), want)
+    np.testing.assert_array_equal(again(table)["score"].to_numpy(), want)
+
+
 @settings(max_examples=25, deadline=None)
 @given(
     values=st.lists(

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from raypipe.errors import DatasetNotCommittedError, SchemaError
@@ -380,7 +381,7 @@ def _partitions(
 
 
 def _parquet_bytes(table: pa.Table, schema_text: bytes) -> bytes:
-    dictionary = [field.name for field in table.schema if not pa.types.is_floating(field.type)]
+    dictionary = _dictionary_columns(table)
     metadata = dict(table.schema.metadata or {})
     metadata[SCHEMA_KEY] = schema_text
     sink = io.BytesIO()
@@ -405,3 +406,31 @@ def _schema_of(fs: Any, root: str, entry: FileEntry) -> pa.Schema:
 
 def _safe(text: str) -> str:
     return "".join(char if char.isalnum() or char in "-_" else "_" for char in text)
+
+
+# how many first rows of a column decide whether it is worth a dictionary
+_DICTIONARY_SAMPLE_ROWS = 4096
+
+
+def _dictionary_columns(table: pa.Table) -> list[str]:
+    """The columns written with a dictionary: those whose values repeat.
+
+    Floats rarely repeat, so never. Other columns by their first ``_DICTIONARY_SAMPLE_ROWS``
+    values: where most of them are distinct (ids), Arrow's writer would build a dictionary until
+    it passes its 1 MB page limit and then write the rest plain anyway -- 250,000 unique int64
+    ids took 22 ms and 1.41 MB that way, against 9 ms and 1.15 MB plain (2026-12-07), and the
+    scores ``raypipe infer`` writes carry such ids. Counting the sample's distinct values costs
+    ~0.2 ms a column.
+    """
+    names = []
+    for field in table.schema:
+        if pa.types.is_floating(field.type):
+            continue
+        sample = table.column(field.name).slice(0, _DICTIONARY_SAMPLE_ROWS)
+        try:
+            distinct = pc.count_distinct(sample).as_py()
+        except pa.ArrowNotImplementedError:  # nested types: Arrow's writer decides, as before
+            distinct = 0
+        if distinct <= len(sample) // 2:
+            names.append(field.name)
+    return names

@@ -63,6 +63,30 @@ def test_files_are_zstd_without_dictionary_on_floats(tmp_path: Path) -> None:
     assert not any("DICTIONARY" in enc for enc in columns["score"].encodings)
 
 
+def test_columns_whose_values_repeat_get_a_dictionary_and_unique_ids_do_not(
+    tmp_path: Path,
+) -> None:
+    rows = 10_000
+    table = pa.table(
+        {
+            "player_id": pa.array(range(10**9, 10**9 + rows), pa.int64()),
+            "level": pa.array([i % 7 for i in range(rows)], pa.int64()),
+            "country": pa.array([("de", "fr", "jp")[i % 3] for i in range(rows)]),
+            "name": pa.array([f"player-{i}" for i in range(rows)]),
+        }
+    )
+    manifest = write_dataset(str(tmp_path / "ds"), table)
+    metadata = pq.ParquetFile(tmp_path / "ds" / manifest.files[0].path).metadata
+    dictionary = {
+        metadata.schema.column(i).name: any(
+            "DICTIONARY" in encoding for encoding in metadata.row_group(0).column(i).encodings
+        )
+        for i in range(metadata.num_columns)
+    }
+    assert dictionary == {"player_id": False, "level": True, "country": True, "name": False}
+    assert read_dataset(str(tmp_path / "ds")).equals(table)
+
+
 def test_large_partition_is_split_by_target_file_bytes(tmp_path: Path) -> None:
     table = pa.table({"x": pa.array(range(10_000), pa.int64())})
     manifest = write_dataset(str(tmp_path / "ds"), table, target_file_bytes=20_000)

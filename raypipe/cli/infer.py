@@ -209,13 +209,15 @@ def _start_up_kept() -> Iterator[None]:
     What start-up makes (the imports, XGBoost's and the scikit-learn it imports among them, some
     150,000 objects) lives as long as the command. Frozen, no collection scans it again: the
     first one after XGBoost's import took 70-80 ms, and ``raypipe infer`` on 1,000 rows took
-    1.47-1.52 s instead of 1.76-1.88 s (2 CPUs, 2026-12-07).
+    1.47-1.52 s instead of 1.76-1.88 s (2 CPUs, 2026-12-07). :func:`raypipe.cli.main.main`
+    unfreezes when the command ends; a caller's own freeze is left as it is (nothing is added).
     """
-    enabled = gc.isenabled()
+    enabled, caller_froze = gc.isenabled(), gc.get_freeze_count() > 0
     gc.disable()
     try:
         yield
     finally:
-        gc.freeze()
+        if not caller_froze:
+            gc.freeze()
         if enabled:
             gc.enable()

@@ -283,7 +283,7 @@ class Predictor:
         return pa.table(columns)
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=1)  # one model's binary form: a process scores with one at a time
 def _parsed_binary(data: bytes) -> bytes:
     import xgboost as xgb
 
@@ -295,11 +295,12 @@ def _xgboost_binary(model: ModelBlob) -> bytearray:
 
     A process loads the same model more than once (``raypipe infer`` checks it, reads its output
     names, then scores with it): a 1.2 MB JSON model parses in ~30 ms, its binary form in ~2.
-    Keyed by the model's bytes; each load still makes its own Booster.
+    Keyed by the model's bytes (the last model only, so a long-lived process that moves to a new
+    version holds no old one); each load still makes its own Booster.
     """
     if model.format != "xgboost-json":
         return bytearray(model.data)
-    return bytearray(_parsed_binary(model.data))
+    return bytearray(_parsed_binary(bytes(model.data)))
 
 
 def _import_xgboost() -> Any:

@@ -56,6 +56,7 @@ from pathlib import Path
 
 import numpy as np
 from peer_venv import peer_python
+from run_all import describe_machine
 
 HERE = Path(__file__).resolve()
 ROOT = HERE.parents[1]
@@ -378,7 +379,7 @@ def main() -> None:
         "rows": rows,
         "clients": args.clients,
         "rounds": rounds,
-        "machine": "2 vCPU AMD EPYC, 24 GiB, shared with other engineers",
+        "machine": describe_machine(),
         "partitions": {},
     }
     with tempfile.TemporaryDirectory() as tmp:

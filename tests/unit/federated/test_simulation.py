@@ -205,22 +205,3 @@ def test_secure_and_homomorphic_together_is_a_spec_error():
     spec = FederationSpec(rounds=1, secure_aggregation=SecAggConfig(), homomorphic=HeConfig())
     with pytest.raises(SpecError, match="choose one"):
         run_federation(_federation(x, y, partition_iid(len(y), 3)), FedAvg(), spec, np.zeros(6))
-
-
-def test_rounds_freeze_the_older_heap_only_while_they_run_and_respect_a_callers_freeze():
-    import gc
-
-    from raypipe.federated.simulation import _young_objects_only
-
-    assert gc.get_freeze_count() == 0
-    with _young_objects_only():
-        assert gc.get_freeze_count() > 0  # the process's objects are out of the collector's way
-    assert gc.get_freeze_count() == 0  # and back after the rounds
-    gc.freeze()
-    try:
-        frozen = gc.get_freeze_count()
-        with _young_objects_only():
-            pass
-        assert gc.get_freeze_count() == frozen  # a caller's own freeze is not undone
-    finally:
-        gc.unfreeze()

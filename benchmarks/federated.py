@@ -56,7 +56,6 @@ from pathlib import Path
 
 import numpy as np
 from peer_venv import peer_python
-from run_all import describe_machine
 
 HERE = Path(__file__).resolve()
 ROOT = HERE.parents[1]
@@ -367,6 +366,8 @@ def main() -> None:
             out = fn(args.data, args.partition, args.rounds)
         print("RESULT " + json.dumps(out), flush=True)
         return
+    # not at the top: each child is a timed whole process and has no use for it (~60 ms)
+    from run_all import describe_machine
 
     rows = args.rows or (40_000 if args.quick else 200_000)
     if args.partitions is None:
